@@ -1,0 +1,97 @@
+"""Training pairs (x, x+): random 1 s segments of a set of audio signals and their distorted views.
+
+``sample_pairs`` is a pure function of its inputs and the generator passed in, so a training step's
+batch depends only on (seed, step): resuming from a checkpoint replays the same data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+__all__ = ["AUDIO_SUFFIXES", "list_audio_files", "load_sources", "sample_pairs"]
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
+
+
+def list_audio_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand files and directories (searched recursively for ``AUDIO_SUFFIXES``) into a sorted file list."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or directory")
+    return out
+
+
+def load_sources(
+    items: Sequence[str | os.PathLike | np.ndarray], *, sample_rate: int = 16000, min_s: float = 1.1
+) -> list[np.ndarray]:
+    """Audio arrays (T,) float32 from arrays and/or paths (directories expanded), keeping those >= ``min_s``.
+
+    Files that fail to decode are skipped with a warning on stderr.
+    """
+    import sys
+
+    from .io import load_audio
+
+    arrays: list[np.ndarray] = []
+    paths = [x for x in items if not isinstance(x, np.ndarray)]
+    for x in items:
+        if isinstance(x, np.ndarray):
+            if x.ndim != 1:
+                raise ValueError(f"audio array: expected shape (T,), got {x.shape}")
+            arrays.append(np.ascontiguousarray(x, dtype=np.float32))
+    for f in list_audio_files(paths):
+        try:
+            arrays.append(load_audio(f, sample_rate=sample_rate))
+        except ValueError as e:  # AudioDecodeError
+            print(f"warning: skipping {f}: {e}", file=sys.stderr)
+    return [a for a in arrays if len(a) >= int(min_s * sample_rate)]
+
+
+def sample_pairs(
+    sources: Sequence[np.ndarray],
+    n: int,
+    *,
+    rng: np.random.Generator,
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+    window: int = 16000,
+    max_offset: int = 800,
+    min_rms_db: float = -50.0,
+    tries: int = 8,
+) -> tuple[np.ndarray, np.ndarray]:
+    """n pairs of windows: x (n, window) clean, x_pos (n, window) its distorted view.
+
+    x is a random ``window``-sample segment (sources picked with probability proportional to length).
+    x_pos is cut from the same source up to ``max_offset`` samples away (800 = 50 ms, paper 4.4), so
+    the offset brings in real neighbouring audio rather than zeros, then the batch goes through
+    ``augment(views (n, window), rng) -> (n, window)``. Segments quieter than ``min_rms_db`` dBFS are
+    re-drawn (up to ``tries`` times): silence carries no identity and only confuses the batch.
+    """
+    if not sources:
+        raise ValueError("sources: expected at least one audio array, got none")
+    lengths = np.array([len(s) for s in sources], dtype=np.float64)
+    if (lengths < window).any():
+        raise ValueError(f"sources: expected every array >= {window} samples, got min {int(lengths.min())}")
+    p = lengths / lengths.sum()
+    x = np.empty((n, window), np.float32)
+    views = np.empty((n, window), np.float32)
+    for i in range(n):
+        for _ in range(tries):
+            src = sources[rng.choice(len(sources), p=p)]
+            start = int(rng.integers(0, len(src) - window + 1))
+            seg = src[start : start + window]
+            if 10 * np.log10(np.mean(np.square(seg, dtype=np.float64)) + 1e-20) >= min_rms_db:
+                break
+        lo, hi = max(0, start - max_offset), min(len(src) - window, start + max_offset)
+        shifted = int(rng.integers(lo, hi + 1))
+        x[i] = seg
+        views[i] = src[shifted : shifted + window]
+    return x, np.asarray(augment(views, rng), dtype=np.float32)

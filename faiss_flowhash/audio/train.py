@@ -1,0 +1,396 @@
+"""Training of the audio fingerprinter (paper 3.1-3.2, A.3.3): encoder pre-training, then the flow.
+
+1. Pre-training: random 1 s segments x and distorted views x+ (noise, reverb, offset), log-Mel,
+   encoder F_theta and projection head F_phi trained with contrastive + triplet loss (eq. 3), Adam.
+   Checkpoints (model, optimizer, step, config, RNG state) every ``checkpoint_every`` steps; a run
+   resumes from the last one. A step's batch depends only on (seed, step), so a resumed run sees
+   the same data as an uninterrupted one.
+2. Flow: the frozen encoder fingerprints fresh pairs (e, e+); the FlowQuantizer (projection + RealNVP)
+   is trained on them with e+ as positives.
+3. The encoder, head and quantizer are saved as one Fingerprinter model file.
+
+CLI: ``python -m faiss_flowhash.audio.train --audio DIR --synthetic-music 40 --out model.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .encoder import EncoderConfig, ProjectionHead, TransformerEncoder, encoder_config
+from .losses import pretrain_loss
+from .melspec import log_mel
+from .pairs import load_sources, sample_pairs
+
+__all__ = [
+    "TrainConfig",
+    "Augment",
+    "pretrain",
+    "fingerprint_pairs",
+    "train_quantizer",
+    "save_checkpoint",
+    "load_checkpoint",
+    "default_augment",
+    "synthetic_sources",
+    "add_train_arguments",
+    "run_train",
+    "main",
+]
+
+CHECKPOINT_FORMAT = "faiss-flowhash-train-checkpoint"
+CHECKPOINT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+
+Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]  # (T,) clean -> (T,) distorted
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings; defaults are the paper's where it gives one (A.3.2-A.3.3).
+
+    encoder: preset name or EncoderConfig ("small"). K: projection size / hash bits (16).
+    proj_hidden: projection head hidden size (512). batch_pairs: M pairs per step (512).
+    steps: pre-training steps (10000). lr: Adam learning rate (1e-4). tau: temperature (0.1).
+    triplet_weight: weight of eq. 2 in eq. 3 (1.0). max_offset_s: time offset of x+ (0.05 s).
+    checkpoint_every: steps between checkpoints (500). seed: everything random derives from it (0).
+    flow_pairs: (e, e+) pairs the flow is trained on (20000). quantizer: keyword arguments of the
+    FlowQuantizer's QuantizerConfig ({} = its defaults).
+    """
+
+    encoder: EncoderConfig | str = "small"
+    K: int = 16
+    proj_hidden: int = 512
+    batch_pairs: int = 512
+    steps: int = 10000
+    lr: float = 1e-4
+    tau: float = 0.1
+    triplet_weight: float = 1.0
+    max_offset_s: float = 0.05
+    checkpoint_every: int = 500
+    seed: int = 0
+    flow_pairs: int = 20000
+    quantizer: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "encoder", encoder_config(self.encoder))
+        for name in ("K", "proj_hidden", "batch_pairs", "steps", "checkpoint_every", "flow_pairs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"TrainConfig.{name}: expected a positive int, got {v!r}")
+        if self.batch_pairs < 2:
+            raise ValueError(f"TrainConfig.batch_pairs: expected >= 2 (negatives come from the batch), got {self.batch_pairs}")
+        for name in ("lr", "tau"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"TrainConfig.{name}: expected a positive float, got {v!r}")
+        if not isinstance(self.triplet_weight, (int, float)) or self.triplet_weight < 0:
+            raise ValueError(f"TrainConfig.triplet_weight: expected a float >= 0, got {self.triplet_weight!r}")
+        if not isinstance(self.max_offset_s, (int, float)) or not 0 <= self.max_offset_s <= 0.5:
+            raise ValueError(f"TrainConfig.max_offset_s: expected seconds in [0, 0.5], got {self.max_offset_s!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"TrainConfig.seed: expected an int >= 0, got {self.seed!r}")
+        if not isinstance(self.quantizer, dict):
+            raise TypeError(f"TrainConfig.quantizer: expected a dict, got {type(self.quantizer).__name__}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["encoder"] = self.encoder.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["encoder"] = EncoderConfig.from_dict(d["encoder"])
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str | os.PathLike, *, encoder, head, optimizer, step: int, config: TrainConfig, history) -> None:
+    """Write a resumable checkpoint atomically (a killed write leaves the previous one intact)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "step": int(step),
+        "config": config.to_dict(),
+        "encoder": encoder.state_dict(),
+        "head": head.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "history": [list(map(float, h)) for h in history],
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint written by ``save_checkpoint``; ValueError if it is not one (or another version)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not our file"
+        raise ValueError(f"{path}: not a training checkpoint ({e.__class__.__name__}: {e})") from e
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: expected format {CHECKPOINT_FORMAT!r}, got {state.get('format') if isinstance(state, dict) else type(state).__name__!r}")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: expected checkpoint version {CHECKPOINT_VERSION}, got {state.get('version')!r}")
+    return state
+
+
+# ----------------------------------------------------------------------------- pre-training
+
+
+def _windows_to_mel(x: np.ndarray, device) -> torch.Tensor:
+    return log_mel(torch.from_numpy(x).to(device))  # (B, 64, 100)
+
+
+def pretrain(
+    sources: Sequence[np.ndarray],
+    config: TrainConfig,
+    *,
+    augment: Augment,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    max_steps: int | None = None,
+) -> tuple[TransformerEncoder, ProjectionHead, list[tuple[float, float, float]]]:
+    """Pre-train encoder + projection head on pairs drawn from ``sources`` ((T,) float32 arrays at 16 kHz).
+
+    Returns (encoder in eval mode, head, history of (total, contrastive, triplet) per step).
+    ``resume=True`` continues from ``checkpoint_dir/checkpoint.pt`` when it exists. ``max_steps``
+    stops early after that many steps of this call (for tests and time budgets); the checkpoint then
+    holds the step reached.
+    """
+    from tqdm.auto import tqdm
+
+    c = config
+    torch.manual_seed(c.seed)
+    encoder = TransformerEncoder(c.encoder).to(device)
+    head = ProjectionHead(c.encoder.out_dim, c.K, hidden=c.proj_hidden).to(device)
+    params = list(encoder.parameters()) + list(head.parameters())
+    optimizer = torch.optim.Adam(params, lr=c.lr)
+    step, history = 0, []
+    ckpt = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if resume and ckpt is not None and ckpt.exists():
+        state = load_checkpoint(ckpt)
+        saved = TrainConfig.from_dict(state["config"])
+        if saved.encoder != c.encoder or saved.K != c.K or saved.proj_hidden != c.proj_hidden:
+            raise ValueError(f"{ckpt}: expected a checkpoint of encoder {c.encoder}, K={c.K}, found {saved.encoder}, K={saved.K}")
+        encoder.load_state_dict(state["encoder"])
+        head.load_state_dict(state["head"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        step, history = state["step"], [tuple(h) for h in state["history"]]
+    end = c.steps if max_steps is None else min(c.steps, step + max_steps)
+    max_offset = int(round(c.max_offset_s * 16000))
+    encoder.train()
+    head.train()
+    bar = tqdm(total=c.steps, initial=step, disable=not progress, desc="pretrain", dynamic_ncols=True)
+    while step < end:
+        rng = np.random.default_rng([c.seed, step])
+        x, x_pos = sample_pairs(sources, c.batch_pairs, rng=rng, augment=augment, max_offset=max_offset)
+        mel = _windows_to_mel(np.concatenate([x, x_pos]), device)  # (2M, 64, 100)
+        e = encoder(mel)  # (2M, d)
+        y = head(e)  # (2M, K)
+        M = c.batch_pairs
+        loss, lc, lt = pretrain_loss(e[:M], e[M:], y[:M], y[M:], tau=c.tau, triplet_weight=c.triplet_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        history.append((loss.item(), lc.item(), lt.item()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", con=f"{lc.item():.3f}", tri=f"{lt.item():.3f}")
+        if ckpt is not None and (step % c.checkpoint_every == 0 or step == end):
+            save_checkpoint(ckpt, encoder=encoder, head=head, optimizer=optimizer, step=step, config=c, history=history)
+    bar.close()
+    return encoder.eval(), head.eval(), history
+
+
+@torch.inference_mode()
+def fingerprint_pairs(
+    encoder: TransformerEncoder,
+    sources: Sequence[np.ndarray],
+    n: int,
+    *,
+    augment: Augment,
+    seed: int = 0,
+    max_offset_s: float = 0.05,
+    batch_size: int = 512,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fingerprints of n fresh pairs with the frozen encoder: e (n, d), e_pos (n, d) float32."""
+    encoder.eval()
+    rng = np.random.default_rng([seed, 1 << 31])  # a stream no pre-training step uses
+    e, e_pos = [], []
+    for lo in range(0, n, batch_size):
+        x, x_pos = sample_pairs(sources, min(batch_size, n - lo), rng=rng, augment=augment,
+                                max_offset=int(round(max_offset_s * 16000)))
+        e.append(encoder(_windows_to_mel(x, device)).cpu().numpy())
+        e_pos.append(encoder(_windows_to_mel(x_pos, device)).cpu().numpy())
+    return np.concatenate(e), np.concatenate(e_pos)
+
+
+def train_quantizer(e: np.ndarray, e_pos: np.ndarray, *, K: int = 16, quantizer: dict | None = None):
+    """Train the lead's FlowQuantizer on fingerprints e (n, d) with positives e_pos (n, d); returns it."""
+    from ..quantizer import FlowQuantizer, QuantizerConfig
+
+    q = FlowQuantizer(e.shape[1], K=K, config=QuantizerConfig(**(quantizer or {})))
+    q.train(e, x_pos=e_pos)
+    return q
+
+
+# ----------------------------------------------------------------------------- augmentation and data
+
+
+def default_augment(*, seed: int = 0, n_noises: int = 32, n_rirs: int = 32) -> Augment:
+    """The paper's distortions (4.4) with the train split of the generated noise and room banks.
+
+    The time offset is left to ``sample_pairs`` (it cuts x+ from the source up to 50 ms away), so the
+    Augmenter's own offset, which fills with zeros, is off. The returned function uses the generator
+    it is given, so a batch depends only on that generator.
+    """
+    from .augment import AugmentConfig, Augmenter
+    from .noise import noise_bank
+    from .rooms import rir_bank
+
+    aug = Augmenter(
+        noise_bank(seed=seed, n_clips=n_noises, split="train"),
+        rir_bank(seed=seed, n=n_rirs, split="train"),
+        config=AugmentConfig(p_offset=0.0),
+        seed=seed,
+    )
+
+    def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        aug.rng = rng
+        return aug(x)
+
+    return augment
+
+
+def synthetic_sources(*, n_music: int = 0, n_speech: int = 0, seconds: float = 30.0, seed: int = 0) -> list[np.ndarray]:
+    """Generated training audio: ``n_music`` synthetic_music clips and ``n_speech`` espeak-ng clips."""
+    from . import synth
+
+    out = [synth.synthetic_music(seconds, seed=seed * 100003 + i) for i in range(n_music)]
+    out += [synth.speech(seed=seed * 100003 + i) for i in range(n_speech)]
+    return [np.ascontiguousarray(a, dtype=np.float32) for a in out]
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``train`` options to ``parser`` (used by ``flowhash train`` and ``python -m ...train``)."""
+    d = TrainConfig()
+    g = parser.add_argument_group("data")
+    g.add_argument("--audio", nargs="*", default=[], metavar="PATH", help="audio files or folders (searched recursively)")
+    g.add_argument("--synthetic-music", type=int, default=0, metavar="N", help="add N generated music clips (default 0)")
+    g.add_argument("--speech", type=int, default=0, metavar="N", help="add N espeak-ng speech clips (default 0)")
+    g.add_argument("--synthetic-seconds", type=float, default=30.0, help="length of each generated music clip (30)")
+    g.add_argument("--noises", type=int, default=32, help="training noise clips generated (32)")
+    g.add_argument("--rirs", type=int, default=32, help="training room impulse responses generated (32)")
+    g = parser.add_argument_group("model and optimisation")
+    g.add_argument("--config", default="small", help="encoder preset: small (CPU) or paper (default small)")
+    g.add_argument("--K", type=int, default=d.K, help=f"hash bits (default {d.K})")
+    g.add_argument("--steps", type=int, default=d.steps, help=f"pre-training steps (default {d.steps})")
+    g.add_argument("--batch-pairs", type=int, default=d.batch_pairs, help=f"M pairs per step (default {d.batch_pairs})")
+    g.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
+    g.add_argument("--tau", type=float, default=d.tau, help=f"contrastive temperature (default {d.tau})")
+    g.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    g.add_argument("--flow-pairs", type=int, default=d.flow_pairs, help=f"(e, e+) pairs for the flow (default {d.flow_pairs})")
+    g.add_argument("--flow-steps", type=int, default=None, help="flow training steps (default: QuantizerConfig's)")
+    g.add_argument("--no-quantizer", action="store_true", help="skip flow training (the model file has no quantizer)")
+    g = parser.add_argument_group("run")
+    g.add_argument("--out", required=True, help="model file to write")
+    g.add_argument("--checkpoint-dir", default=None, help="folder for checkpoint.pt (default: OUT + '.ckpt')")
+    g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help=f"steps (default {d.checkpoint_every})")
+    g.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
+    g.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    g.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run a training from parsed ``add_train_arguments`` options; writes ``args.out``. Returns 0."""
+    from .fingerprinter import Fingerprinter
+
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    quantizer = {} if args.flow_steps is None else {"steps": args.flow_steps}
+    config = TrainConfig(
+        encoder=args.config, K=args.K, batch_pairs=args.batch_pairs, steps=args.steps, lr=args.lr, tau=args.tau,
+        checkpoint_every=args.checkpoint_every, seed=args.seed, flow_pairs=args.flow_pairs, quantizer=quantizer,
+    )
+    sources = load_sources(args.audio)
+    n_files = len(sources)
+    if args.synthetic_music or args.speech:
+        sources += synthetic_sources(n_music=args.synthetic_music, n_speech=args.speech,
+                                     seconds=args.synthetic_seconds, seed=args.seed)
+    if not sources:
+        raise SystemExit("train: no audio (give --audio PATH, --synthetic-music N or --speech N)")
+    hours = sum(len(s) for s in sources) / 16000 / 3600
+    print(f"train: {len(sources)} signals ({n_files} files), {hours:.2f} h of audio", file=sys.stderr)
+    augment = default_augment(seed=args.seed, n_noises=args.noises, n_rirs=args.rirs)
+    ckpt_dir = args.checkpoint_dir or args.out + ".ckpt"
+    t1 = time.time()
+    encoder, head, history = pretrain(
+        sources, config, augment=augment, checkpoint_dir=ckpt_dir, resume=args.resume,
+        device=args.device, progress=not args.no_progress,
+    )
+    t2 = time.time()
+    q, qreport = None, None
+    if not args.no_quantizer:
+        e, e_pos = fingerprint_pairs(encoder, sources, config.flow_pairs, augment=augment, seed=config.seed,
+                                     device=args.device)
+        q = train_quantizer(e, e_pos, K=config.K, quantizer=config.quantizer)
+        qreport = q.report
+    t3 = time.time()
+    last = np.array(history[-100:]) if history else np.zeros((1, 3))
+    meta = {
+        "command": " ".join(sys.argv),
+        "train_config": json.loads(json.dumps(config.to_dict())),
+        "audio": {"files": [str(a) for a in args.audio], "n_file_signals": n_files,
+                  "synthetic_music": args.synthetic_music, "speech": args.speech, "hours": round(hours, 3)},
+        "pretrain": {"steps": len(history), "seconds": round(t2 - t1, 1),
+                     "final_loss_mean_last_100": [round(float(v), 4) for v in last.mean(0)]},
+        "quantizer": None if qreport is None else {
+            "seconds": round(t3 - t2, 1), "nll": qreport.nll, "bce": qreport.bce,
+            "balance": json.loads(json.dumps(qreport.balance, default=float)),
+        },
+        "seconds_total": round(t3 - t0, 1),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "torch": torch.__version__, "threads": args.threads,
+    }
+    fp = Fingerprinter(encoder, head=head, quantizer=q, meta=meta)
+    fp.save(args.out)
+    print(json.dumps({"out": args.out, "model_id": fp.model_id, **{k: meta[k] for k in ("pretrain", "quantizer", "seconds_total")}},
+                     indent=1, default=float))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m faiss_flowhash.audio.train", description=__doc__.split("\n")[0])
+    return run_train(add_train_arguments(parser).parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
