@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from faiss_flowhash.audio.encoder import ENCODER_CONFIGS, ProjectionHead, TransformerEncoder
+from faiss_flowhash.audio.features import CONTEXT, pad_signal, signal_features, window_features
 from faiss_flowhash.audio.fingerprinter import DEFAULT_MODEL_PATH, MODEL_VERSION, Fingerprinter
 
 SR = 16000
@@ -46,10 +47,28 @@ def test_batching_does_not_change_rows(fp):
     np.testing.assert_allclose(a, c, atol=1e-5)
 
 
-def test_row_i_is_the_window_at_i_hops(fp):
+def test_row_i_is_the_window_at_i_hops_with_its_context(fp):
+    """Row i = encoder(features of samples [i*hop - 480, i*hop + 16000 + 480)), the training input."""
     w = _wave(2.0)
     rows = fp.fingerprint(w)
-    np.testing.assert_allclose(rows[5], fp.fingerprint(w[5 * 1600 : 5 * 1600 + SR])[0], atol=1e-5)
+    ctx = torch.from_numpy(w[5 * 1600 - CONTEXT : 5 * 1600 + SR + CONTEXT].copy())[None]
+    with torch.inference_mode():
+        expected = fp.encoder(window_features(ctx))[0].numpy()
+    np.testing.assert_allclose(rows[5], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("hop", [1600, 800, 1234])
+def test_signal_features_fast_path_equals_per_window(hop):
+    w = _wave(2.7, seed=3)
+    padded = pad_signal(w)
+    n = 1 + (len(w) - SR) // hop
+    fast = signal_features(padded, 0, n, hop)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, SR + 2 * CONTEXT)[::hop][:n]
+    slow = window_features(torch.from_numpy(windows.copy()))
+    assert fast.shape == (n, 64, 100)
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
+    part = signal_features(padded, 2, 3, hop)  # a batch from the middle
+    torch.testing.assert_close(part, slow[2:5], rtol=1e-4, atol=1e-4)
 
 
 def test_float64_accepted(fp):

@@ -24,16 +24,14 @@ import numpy as np
 import torch
 
 from .encoder import EncoderConfig, ProjectionHead, TransformerEncoder
-from .melspec import frame_windows, log_mel, num_windows
+from .features import FRONTEND, pad_signal, signal_features
+from .melspec import num_windows
 
 __all__ = ["Fingerprinter", "MODEL_FORMAT", "MODEL_VERSION", "DEFAULT_MODEL_PATH"]
 
 MODEL_FORMAT = "faiss-flowhash-fingerprinter"
 MODEL_VERSION = 1
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "default.pt"
-
-# The front end the encoder was trained with; stored in the model file and part of model_id.
-FRONTEND = {"sample_rate": 16000, "n_mels": 64, "n_fft": 1024, "hop_length": 160, "window_s": 1.0}
 
 
 def _model_id(config: dict, state: dict, head: dict | None, quantizer: bytes | None, frontend: dict) -> str:
@@ -50,6 +48,10 @@ def _model_id(config: dict, state: dict, head: dict | None, quantizer: bytes | N
 
 class Fingerprinter:
     """Audio (T,) float32 at 16 kHz -> fingerprints (n, d) float32, one per 1 s window every ``hop_s``.
+
+    A window's features are its frames of the whole signal's log-Mel (see ``features``), so its edge
+    frames see the neighbouring audio; fingerprinting a 1 s clip on its own and as part of a track
+    differ only in those 3 + 3 edge frames.
 
     Attributes: ``sample_rate`` (16000), ``window_s`` (1.0), ``hop_s`` (0.1), ``dim`` (d),
     ``model_id`` (stable hash of config + weights), ``quantizer`` (FlowQuantizer or None),
@@ -122,17 +124,15 @@ class Fingerprinter:
         if not np.isfinite(wave).all():
             raise ValueError("wave: expected finite samples, found NaN or inf")
         wave = np.ascontiguousarray(wave, dtype=np.float32)
-        win = int(round(self.window_s * self.sample_rate))
         hop = int(round(hop_s * self.sample_rate))
         n = self.num_windows(len(wave), hop_s=hop_s)
         out = np.empty((n, self.dim), np.float32)
+        if n == 0:
+            return out
+        padded = pad_signal(wave)
         for lo in range(0, n, batch_size):
             b = min(batch_size, n - lo)
-            chunk = wave[lo * hop : lo * hop + (b - 1) * hop + win]  # the samples of windows lo .. lo+b-1
-            x = frame_windows(chunk, sample_rate=self.sample_rate, window_s=self.window_s, hop_s=hop_s)  # (b, win)
-            x = torch.from_numpy(np.array(x, dtype=np.float32)).to(self.device)  # copy: frame_windows gives a read-only view
-            mel = log_mel(x, sample_rate=self.sample_rate, n_mels=FRONTEND["n_mels"],
-                          n_fft=FRONTEND["n_fft"], hop_length=FRONTEND["hop_length"])  # (b, 64, 100)
+            mel = signal_features(padded, lo, b, hop, device=self.device)  # (b, 64, 100)
             out[lo : lo + b] = self.encoder(mel).float().cpu().numpy()
         return out
 

@@ -29,7 +29,7 @@ import torch
 
 from .encoder import EncoderConfig, ProjectionHead, TransformerEncoder, encoder_config
 from .losses import pretrain_loss
-from .melspec import log_mel
+from .features import CONTEXT, WINDOW, window_features
 from .pairs import load_sources, sample_pairs
 
 __all__ = [
@@ -156,8 +156,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 # ----------------------------------------------------------------------------- pre-training
 
 
+_SPAN = WINDOW + 2 * CONTEXT  # a 1 s window and the context its edge frames see
+
+
 def _windows_to_mel(x: np.ndarray, device) -> torch.Tensor:
-    return log_mel(torch.from_numpy(x).to(device))  # (B, 64, 100)
+    return window_features(torch.from_numpy(x).to(device))  # (B, 64, 100)
 
 
 def pretrain(
@@ -170,13 +173,15 @@ def pretrain(
     device: str | torch.device = "cpu",
     progress: bool = True,
     max_steps: int | None = None,
+    log_every: int = 50,
 ) -> tuple[TransformerEncoder, ProjectionHead, list[tuple[float, float, float]]]:
     """Pre-train encoder + projection head on pairs drawn from ``sources`` ((T,) float32 arrays at 16 kHz).
 
     Returns (encoder in eval mode, head, history of (total, contrastive, triplet) per step).
     ``resume=True`` continues from ``checkpoint_dir/checkpoint.pt`` when it exists. ``max_steps``
     stops early after that many steps of this call (for tests and time budgets); the checkpoint then
-    holds the step reached.
+    holds the step reached. Without a progress bar, a line with the mean losses goes to stderr every
+    ``log_every`` steps.
     """
     from tqdm.auto import tqdm
 
@@ -203,9 +208,10 @@ def pretrain(
     encoder.train()
     head.train()
     bar = tqdm(total=c.steps, initial=step, disable=not progress, desc="pretrain", dynamic_ncols=True)
+    first, t_start = step, time.perf_counter()
     while step < end:
         rng = np.random.default_rng([c.seed, step])
-        x, x_pos = sample_pairs(sources, c.batch_pairs, rng=rng, augment=augment, max_offset=max_offset)
+        x, x_pos = sample_pairs(sources, c.batch_pairs, rng=rng, augment=augment, window=_SPAN, max_offset=max_offset)
         mel = _windows_to_mel(np.concatenate([x, x_pos]), device)  # (2M, 64, 100)
         e = encoder(mel)  # (2M, d)
         y = head(e)  # (2M, K)
@@ -218,6 +224,10 @@ def pretrain(
         history.append((loss.item(), lc.item(), lt.item()))
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", con=f"{lc.item():.3f}", tri=f"{lt.item():.3f}")
+        if not progress and step % log_every == 0:
+            recent = np.mean(history[-log_every:], axis=0)
+            print(f"pretrain step {step}/{c.steps} loss {recent[0]:.4f} contrastive {recent[1]:.4f} "
+                  f"triplet {recent[2]:.4f} ({(step - first) / (time.perf_counter() - t_start):.2f} steps/s)", file=sys.stderr, flush=True)
         if ckpt is not None and (step % c.checkpoint_every == 0 or step == end):
             save_checkpoint(ckpt, encoder=encoder, head=head, optimizer=optimizer, step=step, config=c, history=history)
     bar.close()
@@ -241,7 +251,7 @@ def fingerprint_pairs(
     rng = np.random.default_rng([seed, 1 << 31])  # a stream no pre-training step uses
     e, e_pos = [], []
     for lo in range(0, n, batch_size):
-        x, x_pos = sample_pairs(sources, min(batch_size, n - lo), rng=rng, augment=augment,
+        x, x_pos = sample_pairs(sources, min(batch_size, n - lo), rng=rng, augment=augment, window=_SPAN,
                                 max_offset=int(round(max_offset_s * 16000)))
         e.append(encoder(_windows_to_mel(x, device)).cpu().numpy())
         e_pos.append(encoder(_windows_to_mel(x_pos, device)).cpu().numpy())
@@ -285,12 +295,29 @@ def default_augment(*, seed: int = 0, n_noises: int = 32, n_rirs: int = 32) -> A
     return augment
 
 
+_WORDS = (
+    "the a of and to in is was for on that with as it by at from his her they we you this which be or an "
+    "are not have one had but what all were when there can been has more if will who out so up said time "
+    "about into than them only other new some could these two may first then do any like my now over such "
+    "our man me even most made after also did many before must through back years where much your way well "
+    "down should because each just those people how too little state good very make world still own see men "
+    "work long get here between both life being under never day same another know while last might us great "
+    "old year off come since against go came right used take three river music light water morning evening"
+).split()
+_VOICES = ("en", "en+f3", "en+m3", "en-us", "en-us+f2", "de", "fr+m2", "es", "it+f4", "nl", "pt", "pl+m1")
+
+
 def synthetic_sources(*, n_music: int = 0, n_speech: int = 0, seconds: float = 30.0, seed: int = 0) -> list[np.ndarray]:
-    """Generated training audio: ``n_music`` synthetic_music clips and ``n_speech`` espeak-ng clips."""
+    """Generated training audio: ``n_music`` synth.synthetic_music clips of ``seconds`` and ``n_speech``
+    espeak-ng clips (about 15 s of random words each, voices cycling through 12 languages/variants)."""
     from . import synth
 
     out = [synth.synthetic_music(seconds, seed=seed * 100003 + i) for i in range(n_music)]
-    out += [synth.speech(seed=seed * 100003 + i) for i in range(n_speech)]
+    for i in range(n_speech):
+        rng = np.random.default_rng([seed, 7, i])
+        text = " ".join(rng.choice(_WORDS, size=40))
+        out.append(synth.speech(text, voice=_VOICES[i % len(_VOICES)], speed_wpm=int(rng.integers(130, 200)),
+                                pitch=int(rng.integers(30, 70))))
     return [np.ascontiguousarray(a, dtype=np.float32) for a in out]
 
 
