@@ -181,6 +181,9 @@ class AugmentConfig:
     independently with ``p_offset``, a time offset uniform in ``[-max_offset_s,
     max_offset_s]`` seconds (applied first, zeros fill the gap). SNR in dB is uniform in
     ``snr_db_range``. ``rir_normalize`` is passed to :func:`prepare_rir`.
+
+    The zero-filled offset only sees the window itself; when the whole track is at hand,
+    cutting x+ from it at the shifted start is more realistic (then set ``p_offset=0``).
     """
 
     p_noise: float = 1 / 3

@@ -65,7 +65,7 @@ def resample(x: np.ndarray, orig_sr: int, new_sr: int, *, quality: str = "HQ") -
     new_sr = _check_rate("new_sr", new_sr)
     x = np.asarray(x)
     if x.ndim == 0:
-        raise ValueError(f"x: expected shape (..., T), got a scalar")
+        raise ValueError("x: expected shape (..., T), got a scalar")
     x = np.ascontiguousarray(x, dtype=np.float32)
     if orig_sr == new_sr:
         return x.copy()

@@ -208,7 +208,7 @@ def espeak_available() -> bool:
 
 
 @functools.lru_cache(maxsize=512)
-def _espeak_wav(text: str, voice: str, speed_wpm: int, pitch: int) -> tuple[bytes, int]:
+def _espeak_wav(text: str, voice: str, speed_wpm: int, pitch: int) -> bytes:
     exe = _espeak_path()
     if exe is None:
         raise EspeakUnavailableError("espeak-ng is not installed (apt-get install espeak-ng); speech is unavailable")
@@ -218,7 +218,7 @@ def _espeak_wav(text: str, voice: str, speed_wpm: int, pitch: int) -> tuple[byte
     )
     if proc.returncode != 0 or len(proc.stdout) < 64:
         raise ValueError(f"voice: espeak-ng failed for voice {voice!r}: {proc.stderr.decode(errors='replace').strip()}")
-    return proc.stdout, 0
+    return proc.stdout  # a WAV file (22.05 kHz for most voices)
 
 
 def speech(
@@ -247,7 +247,7 @@ def speech(
     if not 0 <= pitch <= 99:
         raise ValueError(f"pitch: expected 0-99, got {pitch}")
     _n_samples(0.0, sample_rate)
-    wav, _ = _espeak_wav(text, voice, int(speed_wpm), int(pitch))
+    wav = _espeak_wav(text, voice, int(speed_wpm), int(pitch))
     x, sr = sf.read(io.BytesIO(wav), dtype="float32")
     if x.ndim == 2:
         x = x.mean(axis=1)
