@@ -104,10 +104,15 @@ def _dep5_stanzas(text: str) -> list[tuple[list[str], str]]:
 def _pattern_matches(pattern: str, rel: str) -> bool:
     # source-tree paths differ from installed ones (data/music/* vs usr/share/games/x/music/...):
     # also try the pattern with leading directories removed, anchored at any directory
+    # (a stripped pattern keeps at least one literal directory: "external/zlib/*" must not become "*")
+    if fnmatch.fnmatch(rel, pattern):
+        return True
     parts = pattern.split("/")
-    for k in range(len(parts)):
-        p = "/".join(parts[k:])
-        if fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(rel, "*/" + p):
+    for k in range(len(parts) - 1):
+        dirs = parts[k:-1]
+        if not any(d and not any(c in d for c in "*?[") for d in dirs):
+            continue
+        if fnmatch.fnmatch(rel, "*/" + "/".join(parts[k:])):
             return True
     return False
 
