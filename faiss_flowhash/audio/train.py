@@ -173,6 +173,7 @@ def pretrain(
     device: str | torch.device = "cpu",
     progress: bool = True,
     max_steps: int | None = None,
+    max_seconds: float | None = None,
     log_every: int = 50,
 ) -> tuple[TransformerEncoder, ProjectionHead, list[tuple[float, float, float]]]:
     """Pre-train encoder + projection head on pairs drawn from ``sources`` ((T,) float32 arrays at 16 kHz).
@@ -180,7 +181,8 @@ def pretrain(
     Returns (encoder in eval mode, head, history of (total, contrastive, triplet) per step).
     ``resume=True`` continues from ``checkpoint_dir/checkpoint.pt`` when it exists. ``max_steps``
     stops early after that many steps of this call (for tests and time budgets); the checkpoint then
-    holds the step reached. Without a progress bar, a line with the mean losses goes to stderr every
+    holds the step reached. ``max_seconds`` likewise stops after that much wall time (a time budget on
+    a shared machine; the history says how many steps ran, and ``resume`` continues). Without a progress bar, a line with the mean losses goes to stderr every
     ``log_every`` steps.
     """
     from tqdm.auto import tqdm
@@ -209,7 +211,7 @@ def pretrain(
     head.train()
     bar = tqdm(total=c.steps, initial=step, disable=not progress, desc="pretrain", dynamic_ncols=True)
     first, t_start = step, time.perf_counter()
-    while step < end:
+    while step < end and (max_seconds is None or time.perf_counter() - t_start < max_seconds):
         rng = np.random.default_rng([c.seed, step])
         x, x_pos = sample_pairs(sources, c.batch_pairs, rng=rng, augment=augment, window=_SPAN, max_offset=max_offset)
         mel = _windows_to_mel(np.concatenate([x, x_pos]), device)  # (2M, 64, 100)
@@ -228,9 +230,11 @@ def pretrain(
             recent = np.mean(history[-log_every:], axis=0)
             print(f"pretrain step {step}/{c.steps} loss {recent[0]:.4f} contrastive {recent[1]:.4f} "
                   f"triplet {recent[2]:.4f} ({(step - first) / (time.perf_counter() - t_start):.2f} steps/s)", file=sys.stderr, flush=True)
-        if ckpt is not None and (step % c.checkpoint_every == 0 or step == end):
+        if ckpt is not None and step % c.checkpoint_every == 0:
             save_checkpoint(ckpt, encoder=encoder, head=head, optimizer=optimizer, step=step, config=c, history=history)
     bar.close()
+    if ckpt is not None and step > first and step % c.checkpoint_every:
+        save_checkpoint(ckpt, encoder=encoder, head=head, optimizer=optimizer, step=step, config=c, history=history)
     return encoder.eval(), head.eval(), history
 
 
@@ -350,6 +354,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--checkpoint-dir", default=None, help="folder for checkpoint.pt (default: OUT + '.ckpt')")
     g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help=f"steps (default {d.checkpoint_every})")
     g.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
+    g.add_argument("--max-minutes", type=float, default=None,
+                   help="stop pre-training after this many minutes of wall time (default: run all --steps)")
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     g.add_argument("--device", default="cpu", help="torch device (default cpu)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -382,10 +388,12 @@ def run_train(args: argparse.Namespace) -> int:
     encoder, head, history = pretrain(
         sources, config, augment=augment, checkpoint_dir=ckpt_dir, resume=args.resume,
         device=args.device, progress=not args.no_progress,
+        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
     )
     t2 = time.time()
     q, qreport = None, None
     if not args.no_quantizer:
+        print(f"train: fingerprinting {config.flow_pairs} (e, e+) pairs for the flow", file=sys.stderr, flush=True)
         e, e_pos = fingerprint_pairs(encoder, sources, config.flow_pairs, augment=augment, seed=config.seed,
                                      device=args.device)
         q = train_quantizer(e, e_pos, K=config.K, quantizer=config.quantizer)

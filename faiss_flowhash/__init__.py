@@ -1,0 +1,23 @@
+"""faiss-flowhash: learned, balanced hashing for vector search (FlowHash) and audio fingerprinting.
+
+>>> import numpy as np, faiss_flowhash as ffh
+>>> x = np.random.default_rng(0).standard_normal((2000, 32)).astype("float32")
+>>> index = ffh.FlowHashIndex(32, K=8, config=ffh.QuantizerConfig(steps=50, verbose=False))
+>>> _ = index.train(x)
+>>> index.add(x)
+>>> D, I = index.search(x[:5], 1)
+>>> I.shape, I.dtype.name
+((5, 1), 'int64')
+"""
+
+from .balance import bucket_balance
+from .index import FlowHashIndex, NotTrainedError, SearchStats
+from .quantizer import FlowQuantizer, QuantizerConfig, TrainReport
+from .serialize import deserialize_index, read_index, serialize_index, write_index
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FlowHashIndex", "FlowQuantizer", "QuantizerConfig", "TrainReport", "SearchStats", "NotTrainedError",
+    "write_index", "read_index", "serialize_index", "deserialize_index", "bucket_balance",
+]
