@@ -150,3 +150,15 @@ def test_split_bank_disjoint():
     train, ev = split_bank(list(range(10)), eval_fraction=0.3, seed=1)
     assert len(ev) == 3 and not set(train) & set(ev) and sorted(train + ev) == list(range(10))
     assert split_bank(list(range(10)), eval_fraction=0.3, seed=1) == (train, ev)
+
+
+def test_augmenter_is_fast_enough_for_training(rng):
+    import time
+
+    noises, rirs = _bank(rng)
+    aug = Augmenter(noises, rirs, seed=0)
+    x = rng.standard_normal((128, 16000)).astype(np.float32)
+    aug(x)  # warm the RIR spectrum cache
+    t = time.perf_counter()
+    aug(x)
+    assert time.perf_counter() - t < 1.3  # >= 100 windows/s even on a busy shared core (~1000/s idle)
