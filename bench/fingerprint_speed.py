@@ -67,18 +67,17 @@ def train_speed(fp: Fingerprinter, *, steps: int) -> dict:
     return {"threads": 1, "batch_pairs": cfg.batch_pairs, "steps": steps, "steps_per_s": round(steps / wall, 3)}
 
 
-def references(n_music: int, n_speech: int, corpus: str | None) -> tuple[list[np.ndarray], list[str]]:
+def references(n_music: int, n_speech: int, corpus: str | None, max_tracks: int = 10**9) -> tuple[list[np.ndarray], list[str]]:
     tracks = synthetic_sources(n_music=n_music, n_speech=n_speech, seconds=30.0, seed=EVAL_SEED)
     names = [f"synth-music-{i}" for i in range(n_music)] + [f"speech-{i}" for i in range(n_speech)]
     if corpus:
         from faiss_flowhash.audio.io import load_audio
 
-        manifest = json.loads((Path(corpus) / "manifest.json").read_text())
-        entries = manifest["tracks"] if isinstance(manifest, dict) else manifest
-        for e in entries:
-            if e.get("split") == "test":
-                tracks.append(load_audio(Path(corpus) / e["path"]))
-                names.append(e["path"])
+        manifest = json.loads((Path(corpus) / "manifest.json").read_text())  # bench/audio_corpus.py's format
+        for e in manifest["files"]:
+            if e["split"] == "test" and len(tracks) < max_tracks:
+                tracks.append(load_audio(Path(corpus) / e["file"]))
+                names.append(e["file"])
     return tracks, names
 
 

@@ -134,3 +134,10 @@ def test_flow_on_frozen_fingerprints():
 def test_cli_arguments_parse():
     args = add_train_arguments(argparse.ArgumentParser()).parse_args(["--out", "m.pt", "--steps", "7", "--synthetic-music", "2"])
     assert (args.steps, args.synthetic_music, args.config, args.threads, args.resume) == (7, 2, "small", 1, False)
+
+
+def test_time_budget_stops_pretraining(tmp_path):
+    cfg = TrainConfig(encoder="tiny", batch_pairs=4, steps=50)
+    _, _, hist = pretrain(_sources(2, 2.0), cfg, augment=_augment(), progress=False, max_seconds=0.0,
+                          checkpoint_dir=tmp_path)
+    assert hist == [] and not (tmp_path / "checkpoint.pt").exists()

@@ -81,7 +81,7 @@ class Fingerprinter:
         self.head = head.to(self.device).eval() if head is not None else None
         self.quantizer = quantizer
         self.hop_s = float(hop_s)
-        self.meta = dict(meta or {})
+        self.meta = json.loads(json.dumps(meta or {}, default=str))  # plain types: the file stays weights_only-loadable
         self.dim = encoder.config.out_dim
         # The bytes the quantizer was loaded from, when it was: its id must not depend on re-serialising.
         if quantizer is None:
@@ -157,7 +157,7 @@ class Fingerprinter:
             "head_config": {"d": self.head.d, "K": self.head.K, "hidden": self.head.hidden} if self.head is not None else None,
             "quantizer": torch.frombuffer(bytearray(q), dtype=torch.uint8) if q is not None else None,
             "frontend": dict(FRONTEND),
-            "meta": dict(self.meta if meta is None else meta),
+            "meta": self.meta if meta is None else json.loads(json.dumps(meta, default=str)),
             "model_id": self.model_id,
         }
 

@@ -362,6 +362,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     return parser
 
 
+def _command_line() -> str:
+    prog = "python -m faiss_flowhash.audio.train" if sys.argv[0].endswith("train.py") else Path(sys.argv[0]).name
+    return " ".join([prog] + sys.argv[1:])
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Run a training from parsed ``add_train_arguments`` options; writes ``args.out``. Returns 0."""
     from .fingerprinter import Fingerprinter
@@ -401,7 +406,7 @@ def run_train(args: argparse.Namespace) -> int:
     t3 = time.time()
     last = np.array(history[-100:]) if history else np.zeros((1, 3))
     meta = {
-        "command": " ".join(sys.argv),
+        "command": _command_line(),
         "train_config": json.loads(json.dumps(config.to_dict())),
         "audio": {"files": [str(a) for a in args.audio], "n_file_signals": n_files,
                   "synthetic_music": args.synthetic_music, "speech": args.speech, "hours": round(hours, 3)},
@@ -413,7 +418,7 @@ def run_train(args: argparse.Namespace) -> int:
         },
         "seconds_total": round(t3 - t0, 1),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "torch": torch.__version__, "threads": args.threads,
+        "torch": str(torch.__version__), "threads": args.threads,
     }
     fp = Fingerprinter(encoder, head=head, quantizer=q, meta=meta)
     fp.save(args.out)
