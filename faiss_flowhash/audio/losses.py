@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..projection import triplet_loss as _projection_triplet_loss
+
 __all__ = ["contrastive_loss", "triplet_loss", "pretrain_loss"]
 
 
@@ -42,18 +44,12 @@ def triplet_loss(y: torch.Tensor, y_pos: torch.Tensor) -> torch.Tensor:
     """Triplet loss of eq. 2 with the mean of the 2M-2 in-batch negatives, as written in the paper.
 
     For anchor a with partner p: max(0, ||a - p|| - ||a - mean of the other 2M-2 samples||); both
-    members of each pair act as anchor and the loss is the mean over the 2M anchors.
-    y, y_pos: (M, K) projections. Returns a scalar (no margin: the paper's equation has none).
+    members of each pair act as anchor and the loss is the mean over the 2M anchors (no margin: the
+    paper's equation has none). y, y_pos: (M, K) projections, M >= 2. Returns a scalar.
+    The math is the quantizer's (``projection.triplet_loss``); this adds the input checks.
     """
     _check_pairs(y, y_pos, ("y", "y_pos"))
-    M = y.shape[0]
-    both = torch.cat([y, y_pos], dim=0)  # (2M, K) anchors
-    partner = torch.cat([y_pos, y], dim=0)  # (2M, K) each anchor's positive
-    total = both.sum(dim=0, keepdim=True)  # (1, K)
-    neg_mean = (total - both - partner) / (2 * M - 2)  # (2M, K): everything but the anchor's pair
-    d_pos = (both - partner).norm(dim=1)  # (2M,)
-    d_neg = (both - neg_mean).norm(dim=1)  # (2M,)
-    return F.relu(d_pos - d_neg).mean()
+    return _projection_triplet_loss(y, y_pos)
 
 
 def pretrain_loss(
