@@ -18,6 +18,8 @@ from faiss_flowhash.audio.train import (
     train_quantizer,
 )
 
+from _one_thread import one_torch_thread  # noqa: F401  (autouse fixture)
+
 SR = 16000
 TINY_DROP = EncoderConfig(dim=16, layers=1, heads=2, ffn=32, out_dim=16, dropout=0.1)
 
@@ -127,7 +129,7 @@ def test_flow_on_frozen_fingerprints():
     e, e_pos = fingerprint_pairs(enc, _sources(3, 2.0), 256, augment=_augment(), batch_size=100)
     assert e.shape == e_pos.shape == (256, 16) and e.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-5)
-    q = train_quantizer(e, e_pos, K=4, quantizer=dict(steps=20, batch_size=64, projection_steps=5, verbose=False))
+    q = train_quantizer(e, e_pos, K=4, quantizer=dict(steps=20, batch_size=64, projection_steps=5, precondition=False, verbose=False))
     assert q.encode(e).shape == (256, 4)
 
 

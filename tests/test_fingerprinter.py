@@ -10,6 +10,8 @@ from faiss_flowhash.audio.encoder import ENCODER_CONFIGS, ProjectionHead, Transf
 from faiss_flowhash.audio.features import CONTEXT, pad_signal, signal_features, window_features
 from faiss_flowhash.audio.fingerprinter import DEFAULT_MODEL_PATH, MODEL_VERSION, Fingerprinter
 
+from _one_thread import one_torch_thread  # noqa: F401  (autouse fixture)
+
 SR = 16000
 
 
@@ -156,7 +158,7 @@ def test_quantizer_travels_with_the_model(fp, tmp_path):
     quantizer = pytest.importorskip("faiss_flowhash.quantizer")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, fp.dim)).astype(np.float32)
-    q = quantizer.FlowQuantizer(fp.dim, K=4, config=quantizer.QuantizerConfig(steps=5, batch_size=64, verbose=False))
+    q = quantizer.FlowQuantizer(fp.dim, K=4, config=quantizer.QuantizerConfig(steps=5, batch_size=64, precondition=False, verbose=False))
     q.train(x)
     with_q = Fingerprinter(fp.encoder, head=fp.head, quantizer=q)
     assert with_q.model_id != fp.model_id
