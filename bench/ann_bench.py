@@ -15,13 +15,15 @@ Metrics per configuration (means over the queries):
            IndexLSH computes a Hamming distance to every code, so it is 100 %
   cand     vectors scored exactly per query (HNSW: distance computations)
   probes   buckets / inverted lists probed (HNSW: graph hops)
-  QPS      batch (all queries in one call) and single (one query per call)
+  QPS      batch (all queries in one call, --threads threads) and single (one query per
+           call, one thread); best of repeated runs (the machine may be shared)
   B/vec    index memory / N (vectors + structure)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -108,8 +110,30 @@ def _best_time(fn, min_time, first=None, max_runs=5):
     return best
 
 
-def timed_search(m, q, k, sp, n_single, min_time=0.5):
-    """Search all queries (results + batch QPS), then n_single queries one per call."""
+@contextlib.contextmanager
+def one_thread(threads):
+    """Single-query timing runs on one thread (faiss OpenMP, torch, BLAS): latency per
+    core, as when a server answers concurrent requests; restores `threads` after."""
+    import torch
+    faiss.omp_set_num_threads(1)
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+        lim = threadpool_limits(1)
+    except ImportError:  # optional: BLAS keeps its threads
+        lim = None
+    try:
+        yield
+    finally:
+        if lim is not None:
+            lim.restore_original_limits()
+        faiss.omp_set_num_threads(threads)
+        torch.set_num_threads(threads)
+
+
+def timed_search(m, q, k, sp, n_single, min_time=0.5, threads=2):
+    """Search all queries (results + batch QPS, `threads` threads), then n_single queries
+    one per call on one thread (single-query QPS)."""
     t0 = time.perf_counter()
     D, I, st = m.search(q, k, **sp)
     dt = _best_time(lambda: m.search(q, k, **sp), min_time, first=time.perf_counter() - t0)
@@ -118,7 +142,8 @@ def timed_search(m, q, k, sp, n_single, min_time=0.5):
     def single():
         for i in range(ns):
             m.search(q[i:i + 1], k, **sp)
-    ds = _best_time(single, min_time) if ns else float("nan")
+    with one_thread(threads):
+        ds = _best_time(single, min_time) if ns else float("nan")
     return D, I, st, q.shape[0] / dt, ns / ds
 
 
@@ -174,7 +199,7 @@ def run(args):
                 _collect_balance(m, family, b, balance, args.hist_K)
                 for sp in m.search_grid():
                     D, I, st, qps, qps1 = timed_search(m, ds.q, k, sp, args.n_single,
-                                                       args.min_time)
+                                                       args.min_time, args.threads)
                     row = dict(family=family, label=b["label"], build=b["params"], search=sp,
                                **recall_metrics(I, gt, ds.truth),
                                eval_pct=100.0 * st["touched"] / n,
@@ -418,7 +443,8 @@ def parse_args(argv=None):
         a.fh_r = a.fh_r if "--fh-r" in (argv or sys.argv) else "1.0"
         a.fh_rq = a.fh_rq if "--fh-rq" in (argv or sys.argv) else "1.0,1.5"
         a.fh_budget = a.fh_budget if "--fh-budget" in (argv or sys.argv) else "0.01"
-        a.fh_steps = a.fh_steps or 150
+        a.fh_steps = a.fh_steps or 100
+        a.fh_config = a.fh_config or '{"projection_steps": 50, "batch_size": 1024}'
         a.min_time = min(a.min_time, 0.1)
         a.hist_K = 12
         a.keep_going = True

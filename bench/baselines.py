@@ -329,7 +329,9 @@ class IVFFlat:
         self.index = None
 
     def builds(self, ds):
-        xt = _f32(ds.x_train)
+        # k-means on the database itself (faiss subsamples to 256 points per centroid):
+        # the 100k training sample gives < 39 points per centroid beyond nlist 2048
+        xt = _f32(ds.x)
         t0 = time.perf_counter()
         if self.nlist <= 8192:
             quantizer = faiss.IndexFlatIP(self.d)
@@ -435,8 +437,13 @@ class FlowHash:
         self.index = None
 
     def builds(self, ds):
+        import dataclasses
+
         import faiss_flowhash as ffh
-        cfg = ffh.QuantizerConfig(**self.config_kw)
+        kw = dict(self.config_kw)
+        if "verbose" in {f.name for f in dataclasses.fields(ffh.QuantizerConfig)}:
+            kw.setdefault("verbose", False)
+        cfg = ffh.QuantizerConfig(**kw)
         index = ffh.FlowHashIndex(self.d, K=self.K, metric=faiss.METRIC_INNER_PRODUCT,
                                   r=self.rs[0], config=cfg)
         t0 = time.perf_counter()
