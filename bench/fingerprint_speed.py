@@ -32,7 +32,8 @@ from faiss_flowhash.audio.augment import add_noise, apply_rir  # noqa: E402
 from faiss_flowhash.audio.fingerprinter import Fingerprinter  # noqa: E402
 from faiss_flowhash.audio.noise import noise_bank  # noqa: E402
 from faiss_flowhash.audio.rooms import rir_bank  # noqa: E402
-from faiss_flowhash.audio.train import TrainConfig, default_augment, pretrain, synthetic_sources  # noqa: E402
+from faiss_flowhash.audio.pairs import default_augment, synthetic_sources  # noqa: E402
+from faiss_flowhash.audio.train import TrainConfig, pretrain  # noqa: E402
 
 SR = 16000
 EVAL_SEED = 1  # synthetic_sources(seed=1): music seeds 100003+i and speech texts the training (seed 0) never drew

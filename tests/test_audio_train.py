@@ -9,14 +9,8 @@ import torch
 from faiss_flowhash.audio.augment import AugmentConfig, Augmenter
 from faiss_flowhash.audio.encoder import EncoderConfig
 from faiss_flowhash.audio.pairs import sample_pairs
-from faiss_flowhash.audio.train import (
-    TrainConfig,
-    add_train_arguments,
-    fingerprint_pairs,
-    load_checkpoint,
-    pretrain,
-    train_quantizer,
-)
+from faiss_flowhash.audio.checkpoint import load_checkpoint
+from faiss_flowhash.audio.train import TrainConfig, add_train_arguments, fingerprint_pairs, pretrain, train_quantizer
 
 from _one_thread import one_torch_thread  # noqa: F401  (autouse fixture)
 
@@ -143,3 +137,19 @@ def test_time_budget_stops_pretraining(tmp_path):
     _, _, hist = pretrain(_sources(2, 2.0), cfg, augment=_augment(), progress=False, max_seconds=0.0,
                           checkpoint_dir=tmp_path)
     assert hist == [] and not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_train_command_writes_a_loadable_model(tmp_path, capsys):
+    from faiss_flowhash.audio.fingerprinter import Fingerprinter
+    from faiss_flowhash.audio.train import main
+
+    out = tmp_path / "m.pt"
+    argv = ["--synthetic-music", "2", "--synthetic-seconds", "3", "--noises", "2", "--rirs", "2", "--config", "tiny",
+            "--steps", "3", "--batch-pairs", "4", "--no-quantizer", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    fp = Fingerprinter.load(out)
+    assert fp.dim == 16 and fp.quantizer is None
+    assert fp.meta["pretrain"]["steps"] == 3 and fp.meta["audio"]["synthetic_music"] == 2
+    assert (tmp_path / "m.pt.ckpt" / "checkpoint.pt").exists()
+    assert main(argv[:-1] + [str(out), "--resume", "--steps", "5"]) == 0  # continues from step 3
+    assert Fingerprinter.load(out).meta["pretrain"]["steps"] == 5

@@ -1,4 +1,5 @@
-"""Training pairs (x, x+): random 1 s segments of a set of audio signals and their distorted views.
+"""Training data: audio sources (files, generated music and speech), and pairs (x, x+) of random 1 s
+segments and their distorted views.
 
 ``sample_pairs`` is a pure function of its inputs and the generator passed in, so a training step's
 batch depends only on (seed, step): resuming from a checkpoint replays the same data.
@@ -12,7 +13,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["AUDIO_SUFFIXES", "list_audio_files", "load_sources", "sample_pairs"]
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "Augment",
+    "list_audio_files",
+    "load_sources",
+    "sample_pairs",
+    "default_augment",
+    "synthetic_sources",
+]
+
+Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]  # views (B, T) -> distorted (B, T)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
 
@@ -95,3 +106,54 @@ def sample_pairs(
         x[i] = seg
         views[i] = src[shifted : shifted + window]
     return x, np.asarray(augment(views, rng), dtype=np.float32)
+
+
+def default_augment(*, seed: int = 0, n_noises: int = 32, n_rirs: int = 32) -> Augment:
+    """The paper's distortions (4.4) with the train split of the generated noise and room banks.
+
+    The time offset is left to ``sample_pairs`` (it cuts x+ from the source up to 50 ms away), so the
+    Augmenter's own offset, which fills with zeros, is off. The returned function uses the generator
+    it is given, so a batch depends only on that generator.
+    """
+    from .augment import AugmentConfig, Augmenter
+    from .noise import noise_bank
+    from .rooms import rir_bank
+
+    aug = Augmenter(
+        noise_bank(seed=seed, n_clips=n_noises, split="train"),
+        rir_bank(seed=seed, n=n_rirs, split="train"),
+        config=AugmentConfig(p_offset=0.0),
+        seed=seed,
+    )
+
+    def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        aug.rng = rng
+        return aug(x)
+
+    return augment
+
+
+_WORDS = (
+    "the a of and to in is was for on that with as it by at from his her they we you this which be or an "
+    "are not have one had but what all were when there can been has more if will who out so up said time "
+    "about into than them only other new some could these two may first then do any like my now over such "
+    "our man me even most made after also did many before must through back years where much your way well "
+    "down should because each just those people how too little state good very make world still own see men "
+    "work long get here between both life being under never day same another know while last might us great "
+    "old year off come since against go came right used take three river music light water morning evening"
+).split()
+_VOICES = ("en", "en+f3", "en+m3", "en-us", "en-us+f2", "de", "fr+m2", "es", "it+f4", "nl", "pt", "pl+m1")
+
+
+def synthetic_sources(*, n_music: int = 0, n_speech: int = 0, seconds: float = 30.0, seed: int = 0) -> list[np.ndarray]:
+    """Generated training audio: ``n_music`` synth.synthetic_music clips of ``seconds`` and ``n_speech``
+    espeak-ng clips (about 15 s of random words each, voices cycling through 12 languages/variants)."""
+    from . import synth
+
+    out = [synth.synthetic_music(seconds, seed=seed * 100003 + i) for i in range(n_music)]
+    for i in range(n_speech):
+        rng = np.random.default_rng([seed, 7, i])
+        text = " ".join(rng.choice(_WORDS, size=40))
+        out.append(synth.speech(text, voice=_VOICES[i % len(_VOICES)], speed_wpm=int(rng.integers(130, 200)),
+                                pitch=int(rng.integers(30, 70))))
+    return [np.ascontiguousarray(a, dtype=np.float32) for a in out]

@@ -22,36 +22,20 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .encoder import EncoderConfig, ProjectionHead, TransformerEncoder, encoder_config
-from .losses import pretrain_loss
 from .features import CONTEXT, WINDOW, window_features
-from .pairs import load_sources, sample_pairs
+from .losses import pretrain_loss
+from .pairs import Augment, default_augment, load_sources, sample_pairs, synthetic_sources
 
-__all__ = [
-    "TrainConfig",
-    "Augment",
-    "pretrain",
-    "fingerprint_pairs",
-    "train_quantizer",
-    "save_checkpoint",
-    "load_checkpoint",
-    "default_augment",
-    "synthetic_sources",
-    "add_train_arguments",
-    "run_train",
-    "main",
-]
+__all__ = ["TrainConfig", "pretrain", "fingerprint_pairs", "train_quantizer", "add_train_arguments", "run_train", "main"]
 
-CHECKPOINT_FORMAT = "faiss-flowhash-train-checkpoint"
-CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
-
-Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]  # (T,) clean -> (T,) distorted
 
 
 @dataclass(frozen=True)
@@ -114,45 +98,6 @@ class TrainConfig:
         return cls(**d)
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: str | os.PathLike, *, encoder, head, optimizer, step: int, config: TrainConfig, history) -> None:
-    """Write a resumable checkpoint atomically (a killed write leaves the previous one intact)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "step": int(step),
-        "config": config.to_dict(),
-        "encoder": encoder.state_dict(),
-        "head": head.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "history": [list(map(float, h)) for h in history],
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint written by ``save_checkpoint``; ValueError if it is not one (or another version)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not our file"
-        raise ValueError(f"{path}: not a training checkpoint ({e.__class__.__name__}: {e})") from e
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: expected format {CHECKPOINT_FORMAT!r}, got {state.get('format') if isinstance(state, dict) else type(state).__name__!r}")
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: expected checkpoint version {CHECKPOINT_VERSION}, got {state.get('version')!r}")
-    return state
-
-
 # ----------------------------------------------------------------------------- pre-training
 
 
@@ -182,8 +127,8 @@ def pretrain(
     ``resume=True`` continues from ``checkpoint_dir/checkpoint.pt`` when it exists. ``max_steps``
     stops early after that many steps of this call (for tests and time budgets); the checkpoint then
     holds the step reached. ``max_seconds`` likewise stops after that much wall time (a time budget on
-    a shared machine; the history says how many steps ran, and ``resume`` continues). Without a progress bar, a line with the mean losses goes to stderr every
-    ``log_every`` steps.
+    a shared machine; the history says how many steps ran, and ``resume`` continues). Without a
+    progress bar, a line with the mean losses goes to stderr every ``log_every`` steps.
     """
     from tqdm.auto import tqdm
 
@@ -228,8 +173,9 @@ def pretrain(
         bar.set_postfix(loss=f"{loss.item():.3f}", con=f"{lc.item():.3f}", tri=f"{lt.item():.3f}")
         if not progress and step % log_every == 0:
             recent = np.mean(history[-log_every:], axis=0)
+            rate = (step - first) / (time.perf_counter() - t_start)
             print(f"pretrain step {step}/{c.steps} loss {recent[0]:.4f} contrastive {recent[1]:.4f} "
-                  f"triplet {recent[2]:.4f} ({(step - first) / (time.perf_counter() - t_start):.2f} steps/s)", file=sys.stderr, flush=True)
+                  f"triplet {recent[2]:.4f} ({rate:.2f} steps/s)", file=sys.stderr, flush=True)
         if ckpt is not None and step % c.checkpoint_every == 0:
             save_checkpoint(ckpt, encoder=encoder, head=head, optimizer=optimizer, step=step, config=c, history=history)
     bar.close()
@@ -269,60 +215,6 @@ def train_quantizer(e: np.ndarray, e_pos: np.ndarray, *, K: int = 16, quantizer:
     q = FlowQuantizer(e.shape[1], K=K, config=QuantizerConfig(**(quantizer or {})))
     q.train(e, x_pos=e_pos)
     return q
-
-
-# ----------------------------------------------------------------------------- augmentation and data
-
-
-def default_augment(*, seed: int = 0, n_noises: int = 32, n_rirs: int = 32) -> Augment:
-    """The paper's distortions (4.4) with the train split of the generated noise and room banks.
-
-    The time offset is left to ``sample_pairs`` (it cuts x+ from the source up to 50 ms away), so the
-    Augmenter's own offset, which fills with zeros, is off. The returned function uses the generator
-    it is given, so a batch depends only on that generator.
-    """
-    from .augment import AugmentConfig, Augmenter
-    from .noise import noise_bank
-    from .rooms import rir_bank
-
-    aug = Augmenter(
-        noise_bank(seed=seed, n_clips=n_noises, split="train"),
-        rir_bank(seed=seed, n=n_rirs, split="train"),
-        config=AugmentConfig(p_offset=0.0),
-        seed=seed,
-    )
-
-    def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        aug.rng = rng
-        return aug(x)
-
-    return augment
-
-
-_WORDS = (
-    "the a of and to in is was for on that with as it by at from his her they we you this which be or an "
-    "are not have one had but what all were when there can been has more if will who out so up said time "
-    "about into than them only other new some could these two may first then do any like my now over such "
-    "our man me even most made after also did many before must through back years where much your way well "
-    "down should because each just those people how too little state good very make world still own see men "
-    "work long get here between both life being under never day same another know while last might us great "
-    "old year off come since against go came right used take three river music light water morning evening"
-).split()
-_VOICES = ("en", "en+f3", "en+m3", "en-us", "en-us+f2", "de", "fr+m2", "es", "it+f4", "nl", "pt", "pl+m1")
-
-
-def synthetic_sources(*, n_music: int = 0, n_speech: int = 0, seconds: float = 30.0, seed: int = 0) -> list[np.ndarray]:
-    """Generated training audio: ``n_music`` synth.synthetic_music clips of ``seconds`` and ``n_speech``
-    espeak-ng clips (about 15 s of random words each, voices cycling through 12 languages/variants)."""
-    from . import synth
-
-    out = [synth.synthetic_music(seconds, seed=seed * 100003 + i) for i in range(n_music)]
-    for i in range(n_speech):
-        rng = np.random.default_rng([seed, 7, i])
-        text = " ".join(rng.choice(_WORDS, size=40))
-        out.append(synth.speech(text, voice=_VOICES[i % len(_VOICES)], speed_wpm=int(rng.integers(130, 200)),
-                                pitch=int(rng.integers(30, 70))))
-    return [np.ascontiguousarray(a, dtype=np.float32) for a in out]
 
 
 # ----------------------------------------------------------------------------- command line
