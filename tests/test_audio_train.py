@@ -153,3 +153,20 @@ def test_train_command_writes_a_loadable_model(tmp_path, capsys):
     assert (tmp_path / "m.pt.ckpt" / "checkpoint.pt").exists()
     assert main(argv[:-1] + [str(out), "--resume", "--steps", "5"]) == 0  # continues from step 3
     assert Fingerprinter.load(out).meta["pretrain"]["steps"] == 5
+
+
+def test_load_sources_reads_folders_and_skips_bad_files(tmp_path, capsys):
+    from faiss_flowhash.audio.io import save_audio
+    from faiss_flowhash.audio.pairs import load_sources
+
+    (tmp_path / "sub").mkdir()
+    save_audio(tmp_path / "a.wav", _sources(1, 2.0)[0], SR)
+    save_audio(tmp_path / "sub" / "b.flac", _sources(1, 1.5, seed=1)[0], SR)
+    save_audio(tmp_path / "short.wav", np.zeros(SR // 2, np.float32), SR)  # < 1.1 s: dropped
+    (tmp_path / "bad.ogg").write_bytes(b"not audio")
+    extra = np.zeros(2 * SR, np.float32)
+    out = load_sources([tmp_path, extra])
+    assert sorted(len(x) for x in out) == [int(1.5 * SR), 2 * SR, 2 * SR]
+    assert "skipping" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError):
+        load_sources([tmp_path / "missing"])
