@@ -175,3 +175,17 @@ def test_shipped_default_model_loads():
     assert fp.meta.get("command")
     out = fp.fingerprint(_wave(1.2))
     assert out.shape == (3, 128)
+
+
+def test_window_levels_row_for_row(fp):
+    w = np.concatenate([np.zeros(SR, np.float32), _wave(2.0)])
+    levels = fp.window_levels(w)
+    assert levels.shape == (fp.num_windows(len(w)),)
+    assert levels[0] < -150 and levels[-1] == pytest.approx(-20.0, abs=0.5)  # silence; 0.1 RMS noise
+
+
+def test_to_device_keeps_results(fp):
+    w = _wave(1.5)
+    before = fp.fingerprint(w)
+    assert fp.to("cpu") is fp
+    np.testing.assert_array_equal(fp.fingerprint(w), before)

@@ -25,7 +25,7 @@ import torch
 
 from .encoder import EncoderConfig, ProjectionHead, TransformerEncoder
 from .features import FRONTEND, pad_signal, signal_features
-from .melspec import num_windows
+from .melspec import frame_windows, num_windows
 
 __all__ = ["Fingerprinter", "MODEL_FORMAT", "MODEL_VERSION", "DEFAULT_MODEL_PATH"]
 
@@ -135,6 +135,28 @@ class Fingerprinter:
             mel = signal_features(padded, lo, b, hop, device=self.device)  # (b, 64, 100)
             out[lo : lo + b] = self.encoder(mel).float().cpu().numpy()
         return out
+
+    def window_levels(self, wave: np.ndarray, *, hop_s: float | None = None) -> np.ndarray:
+        """RMS level in dBFS of each window ``fingerprint`` returns: float32 (n,), row for row.
+
+        Silent windows all get the same fingerprint (their log-Mel is flat); an index may skip rows
+        below a floor (e.g. -60 dBFS) so they do not pile up in one bucket.
+        """
+        hop_s = self.hop_s if hop_s is None else hop_s
+        wave = np.asarray(wave, dtype=np.float32)
+        if wave.ndim != 1:
+            raise ValueError(f"wave: expected shape (T,) mono at {self.sample_rate} Hz, got {wave.shape}")
+        windows = frame_windows(wave, sample_rate=self.sample_rate, window_s=self.window_s, hop_s=hop_s)  # (n, 16000)
+        power = np.einsum("nt,nt->n", windows, windows, dtype=np.float64) / windows.shape[1]
+        return (10 * np.log10(power + 1e-20)).astype(np.float32)
+
+    def to(self, device: str | torch.device) -> "Fingerprinter":
+        """Move the encoder (and head) to ``device``; returns self."""
+        self.device = torch.device(device)
+        self.encoder.to(self.device)
+        if self.head is not None:
+            self.head.to(self.device)
+        return self
 
     def fingerprint_file(self, path: str | os.PathLike, *, hop_s: float | None = None) -> tuple[np.ndarray, float]:
         """Decode ``path`` (any format io.load_audio reads) and fingerprint it: (emb (n, d), duration in s)."""
