@@ -1,0 +1,169 @@
+"""Calibration of the "no match" threshold on synthetic audio (reproducible; seeds fixed).
+
+Reference set: ``n_tracks`` tracks of ``track_s`` seconds (synthetic music, espeak-ng speech when
+present, chirps), fingerprinted with the model and added to a FlowHashIndex with the model's quantizer.
+Positives: snippets of 1-5 s cut at random offsets from the references, clean, with eval-split noise
+at 10 dB, or reverberated (eval-split rooms) with noise at 5 dB. Negatives: snippets of the same
+lengths from audio that is NOT in the index (music of other seeds, other sentences, pure noise), clean
+or with noise. Each snippet goes through the query path of :class:`~faiss_flowhash.db.FingerprintDB`
+(per-segment search, :func:`vote_offsets`, :func:`match_confidence`); a positive counts as a hit when
+the top track is right and the offset within 50 ms *and* its confidence reaches the threshold; a
+negative counts as a false match when its confidence reaches the threshold.
+
+Run: ``python -m faiss_flowhash.db.calibrate`` (about a minute on one core). The numbers behind
+``DEFAULT_MIN_CONFIDENCE`` are recorded in :mod:`faiss_flowhash.db.database`.
+"""
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from .consensus import DEFAULT_SIM_CEIL, DEFAULT_SIM_FLOOR, match_confidence, vote_offsets
+from .ids import decode_ids, encode_ids
+
+__all__ = ["calibration_hits", "score_hits", "sweep", "main"]
+
+# Reference and not-ingested speech use disjoint words and voices: the same word said by the same
+# voice IS the same audio, and a fingerprint system is right to match it.
+_WORDS = ("river mountain signal window quiet orange table seven green paper morning station silver "
+          "garden music yellow ocean winter finger candle market engine silent forest pocket number").split()
+_OTHER_WORDS = ("bicycle thunder marble velvet harbour lantern puzzle cactus meadow rocket saddle tunnel "
+                "walnut blanket compass dolphin feather glacier hammer island jacket kettle ladder needle").split()
+_VOICES = (("en", "de", "fr", "en-us"), ("es+f3", "it+m3", "nl+f2", "pt+m2"))
+
+
+def _sentence(rng: np.random.Generator, words, n: int = 30) -> str:
+    return " ".join(rng.choice(words, n))
+
+
+def _sources(n: int, seconds: float, seed: int, rng: np.random.Generator, *, other: bool = False,
+             chirps: bool = True) -> list[np.ndarray]:
+    """n signals of ``seconds``: music, speech (when espeak-ng is present) and chirps, by seed."""
+    from ..audio import synth
+
+    out = []
+    words, voices = (_OTHER_WORDS, _VOICES[1]) if other else (_WORDS, _VOICES[0])
+    for i in range(n):
+        kind = i % 5
+        if kind in (1, 3) and synth.espeak_available():
+            x = synth.speech(_sentence(rng, words, 60), voice=voices[i % 4], speed_wpm=140 + 10 * (i % 5))
+            x = np.tile(x, int(np.ceil(seconds * 16000 / len(x))))[: int(seconds * 16000)]
+        elif kind == 4 and chirps:
+            f0, f1 = float(rng.uniform(100, 1500)), float(rng.uniform(2000, 6000))
+            x = synth.chirp(f0, f1, seconds, method="log") if i % 2 else synth.chirp(f1, f0, seconds)
+        else:
+            x = synth.synthetic_music(seconds, seed=seed + i)
+        out.append(np.asarray(x, np.float32))
+    return out
+
+
+def _distort(x, kind: str, rng, noises, rirs):
+    from ..audio.augment import add_noise, apply_rir
+
+    if kind == "clean":
+        return x
+    if kind == "noise10":
+        return add_noise(x, noises[rng.integers(len(noises))], 10.0, rng=rng)
+    return add_noise(apply_rir(x, rirs[rng.integers(len(rirs))]), noises[rng.integers(len(noises))], 5.0, rng=rng)
+
+
+def calibration_hits(fp, *, n_tracks: int = 15, track_s: float = 20.0, n_queries: int = 240, seed: int = 0,
+                     top_k: int = 5) -> list[dict]:
+    """Per-segment hits for positive and negative snippets (see module docstring).
+
+    Returns a list of dicts: kind ("clean", "noise10", "reverb+noise5", "ood-clean", "ood-noise"),
+    track (true track or -1), offset_s, tracks/times/scores (n_seg, top_k), segment_times (n_seg,).
+    """
+    from .. import FlowHashIndex
+    from ..audio.noise import noise_bank
+    from ..audio.rooms import rir_bank
+
+    rng = np.random.default_rng(seed)
+    refs = _sources(n_tracks, track_s, 10_000 + seed, rng)
+    # never indexed; no chirps (a chirp is a time-shifted piece of any other chirp of the same rate)
+    others = _sources(n_tracks, track_s, 20_000 + seed, rng, other=True, chirps=False)
+    noises, rirs = noise_bank(seed, 8, split="eval"), rir_bank(seed, 6, split="eval")
+    index = FlowHashIndex(fp.dim, quantizer=fp.quantizer)
+    for t, x in enumerate(refs):
+        e = fp.fingerprint(x)
+        index.add_with_ids(e, encode_ids(t, len(e)))
+    out = []
+    kinds = ("clean", "noise10", "reverb+noise5", "ood-clean", "ood-noise")
+    for q in range(n_queries):
+        kind = kinds[q % len(kinds)]
+        length = float(rng.uniform(1.0, 5.0))
+        src = others if kind.startswith("ood") else refs
+        t = int(rng.integers(len(src)))
+        start = float(rng.uniform(0, track_s - length))
+        x = src[t][int(round(start * 16000)) : int(round((start + length) * 16000))]
+        if kind == "ood-noise":
+            x = _distort(x, "noise10", rng, noises, rirs)
+        elif not kind.startswith("ood"):
+            x = _distort(x, kind, rng, noises, rirs)
+        if kind == "ood-clean" and q % 10 == 3:  # some pure noise
+            x = noises[rng.integers(len(noises))][: len(x)] * 0.1
+        e = fp.fingerprint(np.asarray(x, np.float32))
+        D, I = index.search(e, top_k)
+        tr, fr = decode_ids(I)
+        out.append({"kind": kind, "track": -1 if kind.startswith("ood") else t, "offset_s": start,
+                    "tracks": tr, "times": fr * fp.hop_s, "scores": D,
+                    "segment_times": np.arange(len(e)) * fp.hop_s})
+    return out
+
+
+def score_hits(hits: list[dict], **conf) -> list[tuple[str, bool, float]]:
+    """(kind, correct track and offset within 50 ms, confidence) per snippet; ``conf`` goes to the vote."""
+    rows = []
+    vote_kw = {k: conf[k] for k in ("sim_floor", "sim_ceil") if k in conf}
+    conf_kw = {k: conf[k] for k in ("margin_weight", "min_segments") if k in conf}
+    for h in hits:
+        c = vote_offsets(h["tracks"], h["times"], h["scores"], h["segment_times"], **vote_kw)
+        if not c:
+            rows.append((h["kind"], False, 0.0))
+            continue
+        ok = c[0].track_id == h["track"] and abs(c[0].offset_s - h["offset_s"]) <= 0.05
+        rows.append((h["kind"], ok, match_confidence(c[0], c[1] if len(c) > 1 else None, **conf_kw)))
+    return rows
+
+
+def sweep(rows, thresholds) -> list[dict]:
+    """Per threshold: hit rate per positive kind and overall, no-match rate on negatives."""
+    out = []
+    for th in thresholds:
+        r = {"min_confidence": float(th)}
+        pos = [(k, ok and c >= th) for k, ok, c in rows if not k.startswith("ood")]
+        neg = [c < th for k, _, c in rows if k.startswith("ood")]
+        for kind in sorted({k for k, _ in pos}):
+            r[f"hit_{kind}"] = float(np.mean([v for k, v in pos if k == kind]))
+        r["hit_all"] = float(np.mean([v for _, v in pos]))
+        r["no_match_ood"] = float(np.mean(neg))
+        out.append(r)
+    return out
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from ..audio import Fingerprinter
+
+    p = argparse.ArgumentParser(prog="python -m faiss_flowhash.db.calibrate", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=None, help="model file (default: the shipped model)")
+    p.add_argument("--queries", type=int, default=240, help="snippets, 3/5 positive and 2/5 negative (240)")
+    p.add_argument("--tracks", type=int, default=15, help="reference tracks (15)")
+    p.add_argument("--seed", type=int, default=0, help="seed (0)")
+    p.add_argument("--sim-floor", type=float, default=DEFAULT_SIM_FLOOR)
+    p.add_argument("--sim-ceil", type=float, default=DEFAULT_SIM_CEIL)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    fp = Fingerprinter.load(args.model)
+    hits = calibration_hits(fp, n_tracks=args.tracks, n_queries=args.queries, seed=args.seed)
+    rows = score_hits(hits, sim_floor=args.sim_floor, sim_ceil=args.sim_ceil)
+    for r in sweep(rows, np.round(np.arange(0.0, 0.61, 0.05), 2)):
+        print(json.dumps({k: round(v, 3) for k, v in r.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Offset consensus over per-segment search hits (paper eq. 12-13, generalised) and match confidence.
+
+A query snippet is cut into segments (1 s windows every hop); segment ``o`` starts at
+``segment_times[o]`` seconds into the snippet. Each segment's top-k hits are reference windows
+(track, time in the track). A hit proposes that the snippet starts at
+``reference_start = hit_time - segment_time`` in that track. Eq. 12-13 count, for each shift m, how
+many segments agree with the sequence ``i_o + o - m``; here the same vote is taken over every hit
+(not only the top one), per track, with a tolerance (50 ms) instead of exact equality, and weighted by
+the hit scores:
+
+    votes(t, c) = sum_o max { score(o, j) : track(o, j) = t, |start(o, j) - c| <= tolerance }
+
+for candidate starts ``c`` on a grid of ``tolerance`` seconds. A segment votes at most once per
+candidate. The winning (t, c) gives the track; the offset is the score-weighted mean of the agreeing
+starts (sub-hop accuracy when the snippet starts between two reference windows).
+
+Confidence (in [0, 1]) combines how many segments agree and how far ahead of the runner-up track
+the winner is; see :func:`match_confidence`. Everything here is pure numpy on arrays passed in.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Candidate", "vote_offsets", "match_confidence", "DEFAULT_SIM_FLOOR", "DEFAULT_SIM_CEIL"]
+
+#: Similarity below which a hit is no evidence of a match, and above which it is full evidence
+#: (inner products of L2-normalised fingerprints of the shipped model; see match_confidence).
+DEFAULT_SIM_FLOOR = 0.55
+DEFAULT_SIM_CEIL = 0.85
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One (track, offset) hypothesis after voting.
+
+    Attributes:
+        track_id: the reference track.
+        offset_s: estimated start of the snippet in the track, seconds.
+        score: summed best hit score of the agreeing segments (the vote).
+        support: segments that agree (at most one vote each).
+        n_segments: segments in the query.
+        evidence: sum over agreeing segments of the similarity mapped to [0, 1] (floor/ceil ramp).
+    """
+
+    track_id: int
+    offset_s: float
+    score: float
+    support: int
+    n_segments: int
+    evidence: float
+
+
+def _check_hits(tracks, times, scores, segment_times):
+    tracks = np.asarray(tracks, dtype=np.int64)
+    times = np.asarray(times, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    segment_times = np.asarray(segment_times, dtype=np.float64)
+    if tracks.ndim != 2:
+        raise ValueError(f"tracks: expected shape (n_segments, k), got {tracks.shape}")
+    if times.shape != tracks.shape or scores.shape != tracks.shape:
+        raise ValueError(f"times, scores: expected shape {tracks.shape} like tracks, got {times.shape}, {scores.shape}")
+    if segment_times.shape != (tracks.shape[0],):
+        raise ValueError(f"segment_times: expected shape ({tracks.shape[0]},), got {segment_times.shape}")
+    return tracks, times, scores, segment_times
+
+
+def _ramp(sim: np.ndarray, floor: float, ceil: float) -> np.ndarray:
+    return np.clip((sim - floor) / (ceil - floor), 0.0, 1.0)
+
+
+def vote_offsets(
+    tracks,
+    times,
+    scores,
+    segment_times,
+    *,
+    tolerance_s: float = 0.05,
+    sim_floor: float = DEFAULT_SIM_FLOOR,
+    sim_ceil: float = DEFAULT_SIM_CEIL,
+) -> list[Candidate]:
+    """Vote on (track, reference start) over all hits; the best candidate of each track, best first.
+
+    Args:
+        tracks: (n_segments, k) int track id of each hit, -1 for padding (ignored).
+        times: (n_segments, k) seconds into the track where each hit's window starts.
+        scores: (n_segments, k) hit similarity (inner product; higher is better).
+        segment_times: (n_segments,) seconds into the snippet where each segment starts.
+        tolerance_s: hits whose starts are within this of a candidate start agree with it (0.05 s).
+        sim_floor, sim_ceil: similarity ramp for :attr:`Candidate.evidence`.
+
+    Returns:
+        One :class:`Candidate` per track that has any hit, sorted by score (then support), best first.
+    """
+    tracks, times, scores, segment_times = _check_hits(tracks, times, scores, segment_times)
+    if not tolerance_s > 0:
+        raise ValueError(f"tolerance_s: expected > 0 seconds, got {tolerance_s}")
+    if not sim_ceil > sim_floor:
+        raise ValueError(f"sim_floor, sim_ceil: expected floor < ceil, got {sim_floor}, {sim_ceil}")
+    n_seg = tracks.shape[0]
+    seg = np.broadcast_to(np.arange(n_seg)[:, None], tracks.shape)
+    ok = (tracks >= 0) & np.isfinite(scores)
+    t, s, o, sc = tracks[ok], (times - segment_times[:, None])[ok], seg[ok], scores[ok]
+    if len(t) == 0:
+        return []
+    # each hit votes for the grid points within tolerance of its start (the grid step is the tolerance)
+    g0 = np.round(s / tolerance_s).astype(np.int64)
+    grid = np.concatenate([g0 - 1, g0, g0 + 1])
+    t3, s3, o3, sc3 = (np.tile(a, 3) for a in (t, s, o, sc))
+    near = np.abs(grid * tolerance_s - s3) <= tolerance_s * (1 + 1e-6)
+    grid, t3, s3, o3, sc3 = grid[near], t3[near], s3[near], o3[near], sc3[near]
+    # one vote per (track, grid, segment): its best-scoring hit
+    order = np.lexsort((-sc3, o3, grid, t3))
+    grid, t3, s3, o3, sc3 = grid[order], t3[order], s3[order], o3[order], sc3[order]
+    first = np.r_[True, (t3[1:] != t3[:-1]) | (grid[1:] != grid[:-1]) | (o3[1:] != o3[:-1])]
+    grid, t3, s3, o3, sc3 = grid[first], t3[first], s3[first], o3[first], sc3[first]
+    # sum the votes per (track, grid)
+    start = np.flatnonzero(np.r_[True, (t3[1:] != t3[:-1]) | (grid[1:] != grid[:-1])])
+    score = np.add.reduceat(sc3, start)
+    support = np.diff(np.r_[start, len(t3)])
+    wsum = np.add.reduceat(sc3 * s3, start)
+    evidence = np.add.reduceat(_ramp(sc3, sim_floor, sim_ceil), start)
+    ctrack = t3[start]
+    # best (track, grid) per track: highest score, then support, then earliest start
+    rank = np.lexsort((grid[start], -support, -score))
+    out, seen = [], set()
+    for i in rank:
+        tid = int(ctrack[i])
+        if tid in seen:
+            continue
+        seen.add(tid)
+        # score-weighted mean start; scores may be <= 0 for L2-like metrics, fall back to the plain mean
+        w = score[i]
+        offset = float(wsum[i] / w) if w > 1e-9 else float(grid[start][i] * tolerance_s)
+        out.append(Candidate(track_id=tid, offset_s=offset, score=float(score[i]), support=int(support[i]),
+                             n_segments=n_seg, evidence=float(evidence[i])))
+    return out
+
+
+def match_confidence(best: Candidate, runner_up: Candidate | None = None, *, margin_weight: float = 0.5,
+                     min_segments: int = 1) -> float:
+    """Confidence in [0, 1] that ``best`` is a true match.
+
+    ``share = best.evidence / n_segments`` is the fraction of the snippet's segments that agree on the
+    track and offset, each weighted by how clearly its hit is a match (similarity ramp floor -> ceil).
+    ``margin = 1 - runner_up.evidence / best.evidence`` (1 without a runner-up) says how far ahead of
+    the next track the winner is. Confidence is ``share ** (1 - margin_weight) * margin ** margin_weight``
+    (geometric blend; ``margin_weight`` 0.5): 0 when nothing agrees or the runner-up ties, 1 when every
+    segment agrees with full similarity and no other track has evidence.
+    """
+    if min_segments < 1:
+        raise ValueError(f"min_segments: expected >= 1, got {min_segments}")
+    if not 0 <= margin_weight <= 1:
+        raise ValueError(f"margin_weight: expected in [0, 1], got {margin_weight}")
+    if best.n_segments <= 0 or best.evidence <= 0:
+        return 0.0
+    share = min(1.0, best.evidence / max(best.n_segments, min_segments))
+    margin = 1.0 if runner_up is None else max(0.0, 1.0 - runner_up.evidence / best.evidence)
+    return float(share ** (1 - margin_weight) * margin ** margin_weight)

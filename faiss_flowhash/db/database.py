@@ -1,0 +1,436 @@
+"""FingerprintDB: a directory holding a FlowHashIndex file and an LMDB track store.
+
+Layout of ``path/``::
+
+    index.flowhash   the FlowHashIndex (write_index: temporary file + rename, so never half written)
+    tracks.lmdb/     TrackStore: metadata record, track records, content hashes (msgpack values)
+    write.lock       flock'ed by the one process that writes (ingest, remove, repair)
+
+Fingerprint ids encode (track, frame) arithmetically (:mod:`faiss_flowhash.db.ids`), so no Python
+object per fingerprint exists anywhere.
+
+Commit protocol (crash safety). Ingest works in batches; a batch is committed by writing the index file
+(atomically), then the LMDB transaction with its track records. Remove deletes the LMDB records first,
+then rewrites the index. A process killed at any point therefore leaves (a) index ids whose track has
+no LMDB record, or (b) LMDB records whose ids are not (all) in the index, never a half-written file.
+Queries ignore hits whose track has no record (so a removed track vanishes from results at once, in
+every process), and the next writer repairs (a) by removing those ids and (b) by dropping the record
+(re-running the ingest adds the file again). Readers reload the index when its file changes.
+
+Confidence threshold (``DEFAULT_MIN_CONFIDENCE = 0.35``), calibrated with
+``python -m faiss_flowhash.db.calibrate`` (shipped model dae8284171152323, 15 reference tracks of
+20 s, 400 snippets of 1-5 s per seed: 240 positives (clean / noise 10 dB / reverb + noise 5 dB),
+160 negatives from audio not ingested (other music, other words and voices, noise)), with
+sim_floor 0.55, sim_ceil 0.85, margin_weight 0.3, min_segments 3:
+
+    seed  threshold  hit clean  hit noise10  hit reverb+noise5  hit all  no-match (not ingested)
+    0     0 (none)   0.975      0.800        0.588              0.787    0.000
+    0     0.35       0.950      0.738        0.463              0.717    1.000 (max negative 0.26)
+    1     0 (none)   0.988      0.825        0.713              0.842    0.000
+    1     0.35       0.988      0.812        0.562              0.787    1.000 (max negative 0.31)
+
+(a hit is the right track with the offset within 50 ms and confidence >= threshold).
+"""
+
+import contextlib
+import fcntl
+import os
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+from tqdm import tqdm
+
+from ..audio.fingerprinter import Fingerprinter
+from ..audio.io import AudioDecodeError, content_hash, load_audio
+from ..index import FlowHashIndex
+from ..quantizer import FlowQuantizer, QuantizerConfig
+from ..serialize import read_index, write_index
+from .consensus import match_confidence, vote_offsets
+from .files import expand_paths
+from .ids import decode_ids, encode_ids
+from .results import IngestReport, Match, QueryResult
+from .tracks import TrackRecord, TrackStore
+
+__all__ = ["FingerprintDB", "DatabaseMismatchError", "FORMAT", "FORMAT_VERSION", "DEFAULT_MIN_CONFIDENCE"]
+
+FORMAT = "faiss-flowhash-db"
+FORMAT_VERSION = 1
+DEFAULT_MIN_CONFIDENCE = 0.35
+INDEX_FILE, TRACKS_DIR, LOCK_FILE = "index.flowhash", "tracks.lmdb", "write.lock"
+# consensus settings the threshold was calibrated with (see the module docstring)
+_VOTE = {"tolerance_s": 0.05, "sim_floor": 0.55, "sim_ceil": 0.85}
+_CONF = {"margin_weight": 0.3, "min_segments": 3}
+
+
+class DatabaseMismatchError(ValueError):
+    """The database was written in another format version or with another fingerprint model."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _file_sig(path: str):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class FingerprintDB:
+    """Audio fingerprint database: ingest files, identify snippets (track, offset, confidence), manage tracks.
+
+    Args:
+        path: the database directory.
+        model: a :class:`Fingerprinter`, a model file path, or None: the model recorded in the database
+            when it was created from a file that still exists, else the shipped default model.
+        create: create the database when ``path`` holds none (True); else FileNotFoundError.
+        readonly: open for queries only (no lock, no repair; what ``query``/``stats``/``list`` use).
+        batch_files: files per commit during ingest (16); a killed ingest loses at most one batch.
+        hits_per_segment: index hits per 1 s query segment that vote (5).
+        quantizer_steps: flow training steps when the model has no quantizer (1000).
+        min_train_vectors: fingerprints collected before that training (2000 = 200 s of audio).
+        lock_timeout_s: how long a writer waits for another writer to finish (60 s).
+
+    Raises:
+        DatabaseMismatchError (a ValueError): other format version or other model than the database's.
+    """
+
+    def __init__(self, path, model=None, *, create: bool = True, readonly: bool = False, batch_files: int = 16,
+                 hits_per_segment: int = 5, quantizer_steps: int = 1000, min_train_vectors: int = 2000,
+                 lock_timeout_s: float = 60.0):
+        for name, v in (("batch_files", batch_files), ("hits_per_segment", hits_per_segment),
+                        ("min_train_vectors", min_train_vectors)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
+        self.path = os.path.abspath(os.fspath(path))
+        self.readonly = readonly
+        self.batch_files, self.hits_per_segment = batch_files, hits_per_segment
+        self.quantizer_steps, self.min_train_vectors, self.lock_timeout_s = quantizer_steps, min_train_vectors, lock_timeout_s
+        self._index_path = os.path.join(self.path, INDEX_FILE)
+        tracks_dir = os.path.join(self.path, TRACKS_DIR)
+        if not os.path.isdir(tracks_dir):
+            if readonly or not create:
+                raise FileNotFoundError(f"{self.path}: no fingerprint database here (create it with ingest)")
+            os.makedirs(self.path, exist_ok=True)
+        self._store = TrackStore(tracks_dir, readonly=readonly)
+        try:
+            meta = self._store.get_meta()
+            model_path = None if meta is None else meta.get("model_path")
+            if model is None and model_path and os.path.isfile(model_path):
+                model = model_path
+            self.fingerprinter = self._load_model(model)
+            if meta is None:
+                if readonly:
+                    raise FileNotFoundError(f"{self.path}: the database was never initialised")
+                meta = self._initial_meta(model)
+                self._store.put_meta(meta)
+            self._check_meta(meta)
+        except BaseException:
+            self._store.close()
+            raise
+        self._meta = meta
+        self._index, self._index_sig = None, None
+        self.last_repair: dict = {}
+        self._reload_index()
+        if not readonly:
+            with self._writing(wait=False):
+                pass  # repairs when no other process is writing (a busy writer repairs on its own)
+
+    # -- opening --------------------------------------------------------------------------------
+    @staticmethod
+    def _load_model(model) -> Fingerprinter:
+        if model is None or isinstance(model, (str, os.PathLike)):
+            return Fingerprinter.load(model)
+        if not isinstance(model, Fingerprinter):
+            raise TypeError(f"model: expected a Fingerprinter, a model path or None, got {type(model).__name__}")
+        return model
+
+    def _initial_meta(self, model) -> dict:
+        fp = self.fingerprinter
+        return {"format": FORMAT, "version": FORMAT_VERSION, "model_id": fp.model_id,
+                "model_path": os.path.abspath(os.fspath(model)) if isinstance(model, (str, os.PathLike)) else None,
+                "K": fp.quantizer.K if fp.quantizer is not None else 16, "dim": fp.dim, "hop_s": fp.hop_s,
+                "sample_rate": fp.sample_rate, "created": _now(), "next_track_id": 0}
+
+    def _check_meta(self, meta: dict) -> None:
+        if meta.get("format") != FORMAT:
+            raise DatabaseMismatchError(f"{self.path}: expected a {FORMAT!r} database, found format {meta.get('format')!r}")
+        if meta.get("version") != FORMAT_VERSION:
+            raise DatabaseMismatchError(
+                f"{self.path}: database format version {meta.get('version')!r}; this faiss-flowhash reads version "
+                f"{FORMAT_VERSION} (re-ingest the audio into a new database)")
+        fp = self.fingerprinter
+        if meta.get("model_id") != fp.model_id:
+            where = f" (built from {meta['model_path']})" if meta.get("model_path") else ""
+            raise DatabaseMismatchError(
+                f"{self.path}: database built with fingerprint model {meta.get('model_id')!r}{where}, but the model "
+                f"given is {fp.model_id!r}; pass the database's model (--model) or use a new database")
+        if meta.get("hop_s") != fp.hop_s:
+            raise DatabaseMismatchError(f"{self.path}: database hop {meta.get('hop_s')} s, model hop {fp.hop_s} s")
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> "FingerprintDB":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"FingerprintDB({self.path!r}, model_id={self.fingerprinter.model_id!r}, readonly={self.readonly})"
+
+    # -- index file -----------------------------------------------------------------------------
+    def _reload_index(self, force: bool = False) -> FlowHashIndex | None:
+        """The index as on disk: re-read when the file changed since it was last read."""
+        sig = _file_sig(self._index_path)
+        if force or sig != self._index_sig:
+            if sig is None:
+                self._index = None
+            else:
+                try:
+                    self._index = read_index(self._index_path)
+                except ValueError as e:
+                    raise ValueError(f"{self._index_path}: {e}") from None
+                if self._index.d != self.fingerprinter.dim:
+                    raise DatabaseMismatchError(f"{self._index_path}: index d={self._index.d}, model d={self.fingerprinter.dim}")
+            self._index_sig = sig
+        return self._index
+
+    def _write_index(self) -> None:
+        write_index(self._index, self._index_path)
+        self._index_sig = _file_sig(self._index_path)
+
+    # -- writer lock and repair -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def _writing(self, *, wait: bool = True):
+        """Hold the write lock (yields True), re-read the index and repair it; yields False without it."""
+        if self.readonly:
+            raise PermissionError(f"{self.path}: opened readonly")
+        fd = os.open(os.path.join(self.path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + (self.lock_timeout_s if wait else 0.0)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        if not wait:
+                            yield False
+                            return
+                        raise TimeoutError(f"{self.path}: another process is writing (waited {self.lock_timeout_s} s)") from None
+                    time.sleep(0.1)
+            try:
+                self._meta = self._store.get_meta()
+                self._reload_index(force=True)
+                self.last_repair = self._repair()
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _repair(self) -> dict:
+        """Make index and track store agree after a crash (see the module docstring); returns what was done."""
+        for name in os.listdir(self.path):  # temporary files of an index write that was killed
+            if name.startswith(".flowhash-"):
+                os.unlink(os.path.join(self.path, name))
+        records = self._store.all()
+        ids = self._index.ids if self._index is not None else np.zeros(0, np.int64)
+        tracks, _ = decode_ids(ids)
+        present, counts = np.unique(tracks, return_counts=True)
+        have = dict(zip(present.tolist(), counts.tolist()))
+        incomplete = [r.track_id for r in records if have.get(r.track_id, 0) != r.n_fingerprints]
+        good = {r.track_id for r in records} - set(incomplete)
+        orphans = [t for t in present.tolist() if t not in good]
+        if orphans:
+            self._index.remove_ids(ids[np.isin(tracks, orphans)])
+            self._write_index()
+        if incomplete:
+            self._store.delete(incomplete)
+        next_id = max([self._meta.get("next_track_id", 0)] + [t + 1 for t in present.tolist()]
+                      + [r.track_id + 1 for r in records])
+        if next_id != self._meta.get("next_track_id"):
+            self._meta = {**self._meta, "next_track_id": next_id}
+            self._store.put_meta(self._meta)
+        return {"dropped_index_tracks": orphans, "dropped_records": incomplete}
+
+    # -- ingest ---------------------------------------------------------------------------------
+    def ingest(self, paths, *, progress: bool = False) -> IngestReport:
+        """Fingerprint and add audio files; see :func:`faiss_flowhash.db.files.expand_paths` for ``paths``.
+
+        Files already present (same content hash) are skipped; files that are missing, do not decode,
+        are empty or shorter than one window are reported in ``failed`` and the rest is ingested.
+        ``progress`` shows a tqdm bar (files/s, x real time) on stderr.
+        """
+        files, missing = expand_paths(paths)
+        report = IngestReport(failed=list(missing))
+        t0 = time.perf_counter()
+        with self._writing(), tqdm(total=len(files), unit="file", disable=not progress, dynamic_ncols=True) as bar:
+            pending, batch_hashes = [], set()
+            for f in files:
+                self._ingest_one(f, pending, batch_hashes, report)
+                n_vec = sum(len(e) for _, e in pending)
+                ready = self._index is not None or n_vec >= self.min_train_vectors
+                if len(pending) >= self.batch_files and ready:
+                    self._commit(pending, report)
+                    pending, batch_hashes = [], set()
+                bar.update(1)
+                elapsed = time.perf_counter() - t0
+                bar.set_postfix_str(f"{report.audio_s / max(elapsed, 1e-9):.0f}x real time", refresh=False)
+            if pending:
+                self._commit(pending, report)
+        report.elapsed_s = time.perf_counter() - t0
+        return report
+
+    def _ingest_one(self, f: str, pending: list, batch_hashes: set, report: IngestReport) -> None:
+        fp = self.fingerprinter
+        try:
+            h = content_hash(f)
+            if h in batch_hashes or self._store.by_hash(h) is not None:
+                report.skipped.append((f, "already ingested (same content hash)"))
+                return
+            wave = load_audio(f, sample_rate=fp.sample_rate)
+        except (AudioDecodeError, OSError) as e:
+            report.failed.append((f, str(e.reason) if isinstance(e, AudioDecodeError) else f"{type(e).__name__}: {e}"))
+            return
+        duration = len(wave) / fp.sample_rate
+        if duration < fp.window_s:
+            report.failed.append((f, f"shorter than one {fp.window_s:g} s window ({duration:.2f} s)"))
+            return
+        emb = fp.fingerprint(wave)
+        tid = int(self._meta["next_track_id"])
+        first = int(encode_ids(tid, 1)[0])
+        record = TrackRecord(track_id=tid, path=f, duration_s=float(duration), content_hash=h,
+                             sample_rate=int(fp.sample_rate), first_id=first, n_fingerprints=int(len(emb)),
+                             model_id=fp.model_id, added=_now())
+        self._meta = {**self._meta, "next_track_id": tid + 1}
+        pending.append((record, emb))
+        batch_hashes.add(h)
+        report.audio_s += duration
+
+    def _commit(self, pending: list, report: IngestReport) -> None:
+        """Index file first (atomic), then one LMDB transaction: see the commit protocol above."""
+        if self._index is None:
+            self._index = FlowHashIndex(self.fingerprinter.dim, quantizer=self._quantizer(pending))
+        for record, emb in pending:
+            self._index.add_with_ids(emb, encode_ids(record.track_id, len(emb)))
+        self._write_index()
+        self._store.commit([r for r, _ in pending], meta=self._meta)
+        report.added += [r for r, _ in pending]
+
+    def _quantizer(self, pending: list) -> FlowQuantizer:
+        """The model's trained flow, or one trained here on the first batch (positives: the next window)."""
+        fp = self.fingerprinter
+        if fp.quantizer is not None:
+            return fp.quantizer
+        x = np.concatenate([e[:-1] for _, e in pending if len(e) > 1])
+        x_pos = np.concatenate([e[1:] for _, e in pending if len(e) > 1])
+        q = FlowQuantizer(fp.dim, int(self._meta["K"]),
+                          config=QuantizerConfig(steps=self.quantizer_steps, verbose=False, seed=0))
+        q.train(x, x_pos)
+        return q
+
+    # -- query ----------------------------------------------------------------------------------
+    def query(self, query, *, top: int = 1, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+              r_query: float | None = None, budget: int | None = None) -> QueryResult:
+        """Identify a snippet: a path (decoded like ingest) or a wave (T,) float32 at 16 kHz.
+
+        Returns at most ``top`` matches (best track first, one per track) whose confidence reaches
+        ``min_confidence`` (0.35, calibrated: see the module docstring); none means "no match".
+        ``r_query``/``budget`` override the index's probe radius / candidate budget.
+        """
+        if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+            raise ValueError(f"top: expected an int >= 1, got {top!r}")
+        if not 0 <= min_confidence <= 1:
+            raise ValueError(f"min_confidence: expected in [0, 1], got {min_confidence}")
+        t0 = time.perf_counter()
+        fp = self.fingerprinter
+        if isinstance(query, np.ndarray):
+            wave, name = query, f"<wave {len(query) / fp.sample_rate:.2f} s>"
+        elif isinstance(query, (str, os.PathLike)):
+            wave, name = load_audio(query, sample_rate=fp.sample_rate), os.fspath(query)
+        else:
+            raise TypeError(f"query: expected a path or a np.ndarray wave (T,), got {type(query).__name__}")
+        emb = fp.fingerprint(wave)
+        result = QueryResult(query=name, n_segments=len(emb), duration_s=len(wave) / fp.sample_rate)
+        index = self._reload_index()
+        if index is not None and index.ntotal and len(emb):
+            D, I = index.search(emb, self.hits_per_segment, r_query=r_query, budget=budget)
+            result.eval_percent = float(index.last_search_stats.eval_percent)
+            result.matches = self._consensus(D, I, top, min_confidence)
+        result.elapsed_ms = 1000 * (time.perf_counter() - t0)
+        return result
+
+    def _consensus(self, D: np.ndarray, I: np.ndarray, top: int, min_confidence: float) -> list[Match]:
+        hop = self.fingerprinter.hop_s
+        tracks, frames = decode_ids(I)
+        records = self._store.get_many(np.unique(tracks[tracks >= 0]).tolist())
+        tracks = np.where(np.isin(tracks, list(records)), tracks, -1)  # uncommitted / removed tracks: no vote
+        cands = vote_offsets(tracks, frames * hop, D, np.arange(len(D)) * hop, **_VOTE)
+        out = []
+        for i, c in enumerate(cands[:top]):
+            other = (cands[1] if len(cands) > 1 else None) if i == 0 else cands[0]
+            conf = match_confidence(c, other, **_CONF)
+            if conf >= min_confidence:
+                out.append(Match(track_id=c.track_id, path=records[c.track_id].path, offset_s=max(0.0, c.offset_s),
+                                 score=c.score / c.n_segments, confidence=conf))
+        return out
+
+    # -- management -----------------------------------------------------------------------------
+    def tracks(self) -> list[TrackRecord]:
+        """Every committed track, by id."""
+        return self._store.all()
+
+    def remove(self, tracks) -> list[TrackRecord]:
+        """Remove tracks given by id (int) or path (str / PathLike), one or a list; returns their records.
+
+        KeyError (nothing removed) when one is not in the database. Their fingerprints leave search
+        results at once (the LMDB records go first), then the index file is rewritten without them.
+        """
+        if isinstance(tracks, (int, np.integer, str, os.PathLike)):
+            tracks = [tracks]
+        with self._writing():
+            records = self._store.all()
+            by_id = {r.track_id: r for r in records}
+            chosen = {}
+            for t in tracks:
+                if isinstance(t, (int, np.integer)) and not isinstance(t, bool):
+                    found = [by_id[int(t)]] if int(t) in by_id else []
+                elif isinstance(t, (str, os.PathLike)):
+                    p = os.path.abspath(os.fspath(t))
+                    found = [r for r in records if r.path == p]
+                else:
+                    raise TypeError(f"tracks: expected track ids (int) or paths (str), got {type(t).__name__}")
+                if not found:
+                    raise KeyError(f"no track {t!r} in {self.path}")
+                chosen.update({r.track_id: r for r in found})
+            removed = self._store.delete(sorted(chosen))
+            if removed and self._index is not None:
+                self._index.remove_ids(np.concatenate([np.arange(r.first_id, r.first_id + r.n_fingerprints) for r in removed]))
+                self._write_index()
+        return removed
+
+    def stats(self) -> dict:
+        """Tracks, hours, fingerprints, buckets used and balance, bytes on disk, model and format."""
+        index = self._reload_index()
+        records = self._store.all()
+        bal = index.balance() if index is not None and index.ntotal else {}
+        disk = self._store.disk_bytes() + (os.path.getsize(self._index_path) if os.path.exists(self._index_path) else 0)
+        return {
+            "path": self.path, "tracks": len(records), "hours": sum(r.duration_s for r in records) / 3600,
+            "fingerprints": sum(r.n_fingerprints for r in records),
+            "index_vectors": index.ntotal if index is not None else 0,
+            "K": index.K if index is not None else self._meta.get("K"),
+            "buckets_used": int(bal.get("buckets_used", 0)),
+            "bucket_empty_share": float(bal.get("empty_share", 1.0)),
+            "bucket_max_over_mean": float(bal.get("max_over_mean", 0.0)),
+            "bucket_within_k1_share": float(bal.get("within_k1_share", 0.0)),
+            "index_memory_bytes": index.memory_bytes() if index is not None else 0,
+            "bytes_on_disk": int(disk), "model_id": self._meta["model_id"], "format_version": self._meta["version"],
+            "created": self._meta["created"],
+        }

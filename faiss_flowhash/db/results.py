@@ -1,0 +1,88 @@
+"""Small result types of the fingerprint database: matches, query results, ingest reports."""
+
+from dataclasses import asdict, dataclass, field
+
+from .tracks import TrackRecord
+
+__all__ = ["Match", "QueryResult", "IngestReport"]
+
+
+@dataclass(frozen=True)
+class Match:
+    """An identified track.
+
+    Attributes:
+        track_id: the track.
+        path: its path at ingest time.
+        offset_s: where the snippet starts in the track, seconds (within 50 ms when correct).
+        score: mean over the snippet's segments of the similarity of the hit that agrees with this
+            (track, offset), 0 for segments that do not agree: in [0, 1] for cosine similarity.
+        confidence: in [0, 1] (see :func:`faiss_flowhash.db.consensus.match_confidence`).
+    """
+
+    track_id: int
+    path: str
+    offset_s: float
+    score: float
+    confidence: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class QueryResult:
+    """The answer for one snippet; ``matches`` is empty for "no match".
+
+    Attributes:
+        query: the path or a description of the wave.
+        matches: best first, at most ``top``, each with confidence >= the threshold used.
+        eval_percent: % of the database scored per segment (the paper's efficiency metric).
+        elapsed_ms: wall time of fingerprinting + search + consensus, milliseconds.
+        n_segments: 1 s segments (every hop) the snippet was cut into.
+        duration_s: snippet length, seconds.
+    """
+
+    query: str
+    matches: list[Match] = field(default_factory=list)
+    eval_percent: float = 0.0
+    elapsed_ms: float = 0.0
+    n_segments: int = 0
+    duration_s: float = 0.0
+
+    @property
+    def best(self) -> Match | None:
+        return self.matches[0] if self.matches else None
+
+    def to_dict(self) -> dict:
+        """The ``--json`` object: query, matches, eval_percent, elapsed_ms."""
+        return {"query": self.query, "matches": [m.to_dict() for m in self.matches],
+                "eval_percent": float(self.eval_percent), "elapsed_ms": float(self.elapsed_ms)}
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did.
+
+    Attributes:
+        added: records of the tracks ingested.
+        skipped: (path, reason) of files already in the database (same content hash).
+        failed: (path, reason) of files that could not be ingested (missing, undecodable, too short).
+        audio_s: seconds of audio fingerprinted. elapsed_s: wall time.
+    """
+
+    added: list[TrackRecord] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    audio_s: float = 0.0
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no file failed."""
+        return not self.failed
+
+    def summary(self) -> str:
+        speed = self.audio_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return (f"{len(self.added)} added, {len(self.skipped)} skipped (already ingested), {len(self.failed)} failed; "
+                f"{self.audio_s / 3600:.3f} h of audio in {self.elapsed_s:.1f} s ({speed:.0f}x real time)")
