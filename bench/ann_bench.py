@@ -192,7 +192,8 @@ def run(args):
             for b in m.builds(ds):
                 mem = m.memory_bytes()
                 binfo = dict(family=family, label=b["label"], params=b["params"],
-                             train_s=b["train_s"], add_s=b["add_s"], bytes_per_vec=mem / n)
+                             train_s=b["train_s"], add_s=b["add_s"], bytes_per_vec=mem / n,
+                             extra=b.get("extra", {}))
                 builds.append(binfo)
                 log(f"built {b['label']}: train {b['train_s']:.1f} s, add {b['add_s']:.1f} s, "
                     f"{mem / n:.0f} B/vec")
@@ -343,7 +344,29 @@ def balance_table(balance, n):
     return "\n".join(lines)
 
 
-def markdown(out):
+def flowhash_table(builds):
+    rows = [b for b in builds if b["family"] == "FlowHash"]
+    if not rows:
+        return ""
+    lines = ["| build | train s | add s | B/vec | table entries / vector | empty buckets % "
+             "| within K±1 % (ideal) | max/mean | encode µs/query batch / single |",
+             "|" + "|".join(["---"] * 9) + "|"]
+    for b in rows:
+        e = b.get("extra", {})
+        bal = e.get("balance", {})
+        lines.append(
+            f"| {b['label']} | {b['train_s']:.1f} | {b['add_s']:.1f} | {b['bytes_per_vec']:.0f} | "
+            f"{e.get('entries_per_vec', float('nan')):.2f} | "
+            f"{100 * bal.get('empty_share', float('nan')):.1f} | "
+            f"{100 * bal.get('within_k1_share', float('nan')):.1f} "
+            f"({100 * bal.get('within_k1_share_ideal', float('nan')):.1f}) | "
+            f"{bal.get('max_over_mean', float('nan')):.1f} | "
+            f"{e.get('encode_us_batch', float('nan')):.0f} / "
+            f"{e.get('encode_us_single', float('nan')):.0f} |")
+    return "\n".join(lines)
+
+
+def markdown(out, notes=None):
     m, dta = out["meta"], out["data"]
     s = [f"Run {m['date']} on {m['machine']}, {m['threads']} threads "
          f"(load average {m['loadavg_start'][0]:.2f} at start, {m['loadavg_end'][0]:.2f} at end: "
@@ -357,7 +380,13 @@ def markdown(out):
     if out["skipped"]:
         s += ["Skipped: " + "; ".join(f"{x['family']} ({x['reason']})" for x in out["skipped"]), ""]
     s += ["### Headline: each index at its best setting for a recall target", "",
-          headline(out["rows"]), "",
+          headline(out["rows"]), ""]
+    if notes:
+        s += [open(notes).read().rstrip(), ""]
+    fh = flowhash_table(out["builds"])
+    if fh:
+        s += ["### FlowHash builds", "", fh, ""]
+    s += [
           "### Bucket balance (primary assignment)", "", balance_table(out["balance"], dta["n"]),
           "", "### All configurations", "", table(out["rows"]), ""]
     return "\n".join(s)
@@ -432,6 +461,8 @@ def parse_args(argv=None):
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--plots", help="write PNG plots to this folder")
     p.add_argument("--md", help="write/replace the '## ANN benchmark' section of this file")
+    p.add_argument("--from-json", help="re-render tables / plots / markdown of a saved run")
+    p.add_argument("--notes", help="markdown file inserted after the headline (findings)")
     p.add_argument("--keep-going", action="store_true",
                    help="record a failing method as skipped instead of stopping")
     a = p.parse_args(argv)
@@ -453,7 +484,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    out = run(args)
+    if args.from_json:
+        with open(args.from_json) as f:
+            out = json.load(f)
+    else:
+        out = run(args)
     print(table(out["rows"]))
     print(headline(out["rows"]))
     if args.json:
@@ -465,7 +500,7 @@ def main(argv=None):
         for path in plots.plot_all(out, args.plots):
             log(f"wrote {path}")
     if args.md:
-        write_md_section(args.md, markdown(out))
+        write_md_section(args.md, markdown(out, args.notes))
         log(f"wrote section '## ANN benchmark' of {args.md}")
     return 0
 

@@ -455,8 +455,38 @@ class FlowHash:
             index.r = r
             t1 = time.perf_counter()
             index.add(_f32(ds.x))
+            add_s = time.perf_counter() - t1
             yield dict(label=f"FlowHash K{self.K} r{r:g}", params=dict(K=self.K, r=r),
-                       train_s=train_s, add_s=time.perf_counter() - t1)
+                       train_s=train_s, add_s=add_s, extra=self._diagnostics(ds))
+
+    def _diagnostics(self, ds):
+        """Balance of the primary codes, table entries per vector (multi-assignment), and
+        the share of search time spent encoding queries (projection + flow)."""
+        ix = self.index
+        out = {}
+        try:
+            out["balance"] = {k: float(v) for k, v in ix.balance().items()}
+        except Exception as e:  # diagnostics must not break the benchmark
+            out["balance_error"] = f"{type(e).__name__}: {e}"
+        out["entries_per_vec"] = float(getattr(ix, "table_entries", float("nan"))) / ix.ntotal
+        q = _f32(ds.q)
+        enc = ix.quantizer.encode
+        enc(q[:8])
+        t0 = time.perf_counter()
+        enc(q)
+        out["encode_us_batch"] = 1e6 * (time.perf_counter() - t0) / q.shape[0]
+        ns = min(100, q.shape[0])
+        t0 = time.perf_counter()
+        for i in range(ns):
+            enc(q[i:i + 1])
+        out["encode_us_single"] = 1e6 * (time.perf_counter() - t0) / ns
+        rep = getattr(ix.quantizer, "report", None)
+        if rep is not None:
+            out["train_report"] = dict(projection=getattr(rep, "projection", None),
+                                       steps=getattr(rep, "steps", None),
+                                       seconds=getattr(rep, "seconds", None),
+                                       balance=getattr(rep, "balance", None))
+        return out
 
     def bucket_sizes(self):
         return np.asarray(self.index.bucket_sizes())

@@ -107,7 +107,8 @@ def pareto_qps(out, path):
     for ax, key in zip(axes, ("batch", "single-query")):
         ax.set_yscale("log")
         ax.set_xlabel("recall@1 (vs exact search)")
-        ax.set_ylabel(f"queries / s ({key}, {out['meta']['threads']} threads)")
+        nth = out["meta"]["threads"] if key == "batch" else 1
+        ax.set_ylabel(f"queries / s ({key}, {nth} thread{'s' if nth > 1 else ''})")
         ax.set_title(f"QPS {key}, N={out['data']['n']} (shared machine: noisy)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=6.5, ncol=2, loc="lower left")
