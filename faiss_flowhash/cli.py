@@ -1,0 +1,232 @@
+"""The ``flowhash`` command line: ingest audio, identify snippets, inspect and edit a fingerprint database.
+
+    flowhash ingest DB PATH...          files, folders (recursive) or globs
+    flowhash query DB SNIPPET... [--top N] [--json] [--min-confidence C]
+    flowhash stats DB [--json]
+    flowhash list DB [--json]
+    flowhash remove DB TRACK...         track ids or paths
+    flowhash train --out MODEL ...      see faiss_flowhash.audio.train
+
+Subcommands come from ``COMMANDS``: adding one (e.g. ``flowhash eval``) is one ``Command(...)`` line
+there. Exit status: 0 success; 1 some inputs failed (files not ingested, snippets not decoded, unknown
+tracks); 2 usage errors and databases that cannot be used (missing, other format or model).
+"""
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+__all__ = ["Command", "COMMANDS", "build_parser", "main"]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: ``add_arguments(parser)`` fills its parser, ``run(args) -> exit status`` runs it."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], object]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _eprint(*a) -> None:
+    print(*a, file=sys.stderr, flush=True)
+
+
+def _db_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("db", metavar="DB", help="database directory")
+    p.add_argument("--model", default=None,
+                   help="fingerprint model file (default: the database's model, else the shipped one)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def _open(args, *, readonly: bool, create: bool = False, **kw):
+    import torch
+
+    from .db import FingerprintDB
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return FingerprintDB(args.db, model=args.model, readonly=readonly, create=create, **kw)
+
+
+# -- ingest ---------------------------------------------------------------------------------------
+def _ingest_arguments(p):
+    _db_arguments(p)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files, folders (searched recursively) or globs")
+    p.add_argument("--batch-files", type=int, default=16, help="files per commit (default 16)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def _ingest(args) -> int:
+    with _open(args, readonly=False, create=True, batch_files=args.batch_files) as db:
+        report = db.ingest(args.paths, progress=not args.no_progress)
+    for path, reason in report.failed:
+        _eprint(f"flowhash ingest: skipped {path}: {reason}")
+    if args.json:
+        print(json.dumps({"added": [r.track_id for r in report.added], "skipped": [p for p, _ in report.skipped],
+                          "failed": [{"path": p, "reason": r} for p, r in report.failed],
+                          "audio_s": report.audio_s, "elapsed_s": report.elapsed_s}))
+    else:
+        print(f"ingest: {report.summary()}")
+    return 0 if report.ok else 1
+
+
+# -- query ----------------------------------------------------------------------------------------
+def _query_arguments(p):
+    from .db import DEFAULT_MIN_CONFIDENCE
+
+    _db_arguments(p)
+    p.add_argument("snippets", nargs="+", metavar="SNIPPET", help="audio files to identify")
+    p.add_argument("--top", type=int, default=1, help="tracks to report per snippet (default 1)")
+    p.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
+                   help=f"answer 'no match' below this confidence in [0, 1] (default {DEFAULT_MIN_CONFIDENCE}, "
+                        "calibrated on synthetic audio: see faiss_flowhash.db.database)")
+    p.add_argument("--json", action="store_true", help="one JSON object per snippet, one per line")
+
+
+def _query(args) -> int:
+    from .audio.io import AudioDecodeError
+
+    if args.top < 1:
+        raise SystemExit("flowhash query: error: --top: expected an int >= 1")
+    if not 0 <= args.min_confidence <= 1:
+        raise SystemExit("flowhash query: error: --min-confidence: expected a number in [0, 1]")
+    status = 0
+    with _open(args, readonly=True) as db:
+        for snippet in args.snippets:
+            try:
+                res = db.query(snippet, top=args.top, min_confidence=args.min_confidence)
+            except (AudioDecodeError, FileNotFoundError) as e:
+                status = 1
+                _eprint(f"flowhash query: {e}")
+                if args.json:
+                    print(json.dumps({"query": snippet, "matches": [], "eval_percent": 0.0, "elapsed_ms": 0.0,
+                                      "error": str(e)}), flush=True)
+                continue
+            if args.json:
+                print(json.dumps(res.to_dict()), flush=True)
+                continue
+            tail = f"[{res.n_segments} segments, {res.eval_percent:.2f}% evaluated, {res.elapsed_ms:.0f} ms]"
+            if not res.matches:
+                print(f"{snippet}: no match {tail}", flush=True)
+            for i, m in enumerate(res.matches):
+                head = f"{snippet}:" if i == 0 else " " * len(snippet) + f" #{i + 1}"
+                print(f"{head} track {m.track_id} {m.path} at {m.offset_s:.2f} s "
+                      f"(score {m.score:.3f}, confidence {m.confidence:.2f})" + (f" {tail}" if i == 0 else ""), flush=True)
+    return status
+
+
+# -- stats, list, remove --------------------------------------------------------------------------
+def _json_flag(p):
+    p.add_argument("--json", action="store_true", help="JSON output")
+
+
+def _stats(args) -> int:
+    with _open(args, readonly=True) as db:
+        s = db.stats()
+    if args.json:
+        print(json.dumps(s))
+        return 0
+    print(f"database      {s['path']} (format {s['format_version']}, created {s['created']})")
+    print(f"model         {s['model_id']}")
+    print(f"tracks        {s['tracks']}")
+    print(f"hours         {s['hours']:.3f}")
+    print(f"fingerprints  {s['fingerprints']} ({s['index_vectors']} in the index)")
+    print(f"buckets       {s['buckets_used']} of 2^{s['K']} used ({100 * (1 - s['bucket_empty_share']):.2f}%), "
+          f"largest / mean {s['bucket_max_over_mean']:.1f}, within K+-1 {100 * s['bucket_within_k1_share']:.1f}%")
+    print(f"memory        {s['index_memory_bytes'] / 2**20:.2f} MiB (index)")
+    print(f"on disk       {s['bytes_on_disk'] / 2**20:.2f} MiB")
+    return 0
+
+
+def _list(args) -> int:
+    with _open(args, readonly=True) as db:
+        records = db.tracks()
+    if args.json:
+        for r in records:
+            print(json.dumps({"track_id": r.track_id, "path": r.path, "duration_s": r.duration_s,
+                              "fingerprints": r.n_fingerprints, "content_hash": r.content_hash, "added": r.added}))
+        return 0
+    print(f"{'id':>6}  {'duration':>9}  {'fprints':>7}  path")
+    for r in records:
+        print(f"{r.track_id:>6}  {r.duration_s:>8.1f}s  {r.n_fingerprints:>7}  {r.path}")
+    return 0
+
+
+def _remove_arguments(p):
+    _db_arguments(p)
+    p.add_argument("tracks", nargs="+", metavar="TRACK", help="track ids (see flowhash list) or paths")
+
+
+def _remove(args) -> int:
+    status = 0
+    with _open(args, readonly=False) as db:
+        for t in args.tracks:
+            key = int(t) if t.isdigit() and not os.path.exists(t) else t
+            try:
+                for r in db.remove(key):
+                    print(f"removed track {r.track_id} {r.path}")
+            except KeyError as e:
+                status = 1
+                _eprint(f"flowhash remove: {e.args[0]}")
+    return status
+
+
+# -- train ----------------------------------------------------------------------------------------
+def _train_arguments(p):
+    from .audio.train import add_train_arguments
+
+    add_train_arguments(p)
+
+
+def _train(args) -> int:
+    from .audio.train import run_train
+
+    return run_train(args)
+
+
+COMMANDS: list[Command] = [
+    Command("ingest", "fingerprint audio files and add them to a database", _ingest_arguments, _ingest),
+    Command("query", "identify snippets: track, offset, confidence (or no match)", _query_arguments, _query),
+    Command("stats", "tracks, hours, fingerprints, bucket balance, bytes on disk",
+            lambda p: (_db_arguments(p), _json_flag(p)), _stats),
+    Command("list", "list the tracks", lambda p: (_db_arguments(p), _json_flag(p)), _list),
+    Command("remove", "remove tracks by id or path", _remove_arguments, _remove),
+    Command("train", "train a fingerprint model (encoder + flow)", _train_arguments, _train),
+    # Command("eval", "...", add_eval_arguments, run_eval),  <- one line adds a subcommand
+]
+
+
+def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentParser:
+    """The ``flowhash`` parser with one subparser per command (``COMMANDS`` by default)."""
+    parser = argparse.ArgumentParser(prog="flowhash", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for c in COMMANDS if commands is None else commands:
+        p = sub.add_parser(c.name, help=c.help, description=c.help)
+        c.add_arguments(p)
+        p.set_defaults(_run=c.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of ``flowhash`` and ``python -m faiss_flowhash``; returns the exit status."""
+    from .db import DatabaseMismatchError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (DatabaseMismatchError, FileNotFoundError, TimeoutError) as e:
+        _eprint(f"flowhash {args.command}: error: {e}")
+        return 2
+    except ValueError as e:  # a database file that does not read (corrupted index, ...)
+        _eprint(f"flowhash {args.command}: error: {e}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
