@@ -1,0 +1,234 @@
+"""The Table 1 protocol (faiss_flowhash.evaluation): seeded, reproducible queries; distortions at the
+requested SNR and RT60; the 50 ms hit criterion; the offset consensus of eq. 12-13; run_eval and the
+`flowhash eval` shell end to end on a tiny reference."""
+
+import argparse
+import json
+
+import faiss
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from _one_thread import one_torch_thread  # noqa: F401  (autouse fixture)
+
+from faiss_flowhash import evaluation as ev
+from faiss_flowhash.audio.rooms import measure_rt60
+from faiss_flowhash.audio.synth import synthetic_music
+
+SR = 16000
+TRACKS = [int(s * SR) for s in (8.0, 12.0, 6.5)]
+
+
+def _small_queries(seed=0, **kw):
+    kw.setdefault("lengths_s", (1.0, 2.0))
+    kw.setdefault("n_per_cell", 3)
+    kw.setdefault("n_noises", 3)
+    kw.setdefault("n_rooms", 2)
+    kw.setdefault("noise_s", 3.0)
+    return ev.make_queries(TRACKS, seed=seed, **kw)
+
+
+def _arrays(q):
+    return {k: getattr(q, k) for k in ("track", "start", "length", "cond", "noise", "noise_start", "room")}
+
+
+# ------------------------------------------------------------------------------------------ queries
+def test_queries_are_seeded_and_cover_every_cell():
+    a, b, c = _small_queries(0), _small_queries(0), _small_queries(1)
+    for k, v in _arrays(a).items():
+        np.testing.assert_array_equal(v, _arrays(b)[k])
+    assert any(not np.array_equal(v, _arrays(c)[k]) for k, v in _arrays(a).items())
+    assert len(a) == 2 * len(ev.PAPER_CONDITIONS) * 3
+    cells = {(int(L), int(cd)) for L, cd in zip(a.length, a.cond)}
+    assert cells == {(L * SR, c) for L in (1, 2) for c in range(len(ev.PAPER_CONDITIONS))}
+    # every query lies inside its track, every noise cut inside its clip
+    assert (a.start >= 0).all() and (a.start + a.length <= np.array(TRACKS)[a.track]).all()
+    assert (a.noise_start + a.length <= 3 * SR).all()
+
+
+def test_paper_conditions():
+    labels = [c.label for c in ev.PAPER_CONDITIONS]
+    assert labels[:5] == [f"noise {s}dB" for s in (0, 5, 10, 15, 20)]
+    assert all(c.rt60_s == 0.5 for c in ev.PAPER_CONDITIONS[5:10])
+    assert [c.rt60_s for c in ev.PAPER_CONDITIONS[10:]] == [0.2, 0.4, 0.5, 0.7, 0.8]
+
+
+def test_query_set_round_trip_regenerates_the_same_audio(tmp_path):
+    q = _small_queries(3)
+    q.save(tmp_path / "q.npz")
+    r = ev.QuerySet.load(tmp_path / "q.npz")
+    for k, v in _arrays(q).items():
+        np.testing.assert_array_equal(v, _arrays(r)[k])
+    assert r.conditions == q.conditions and r.track_names == q.track_names
+    waves = [synthetic_music(L / SR, seed=100 + t) for t, L in enumerate(TRACKS)]
+    b1, b2 = ev.make_banks(q, rir_method="synthetic"), ev.make_banks(r, rir_method="synthetic")
+    for i in (0, 20, 40, len(q) - 1):
+        x1 = ev.render_query(waves[q.track[i]], q, i, b1)
+        x2 = ev.render_query(waves[r.track[i]], r, i, b2)
+        assert x1.dtype == np.float32 and x1.shape == (q.length[i],)
+        np.testing.assert_array_equal(x1, x2)
+
+
+def test_snr_and_rt60_applied_as_requested():
+    q = _small_queries(5, n_rooms=3)
+    banks = ev.make_banks(q)
+    for rt, rooms in banks.rooms.items():
+        for h in rooms:
+            assert measure_rt60(h) == pytest.approx(rt, rel=0.25)
+    wave = synthetic_music(TRACKS[0] / SR, seed=7)
+    q.track[:] = 0
+    q.start[:] = np.minimum(q.start, TRACKS[0] - q.length)
+    for i in range(len(q)):
+        cond = q.conditions[q.cond[i]]
+        x = ev.render_query(wave, q, i, banks).astype(np.float64)
+        s, L = q.start[i], q.length[i]
+        clean = wave[s:s + L].astype(np.float64)
+        if cond.kind == "noise":
+            noise = x - clean
+            snr = 10 * np.log10(np.mean(clean**2) / np.mean(noise**2))
+            assert snr == pytest.approx(cond.snr_db, abs=0.05)
+            n0 = q.noise_start[i]
+            ref = banks.noises[q.noise[i]][n0:n0 + L]
+            assert abs(np.corrcoef(noise, ref)[0, 1]) > 0.999  # the spec's clip, at the spec's start
+        elif cond.kind == "reverb":
+            assert not np.allclose(x, clean, atol=1e-3)
+            assert np.mean(x**2) == pytest.approx(np.mean(clean**2), rel=0.6)
+        elif cond.kind == "noise+reverb":
+            # reverb first, then noise at the SNR over the reverberant snippet
+            cond_rev = ev.Condition("reverb", rt60_s=cond.rt60_s)
+            qr = q.select(np.arange(len(q)))
+            qr.conditions = tuple(list(q.conditions) + [cond_rev])
+            qr.cond = qr.cond.copy()
+            qr.cond[i] = len(q.conditions)
+            rev = ev.render_query(wave, qr, i, banks).astype(np.float64)
+            snr = 10 * np.log10(np.mean(rev**2) / np.mean((x - rev) ** 2))
+            assert snr == pytest.approx(cond.snr_db, abs=0.05)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(n_per_cell=0), "n_per_cell"),
+    (dict(lengths_s=(0.5,)), "lengths_s"),
+    (dict(lengths_s=(20.0,)), "noise_s|no track"),
+    (dict(n_rooms=0), "n_rooms"),
+])
+def test_make_queries_rejects_bad_input(kw, match):
+    with pytest.raises(ValueError, match=match):
+        _small_queries(**kw)
+
+
+def test_condition_and_file_errors(tmp_path):
+    with pytest.raises(ValueError, match="kind"):
+        ev.Condition("echo")
+    with pytest.raises(ValueError, match="noise"):
+        ev.Condition("noise")
+    with pytest.raises(TypeError, match="Condition"):
+        ev.make_queries(TRACKS, conditions=("noise",))
+    with pytest.raises(FileNotFoundError):
+        ev.QuerySet.load(tmp_path / "missing.npz")
+
+
+# ------------------------------------------------------------------------------------------ scoring
+def test_hit_needs_track_and_offset_within_50ms():
+    assert ev.is_hit(2, 1.30, 2, 1.35)
+    assert ev.is_hit(2, 1.30, 2, 1.25)
+    assert not ev.is_hit(2, 1.30, 2, 1.351)
+    assert not ev.is_hit(1, 1.30, 2, 1.30)
+    np.testing.assert_array_equal(ev.is_hit([0, 0, 1], [0.0, 0.1, 0.0], [0, 0, 0], [0.04, 0.04, 0.0]),
+                                  [True, False, False])
+
+
+def test_consensus_is_eq_12_13():
+    # segments o = 0..4 hit windows 10, 11, 57, 13, 14 of track 3: four vote for start 10
+    tracks = np.full((5, 1), 3)
+    segs = np.array([[10], [11], [57], [13], [14]])
+    assert ev.consensus(tracks, segs, np.ones((5, 1))) == (3, 10, 4)
+    # a tie on votes goes to the larger summed score
+    tracks = np.array([[1], [1], [2], [2]])
+    segs = np.array([[5], [6], [20], [21]])
+    assert ev.consensus(tracks, segs, np.array([[0.5], [0.5], [0.9], [0.9]]))[:2] == (2, 18)
+    assert ev.consensus(np.full((3, 1), -1), np.full((3, 1), -1), np.zeros((3, 1))) == (-1, 0, 0)
+
+
+@given(st.integers(0, 3), st.integers(0, 200), st.integers(1, 41), st.data())
+def test_consensus_recovers_the_start_despite_a_minority_of_wrong_hits(track, start, O, data):
+    wrong = data.draw(st.sets(st.integers(0, O - 1), max_size=(O - 1) // 2))
+    tracks = np.full((O, 1), track)
+    segs = (start + np.arange(O))[:, None].copy()
+    for o in wrong:
+        tracks[o, 0] = (track + 1 + o) % 4
+        segs[o, 0] = data.draw(st.integers(0, 300))
+    t, s, v = ev.consensus(tracks, segs, np.ones((O, 1)))
+    assert (t, s) == (track, start) and v >= O - len(wrong)
+
+
+def test_locate_from_counts():
+    locate = ev.locate_from_counts([3, 0, 2])
+    t, s = locate(np.array([0, 2, 3, 4, -1, 5]))
+    np.testing.assert_array_equal(t, [0, 0, 2, 2, -1, -1])
+    np.testing.assert_array_equal(s, [0, 2, 0, 1, -1, -1])
+
+
+def test_run_eval_scores_exact_and_shifted_answers(rng):
+    counts = [40, 60]
+    x = rng.standard_normal((100, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = ev.make_queries([int((c - 1) * 0.1 * SR + SR) for c in counts], lengths_s=(1.0, 2.0),
+                        conditions=(ev.Condition("clean"),), n_per_cell=10, seed=1, noise_s=3.0)
+    q.start[:] = np.round(q.start / 1600) * 1600  # on the 100 ms grid
+    first = np.cumsum([0] + counts)[q.track] + q.start // 1600
+    O = 1 + (q.length - SR) // 1600
+    fps = [x[f:f + o] for f, o in zip(first, O)]
+    flat = faiss.IndexFlatIP(16)
+    flat.add(x)
+    res = ev.run_eval(fps, q, {"exact": ev.index_searcher(flat)}, ev.locate_from_counts(counts), len(x))
+    assert all(r["hit"] for r in res.rows) and len(res.rows) == len(q)
+    assert {r["eval_pct"] for r in res.table} == {100.0}
+    assert [r["n"] for r in res.table] == [10, 10]
+    # one window (100 ms) later is outside the 50 ms tolerance
+    q2 = q.select(np.arange(len(q)))
+    q2.start = q.start - 1600
+    res2 = ev.run_eval(fps, q2, {"exact": ev.index_searcher(flat)}, ev.locate_from_counts(counts), len(x))
+    assert not any(r["hit"] for r in res2.rows)
+    md = res.markdown()
+    assert md.count("\n") == 3 and "| 1s | exact |" in md and "clean" in md
+
+
+def test_run_eval_checks_lengths():
+    q = _small_queries(0)
+    with pytest.raises(ValueError, match="query_fps"):
+        ev.run_eval([], q, {}, ev.locate_from_counts([1]), 1)
+
+
+# ------------------------------------------------------------------------------------------ shell
+def test_eval_command_on_a_reference_file(tmp_path, capsys):
+    from faiss_flowhash.audio import Fingerprinter, save_audio
+
+    fp = Fingerprinter.load()
+    paths, counts, samples, xs = [], [], [], []
+    for t in range(3):
+        w = synthetic_music(4.0, seed=60_000 + t)
+        p = tmp_path / f"t{t}.wav"
+        save_audio(p, w, sample_rate=SR)
+        e = fp.fingerprint(w)
+        paths.append(str(p)), counts.append(len(e)), samples.append(len(w)), xs.append(e)
+    ev.save_reference(tmp_path / "ref.npz", np.concatenate(xs), counts, paths, samples, model_id=fp.model_id)
+    parser = argparse.ArgumentParser()
+    ev.add_eval_arguments(parser)
+    args = parser.parse_args([str(tmp_path / "ref.npz"), str(tmp_path / "q.npz"), "--n-per-cell", "1",
+                              "--lengths", "2", "--methods", "flowhash,exact,ivf,lsh", "--json"])
+    assert ev.run_eval_command(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_queries"] == 15 and (tmp_path / "q.npz").exists()
+    methods = {r["method"] for r in out["table"]}
+    assert {"FlowHash", "Exact", "IndexLSH64"} < methods and any(m.startswith("IVFFlat") for m in methods)
+    exact = [r for r in out["table"] if r["method"] == "Exact"]
+    assert np.mean([r["hit_rate"] for r in exact]) >= 50.0
+    # rerun on the saved query file: same table
+    assert ev.run_eval_command(args) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert [r["hit_rate"] for r in again["table"]] == [r["hit_rate"] for r in out["table"]]
+    bad = parser.parse_args([str(tmp_path / "nope.npz"), str(tmp_path / "q.npz")])
+    assert ev.run_eval_command(bad) == 2
+    assert "no such" in capsys.readouterr().err
