@@ -37,6 +37,7 @@ import torch  # noqa: E402
 from faiss_flowhash import FlowHashIndex  # noqa: E402
 from faiss_flowhash import evaluation as ev  # noqa: E402
 from faiss_flowhash.audio import Fingerprinter, load_audio, synthetic_music  # noqa: E402
+from faiss_flowhash.eval_command import save_reference  # noqa: E402
 
 PAPER_FLOWHASH_2S = [82.0, 90.1, 94.1, 94.8, 95.9, 55.9, 78.6, 84.7, 85.9, 86.9, 90.2, 87.6, 87.6, 79.6, 74.9]
 PAPER_LSH_2S = [82.6, 90.0, 92.3, 93.8, 94.6, 61.5, 81.2, 85.5, 86.3, 87.1, 90.0, 88.6, 87.0, 80.6, 76.9]
@@ -97,7 +98,7 @@ def reference(args, names, load, fp):
     ingest = {"audio_s": audio_s, "decode_s": t_dec, "fingerprint_s": t_fp, "n": int(len(x)),
               "x_real_time": audio_s / (t_dec + t_fp), "threads": torch.get_num_threads()}
     os.makedirs(args.cache_dir, exist_ok=True)
-    ev.save_reference(path, x, counts, names, samples, model_id=fp.model_id)
+    save_reference(path, x, counts, names, samples, model_id=fp.model_id)
     json.dump(ingest, open(meta_path, "w"), indent=1)
     log(f"reference: {len(x)} fingerprints of {audio_s / 3600:.2f} h, {ingest['x_real_time']:.0f}x real time -> {path}")
     return x, np.asarray(counts), np.asarray(samples), ingest, path
@@ -211,8 +212,10 @@ def report_md(res, args, info):
         f"Queries: {info['n_queries']} = {info['n_per_cell']} per (length, condition), seed {info['seed']}, specs in "
         f"`{info['queries']}` (regenerates the audio exactly); eval-split noises (white/pink/brown/babble/"
         "hum-clatter/traffic, never used in training) and simulated eval-split rooms at the exact RT60. "
-        "A hit: right track and start within 50 ms (one consensus answer per query, eq. 12-13, top-1 hit per "
-        "segment, identical for every method). eval % = unique vectors scored exactly / N per query segment "
+        f"A hit: right track and start within 50 ms (one answer per query: top-{info['k']} hit(s) per segment, "
+        + ("the database's offset vote `faiss_flowhash.db.consensus.vote_offsets` (eq. 12-13 over the hits with "
+           "a 50 ms tolerance, score-weighted)" if info["consensus"] == "db" else "eq. 12-13 exactly")
+        + ", identical for every method). eval % = unique vectors scored exactly / N per query segment "
         "(IndexLSH also computes a Hamming distance to all N codes). ms/query: one search call with the "
         "query's segments + consensus (fingerprinting excluded), 1 thread.",
         "",
@@ -251,6 +254,9 @@ def parse_args(argv=None):
     p.add_argument("--lengths", default="1,2,3,5")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--k", type=int, default=1, help="hits per segment that vote (1: the paper)")
+    p.add_argument("--consensus", choices=("db", "paper"), default="db",
+                   help="offset vote: faiss_flowhash.db.consensus.vote_offsets (db) or eq. 12-13 exactly (paper)")
     p.add_argument("--lsh-k", type=int, default=16, help="MP-LSH bits (16; --quick: 12)")
     p.add_argument("--lsh-probes", type=int, default=1000, help="MP-LSH probes (paper: 1000)")
     p.add_argument("--lsh-bits", type=int, default=64)
@@ -321,13 +327,13 @@ def main(argv=None):
         log(f"query fingerprints: {sum(len(f) for f in fps)} windows in {time.perf_counter() - t0:.1f} s")
     methods = build_methods(x, fp, args)
     res = ev.run_eval(fps, queries, {n: s for n, (s, _) in methods.items()}, ev.locate_from_counts(counts),
-                      len(x), progress=log)
+                      len(x), k=args.k, consensus=args.consensus, progress=log)
     md = res.markdown()
     print(md)
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python bench/table1.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "threads": args.threads, "model_id": fp.model_id, "n_tracks": len(names), "ingest": ingest,
+        "threads": args.threads, "k": args.k, "consensus": args.consensus, "model_id": fp.model_id, "n_tracks": len(names), "ingest": ingest,
         "n_queries": len(queries), "n_per_cell": args.n_per_cell, "seed": args.seed,
         "queries": os.path.relpath(args.queries, ROOT), "reference": ref_path,
         "builds": {n: i for n, (_, i) in methods.items()}, "wall_s": time.perf_counter() - t_start,

@@ -8,12 +8,12 @@ Pure protocol, no I/O except :meth:`QuerySet.save` / :meth:`QuerySet.load`:
   training); :func:`render_query` turns one spec into audio. A saved spec file regenerates the exact
   query audio.
 * :func:`run_eval` searches every query's fingerprints (1 s windows every 100 ms) with each method,
-  votes for the query's start (:func:`consensus`), scores the answer (:func:`is_hit`) and returns one
-  row per (method, query length, condition): hit rate, eval %, search time per query.
+  votes for the query's start (the database's offset vote, or :func:`consensus`), scores the answer
+  (:func:`is_hit`) and returns one row per (method, query length, condition): hit rate, eval %, search
+  time per query.
 
-``add_eval_arguments(parser)`` / ``run_eval_command(args)`` are the thin shell of ``flowhash eval DB
-QUERIES`` (mounted by the CLI); DB is a fingerprint database directory or a reference .npz
-(``fingerprints`` (N, d), ``counts`` (tracks,), ``track_paths`` (tracks,), see :func:`save_reference`).
+``add_eval_arguments(parser)`` / ``run_eval_command(args)`` mount ``flowhash eval DB QUERIES`` (the
+shell lives in :mod:`faiss_flowhash.eval_command`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ __all__ = [
     "Condition", "PAPER_CONDITIONS", "QUERY_LENGTHS_S", "TOLERANCE_S", "QuerySet", "Banks",
     "make_queries", "make_banks", "render_query", "fingerprint_queries", "consensus", "is_hit", "locate_from_counts",
     "index_searcher", "run_eval", "EvalResult", "summarize", "format_table",
-    "save_reference", "add_eval_arguments", "run_eval_command",
+    "add_eval_arguments", "run_eval_command",
 ]
 
 QUERY_LENGTHS_S = (1.0, 2.0, 3.0, 5.0)
@@ -284,7 +284,7 @@ def locate_from_counts(counts: Sequence[int]) -> Callable[[np.ndarray], tuple[np
 
 
 def consensus(tracks: np.ndarray, segs: np.ndarray, scores: np.ndarray) -> tuple[int, int, int]:
-    """Offset consensus of eq. 12-13 over a query's per-segment hits.
+    """Offset consensus of eq. 12-13 over a query's per-segment hits, exactly as the paper writes it.
 
     tracks, segs, scores: (O, k) the track and window index of each segment's top-k hits (-1: none).
     Hit (o, j) votes for the query starting at window ``segs[o, j] - o`` of ``tracks[o, j]``; the
@@ -304,6 +304,21 @@ def consensus(tracks: np.ndarray, segs: np.ndarray, scores: np.ndarray) -> tuple
     mass = np.bincount(inv, weights=sc, minlength=len(keys))
     best = np.lexsort((-mass, -votes))[0]
     return int(keys[best, 0]), int(keys[best, 1]), int(votes[best])
+
+
+def _answer(tracks, segs, scores, hop_s: float, how: str, tolerance_s: float) -> tuple[int, float, int]:
+    """The query's (track, start in seconds, agreeing segments) from its hits (O, k)."""
+    if how == "paper":
+        t, start, votes = consensus(tracks, segs, scores)
+        return t, start * hop_s, votes
+    from .db.consensus import vote_offsets
+
+    O = tracks.shape[0]
+    cands = vote_offsets(tracks, np.where(segs >= 0, segs, 0) * hop_s, scores, np.arange(O) * hop_s,
+                         tolerance_s=tolerance_s)
+    if not cands:
+        return -1, 0.0, 0
+    return cands[0].track_id, max(0.0, cands[0].offset_s), cands[0].support
 
 
 def is_hit(pred_track, pred_start_s, true_track, true_start_s, *, tolerance_s: float = TOLERANCE_S) -> np.ndarray:
@@ -351,6 +366,7 @@ def run_eval(
     k: int = 1,
     hop_s: float = 0.1,
     tolerance_s: float = TOLERANCE_S,
+    consensus: str = "db",
     progress: Callable[[str], None] | None = None,
 ) -> "EvalResult":
     """Search every query with every method; one result row per (method, query).
@@ -361,7 +377,10 @@ def run_eval(
         methods: name -> searcher (see :func:`index_searcher`); each query is one search call.
         locate: database ids (m,) -> (track (m,), window (m,)) (e.g. :func:`locate_from_counts`).
         ntotal: database size N (for eval % = 100 * evaluated / N).
-        k: hits per segment that vote in :func:`consensus` (1: the paper).
+        k: hits per segment that vote (1: the paper).
+        consensus: "db" (the database's vote, :func:`faiss_flowhash.db.consensus.vote_offsets`: eq. 12-13
+            over every hit with a 50 ms tolerance, score-weighted, sub-hop offset) or "paper"
+            (:func:`consensus`: eq. 12-13 exactly, offsets on the hop grid).
 
     Returns:
         :class:`EvalResult`: ``rows`` per (method, query): method, query, length_s, condition, hit
@@ -372,6 +391,8 @@ def run_eval(
         raise ValueError(f"query_fps: expected {len(queries)} arrays (one per query), got {len(query_fps)}")
     if ntotal < 1:
         raise ValueError(f"ntotal: expected >= 1, got {ntotal}")
+    if consensus not in ("db", "paper"):
+        raise ValueError(f"consensus: expected 'db' or 'paper', got {consensus!r}")
     rows = []
     for name, search in methods.items():
         t_all = time.perf_counter()
@@ -381,15 +402,15 @@ def run_eval(
                 D, I, ev = search(q, k)
                 tr, sg = locate(I)
                 tr = np.where(I >= 0, tr, -1)
-                track, start, votes = consensus(tr, sg, D)
+                track, start_s, votes = _answer(tr, sg, D, hop_s, consensus, tolerance_s)
             else:
-                track, start, votes, ev = -1, 0, 0, 0.0
+                track, start_s, votes, ev = -1, 0.0, 0, 0.0
             ms = 1000.0 * (time.perf_counter() - t0)
             rows.append({
                 "method": name, "query": i, "length_s": float(queries.length_s[i]),
                 "condition": queries.conditions[int(queries.cond[i])].label, "track": track,
-                "start_s": start * hop_s, "votes": votes, "eval_pct": 100.0 * ev / ntotal, "search_ms": ms,
-                "hit": bool(is_hit(track, start * hop_s, int(queries.track[i]), float(queries.start_s[i]),
+                "start_s": start_s, "votes": votes, "eval_pct": 100.0 * ev / ntotal, "search_ms": ms,
+                "hit": bool(is_hit(track, start_s, int(queries.track[i]), float(queries.start_s[i]),
                                    tolerance_s=tolerance_s)),
             })
         if progress is not None:
@@ -446,115 +467,6 @@ def format_table(summary: Sequence[dict], *, conditions: Sequence[Condition] = P
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------ shell
-@dataclass
-class _Reference:
-    """What the protocol needs from a database: its vectors, where each id sits, the audio files."""
-
-    fingerprints: np.ndarray        # (N, d), row i = id i
-    counts: np.ndarray              # (tracks,) windows per track, ids track after track
-    track_paths: list
-    track_samples: np.ndarray       # (tracks,) length of each track in samples
-    model_id: str | None = None
-    index: object = None            # the database's own FlowHashIndex, when it has one
-
-
-def save_reference(path, fingerprints, counts, track_paths, track_samples, *, model_id: str = "") -> None:
-    """Write raw reference fingerprints as an .npz ``flowhash eval`` reads: fingerprints (N, d) float32,
-    ids 0..N-1 track after track with ``counts[t]`` windows for track t; track_paths / track_samples
-    (tracks,) name the audio files queries are cut from and their lengths in samples at 16 kHz."""
-    fingerprints = np.ascontiguousarray(fingerprints, dtype=np.float32)
-    counts = np.asarray(counts, dtype=np.int64)
-    if fingerprints.ndim != 2 or counts.sum() != len(fingerprints):
-        raise ValueError(f"counts: expected to sum to the {len(fingerprints)} fingerprint rows, got {counts.sum()}")
-    if not len(track_paths) == len(track_samples) == len(counts):
-        raise ValueError(f"track_paths, track_samples: expected {len(counts)} entries each, "
-                         f"got {len(track_paths)} and {len(track_samples)}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        np.savez(f, fingerprints=fingerprints, counts=counts, track_paths=np.array([str(p) for p in track_paths]),
-                 track_samples=np.asarray(track_samples, np.int64), model_id=np.array(model_id))
-
-
-def _open_reference(path) -> _Reference:
-    path = Path(path)
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            missing = {"fingerprints", "counts", "track_paths", "track_samples"} - set(z.files)
-            if missing:
-                raise ValueError(f"{path}: not a reference .npz (missing {sorted(missing)})")
-            return _Reference(z["fingerprints"], z["counts"], [str(p) for p in z["track_paths"]],
-                              z["track_samples"], str(z["model_id"]) if "model_id" in z.files else None)
-    if path.is_dir():
-        return _open_db_dir(path)
-    raise FileNotFoundError(f"{path}: no such database directory or reference file")
-
-
-def _open_db_dir(path: Path) -> _Reference:
-    try:
-        from . import db as _db
-        open_db = getattr(_db, "FingerprintDB")
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"{path}: a database directory needs faiss_flowhash.db.FingerprintDB ({e})") from e
-    raise ValueError(f"{path}: FingerprintDB directories are not wired into `flowhash eval` yet ({open_db!r})")
-
-
-def _build_methods(names, ref: _Reference, quantizer, *, ivf_nlist: int | None, ivf_nprobe: int, lsh_bits: int):
-    import faiss
-
-    x = np.ascontiguousarray(ref.fingerprints, dtype=np.float32)
-    N, d = x.shape
-    methods = {}
-    for name in names:
-        if name == "flowhash":
-            index = ref.index
-            if index is None:
-                from .index import FlowHashIndex
-
-                if quantizer is None:
-                    raise ValueError("flowhash: the fingerprint model has no trained quantizer")
-                index = FlowHashIndex(d, quantizer=quantizer)
-                index.verbose = False
-                index.add(x)
-            methods["FlowHash"] = index_searcher(index)
-        elif name == "exact":
-            flat = faiss.IndexFlatIP(d)
-            flat.add(x)
-            methods["Exact"] = index_searcher(flat)
-        elif name == "ivf":
-            nlist = ivf_nlist or max(1, min(4096, int(np.sqrt(N)), N // 39))  # >= 39 training points per list
-            ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-            ivf.train(x)
-            ivf.add(x)
-            ivf.nprobe = ivf_nprobe
-            methods[f"IVFFlat{nlist} np{ivf_nprobe}"] = index_searcher(ivf)
-        elif name == "lsh":
-            lsh = faiss.IndexLSH(d, lsh_bits)
-            lsh.train(x)
-            lsh.add(x)
-            methods[f"IndexLSH{lsh_bits}"] = index_searcher(lsh)
-        else:
-            raise ValueError(f"methods: expected names from flowhash, exact, ivf, lsh, got {name!r}")
-    return methods
-
-
-def add_eval_arguments(parser) -> None:
-    """Arguments of ``flowhash eval DB QUERIES`` on an argparse parser."""
-    parser.add_argument("db", help="fingerprint database directory, or a reference .npz (save_reference)")
-    parser.add_argument("queries", help="query spec file (.npz); created from the database's tracks if missing")
-    parser.add_argument("--n-per-cell", type=int, default=100, help="queries per (length, condition) when creating (100)")
-    parser.add_argument("--lengths", default="1,2,3,5", help="query lengths in seconds when creating (1,2,3,5)")
-    parser.add_argument("--seed", type=int, default=0, help="query seed when creating (0)")
-    parser.add_argument("--methods", default="flowhash,exact", help="comma list of flowhash, exact, ivf, lsh (flowhash,exact)")
-    parser.add_argument("--k", type=int, default=1, help="hits per segment voting in the offset consensus (1)")
-    parser.add_argument("--model", default=None, help="fingerprint model file (default: the shipped model)")
-    parser.add_argument("--ivf-nlist", type=int, default=None, help="IVF lists (sqrt(N), at most N / 39)")
-    parser.add_argument("--ivf-nprobe", type=int, default=8, help="IVF lists probed (8)")
-    parser.add_argument("--lsh-bits", type=int, default=64, help="IndexLSH bits (64)")
-    parser.add_argument("--json", action="store_true", help="print the result table as JSON")
-
-
 def fingerprint_queries(queries: QuerySet, load_track: Callable[[int], np.ndarray], fingerprinter,
                         banks: Banks, *, progress: Callable[[str], None] | None = None) -> list:
     """Render every query (:func:`render_query`) and fingerprint it: a list of (O_i, d) arrays.
@@ -570,47 +482,15 @@ def fingerprint_queries(queries: QuerySet, load_track: Callable[[int], np.ndarra
     return out
 
 
+def add_eval_arguments(parser) -> None:
+    """Arguments of ``flowhash eval DB QUERIES`` (see :mod:`faiss_flowhash.eval_command`)."""
+    from .eval_command import add_eval_arguments as add
+
+    add(parser)
+
+
 def run_eval_command(args) -> int:
-    """``flowhash eval``: run the protocol on a database; prints the table (or JSON). Returns the exit
-    status: 0, or 2 for bad input (message on stderr)."""
-    import sys
+    """``flowhash eval``: run the protocol on a database (see :mod:`faiss_flowhash.eval_command`)."""
+    from .eval_command import run_eval_command as run
 
-    from .audio.fingerprinter import Fingerprinter
-
-    try:
-        ref = _open_reference(args.db)
-        fingerprinter = Fingerprinter.load(args.model)
-        if ref.model_id and ref.model_id != fingerprinter.model_id:
-            raise ValueError(f"model: the database was fingerprinted with model {ref.model_id}, "
-                             f"got {fingerprinter.model_id} (pass --model)")
-        qpath = Path(args.queries)
-        if qpath.exists():
-            queries = QuerySet.load(qpath)
-            where = {p: i for i, p in enumerate(ref.track_paths)}
-            missing = [n for n in queries.track_names if n not in where]
-            if missing:
-                raise ValueError(f"{qpath}: {len(missing)} query tracks are not in the database, e.g. {missing[0]}")
-            queries.track = np.array([where[queries.track_names[t]] for t in queries.track], np.int32)
-            queries.track_names = tuple(ref.track_paths)
-        else:
-            lengths = tuple(float(v) for v in str(args.lengths).split(","))
-            queries = make_queries(ref.track_samples, track_names=ref.track_paths, lengths_s=lengths,
-                                   n_per_cell=args.n_per_cell, seed=args.seed)
-            queries.save(qpath)
-        names = [m.strip() for m in str(args.methods).split(",") if m.strip()]
-        methods = _build_methods(names, ref, fingerprinter.quantizer, ivf_nlist=args.ivf_nlist,
-                                 ivf_nprobe=args.ivf_nprobe, lsh_bits=args.lsh_bits)
-        from .audio.io import load_audio
-
-        fps = fingerprint_queries(queries, lambda t: load_audio(ref.track_paths[t], sample_rate=queries.sample_rate),
-                                  fingerprinter, make_banks(queries))
-        result = run_eval(fps, queries, methods, locate_from_counts(ref.counts), len(ref.fingerprints),
-                          k=args.k, hop_s=fingerprinter.hop_s)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"flowhash eval: error: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps({"queries": str(qpath), "n_queries": len(queries), "table": result.table}, indent=1))
-    else:
-        print(result.markdown())
-    return 0
+    return run(args)

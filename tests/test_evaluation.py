@@ -182,8 +182,11 @@ def test_run_eval_scores_exact_and_shifted_answers(rng):
     fps = [x[f:f + o] for f, o in zip(first, O)]
     flat = faiss.IndexFlatIP(16)
     flat.add(x)
-    res = ev.run_eval(fps, q, {"exact": ev.index_searcher(flat)}, ev.locate_from_counts(counts), len(x))
-    assert all(r["hit"] for r in res.rows) and len(res.rows) == len(q)
+    for how in ("paper", "db"):
+        res = ev.run_eval(fps, q, {"exact": ev.index_searcher(flat)}, ev.locate_from_counts(counts), len(x),
+                          consensus=how)
+        assert all(r["hit"] for r in res.rows) and len(res.rows) == len(q)
+        assert [r["start_s"] for r in res.rows] == pytest.approx(q.start_s.tolist())
     assert {r["eval_pct"] for r in res.table} == {100.0}
     assert [r["n"] for r in res.table] == [10, 10]
     # one window (100 ms) later is outside the 50 ms tolerance
@@ -202,10 +205,9 @@ def test_run_eval_checks_lengths():
 
 
 # ------------------------------------------------------------------------------------------ shell
-def test_eval_command_on_a_reference_file(tmp_path, capsys):
-    from faiss_flowhash.audio import Fingerprinter, save_audio
+def _tiny_tracks(tmp_path, fp):
+    from faiss_flowhash.audio import save_audio
 
-    fp = Fingerprinter.load()
     paths, counts, samples, xs = [], [], [], []
     for t in range(3):
         w = synthetic_music(4.0, seed=60_000 + t)
@@ -213,11 +215,24 @@ def test_eval_command_on_a_reference_file(tmp_path, capsys):
         save_audio(p, w, sample_rate=SR)
         e = fp.fingerprint(w)
         paths.append(str(p)), counts.append(len(e)), samples.append(len(w)), xs.append(e)
-    ev.save_reference(tmp_path / "ref.npz", np.concatenate(xs), counts, paths, samples, model_id=fp.model_id)
+    return paths, counts, samples, xs
+
+
+def _eval_args(*argv):
     parser = argparse.ArgumentParser()
     ev.add_eval_arguments(parser)
-    args = parser.parse_args([str(tmp_path / "ref.npz"), str(tmp_path / "q.npz"), "--n-per-cell", "1",
-                              "--lengths", "2", "--methods", "flowhash,exact,ivf,lsh", "--json"])
+    return parser.parse_args([str(a) for a in argv])
+
+
+def test_eval_command_on_a_reference_file(tmp_path, capsys):
+    from faiss_flowhash.audio import Fingerprinter
+    from faiss_flowhash.eval_command import save_reference
+
+    fp = Fingerprinter.load()
+    paths, counts, samples, xs = _tiny_tracks(tmp_path, fp)
+    save_reference(tmp_path / "ref.npz", np.concatenate(xs), counts, paths, samples, model_id=fp.model_id)
+    args = _eval_args(tmp_path / "ref.npz", tmp_path / "q.npz", "--n-per-cell", 1, "--lengths", 2,
+                      "--methods", "flowhash,exact,ivf,lsh", "--json")
     assert ev.run_eval_command(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_queries"] == 15 and (tmp_path / "q.npz").exists()
@@ -229,6 +244,24 @@ def test_eval_command_on_a_reference_file(tmp_path, capsys):
     assert ev.run_eval_command(args) == 0
     again = json.loads(capsys.readouterr().out)
     assert [r["hit_rate"] for r in again["table"]] == [r["hit_rate"] for r in out["table"]]
-    bad = parser.parse_args([str(tmp_path / "nope.npz"), str(tmp_path / "q.npz")])
-    assert ev.run_eval_command(bad) == 2
+    assert ev.run_eval_command(_eval_args(tmp_path / "nope.npz", tmp_path / "q.npz")) == 2
     assert "no such" in capsys.readouterr().err
+
+
+def test_eval_command_on_a_database_directory(tmp_path, capsys):
+    from faiss_flowhash.audio import Fingerprinter
+    from faiss_flowhash.db import FingerprintDB
+
+    fp = Fingerprinter.load()
+    paths, *_ = _tiny_tracks(tmp_path, fp)
+    with FingerprintDB(tmp_path / "db", model=fp) as db:
+        assert db.ingest(paths).ok
+    args = _eval_args(tmp_path / "db", tmp_path / "q.npz", "--n-per-cell", 1, "--lengths", "1,2",
+                      "--methods", "flowhash,exact", "--json")
+    assert ev.run_eval_command(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_queries"] == 30 and {r["method"] for r in out["table"]} == {"FlowHash", "Exact"}
+    exact = [r for r in out["table"] if r["method"] == "Exact"]
+    flow = [r for r in out["table"] if r["method"] == "FlowHash"]
+    assert np.mean([r["hit_rate"] for r in exact]) >= 50.0
+    assert all(r["eval_pct"] == 100.0 for r in exact) and all(r["eval_pct"] < 100.0 for r in flow)
