@@ -137,16 +137,18 @@ def vote_offsets(
     return out
 
 
-def match_confidence(best: Candidate, runner_up: Candidate | None = None, *, margin_weight: float = 0.5,
-                     min_segments: int = 1) -> float:
+def match_confidence(best: Candidate, runner_up: Candidate | None = None, *, margin_weight: float = 0.3,
+                     min_segments: int = 3) -> float:
     """Confidence in [0, 1] that ``best`` is a true match.
 
-    ``share = best.evidence / n_segments`` is the fraction of the snippet's segments that agree on the
-    track and offset, each weighted by how clearly its hit is a match (similarity ramp floor -> ceil).
-    ``margin = 1 - runner_up.evidence / best.evidence`` (1 without a runner-up) says how far ahead of
-    the next track the winner is. Confidence is ``share ** (1 - margin_weight) * margin ** margin_weight``
-    (geometric blend; ``margin_weight`` 0.5): 0 when nothing agrees or the runner-up ties, 1 when every
-    segment agrees with full similarity and no other track has evidence.
+    ``share = best.evidence / max(n_segments, min_segments)`` is the fraction of the snippet's segments
+    that agree on the track and offset, each weighted by how clearly its hit is a match (similarity
+    ramp floor -> ceil); ``min_segments`` (3) keeps a 1-segment snippet from being fully sure on one
+    hit. ``margin = 1 - runner_up.evidence / best.evidence`` (1 without a runner-up) says how far ahead
+    of the next track the winner is. Confidence is ``share ** (1 - margin_weight) * margin ** margin_weight``
+    (geometric blend; ``margin_weight`` 0.3): 0 when nothing agrees or the runner-up ties, 1 when every
+    segment agrees with full similarity and no other track has evidence. Defaults are the calibrated
+    ones (see :mod:`faiss_flowhash.db.database`).
     """
     if min_segments < 1:
         raise ValueError(f"min_segments: expected >= 1, got {min_segments}")

@@ -90,7 +90,8 @@ class FingerprintDB:
         readonly: open for queries only (no lock, no repair; what ``query``/``stats``/``list`` use).
         batch_files: files per commit during ingest (16); a killed ingest loses at most one batch.
         hits_per_segment: index hits per 1 s query segment that vote (5).
-        quantizer_steps: flow training steps when the model has no quantizer (1000).
+        quantizer_config: how to train the index's flow when the model has none (None:
+            ``QuantizerConfig(steps=1000, verbose=False)``; positives are each window's successor).
         min_train_vectors: fingerprints collected before that training (2000 = 200 s of audio).
         lock_timeout_s: how long a writer waits for another writer to finish (60 s).
 
@@ -99,7 +100,8 @@ class FingerprintDB:
     """
 
     def __init__(self, path, model=None, *, create: bool = True, readonly: bool = False, batch_files: int = 16,
-                 hits_per_segment: int = 5, quantizer_steps: int = 1000, min_train_vectors: int = 2000,
+                 hits_per_segment: int = 5, quantizer_config: QuantizerConfig | None = None,
+                 min_train_vectors: int = 2000,
                  lock_timeout_s: float = 60.0):
         for name, v in (("batch_files", batch_files), ("hits_per_segment", hits_per_segment),
                         ("min_train_vectors", min_train_vectors)):
@@ -108,7 +110,10 @@ class FingerprintDB:
         self.path = os.path.abspath(os.fspath(path))
         self.readonly = readonly
         self.batch_files, self.hits_per_segment = batch_files, hits_per_segment
-        self.quantizer_steps, self.min_train_vectors, self.lock_timeout_s = quantizer_steps, min_train_vectors, lock_timeout_s
+        if quantizer_config is not None and not isinstance(quantizer_config, QuantizerConfig):
+            raise TypeError(f"quantizer_config: expected a QuantizerConfig or None, got {type(quantizer_config).__name__}")
+        self.quantizer_config = quantizer_config or QuantizerConfig(steps=1000, verbose=False)
+        self.min_train_vectors, self.lock_timeout_s = min_train_vectors, lock_timeout_s
         self._index_path = os.path.join(self.path, INDEX_FILE)
         tracks_dir = os.path.join(self.path, TRACKS_DIR)
         if not os.path.isdir(tracks_dir):
@@ -330,8 +335,7 @@ class FingerprintDB:
             return fp.quantizer
         x = np.concatenate([e[:-1] for _, e in pending if len(e) > 1])
         x_pos = np.concatenate([e[1:] for _, e in pending if len(e) > 1])
-        q = FlowQuantizer(fp.dim, int(self._meta["K"]),
-                          config=QuantizerConfig(steps=self.quantizer_steps, verbose=False, seed=0))
+        q = FlowQuantizer(fp.dim, int(self._meta["K"]), config=self.quantizer_config)
         q.train(x, x_pos)
         return q
 

@@ -12,6 +12,7 @@ committed transaction; a write transaction commits all of its records or none.
 
 import os
 import struct
+import threading
 from dataclasses import asdict, dataclass
 
 import lmdb
@@ -20,6 +21,34 @@ import msgpack
 __all__ = ["TrackRecord", "TrackStore"]
 
 _KEY = struct.Struct(">Q")
+
+# LMDB refuses to open one environment twice in a process: TrackStores on the same path share one
+# Environment (opened writable whenever the directory is writable), counted by reference.
+_ENVS: dict[str, list] = {}
+_ENVS_LOCK = threading.Lock()
+
+
+def _acquire_env(path: str, *, readonly: bool, map_size: int):
+    key = os.path.realpath(path)
+    with _ENVS_LOCK:
+        if key in _ENVS:
+            _ENVS[key][1] += 1
+            return key, _ENVS[key][0]
+        ro = readonly and not (os.path.isdir(path) and os.access(path, os.W_OK))
+        env = lmdb.open(path, map_size=map_size, max_dbs=4, readonly=ro, subdir=True, create=not readonly)
+        _ENVS[key] = [env, 1]
+        return key, env
+
+
+def _release_env(key: str) -> None:
+    with _ENVS_LOCK:
+        entry = _ENVS.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            entry[0].close()
+            del _ENVS[key]
 
 
 @dataclass(frozen=True)
@@ -70,13 +99,25 @@ class TrackStore:
         if readonly and not os.path.isdir(path):
             raise FileNotFoundError(f"{path}: no track store (LMDB environment)")
         self.path, self.readonly = path, readonly
-        self.env = lmdb.open(path, map_size=map_size, max_dbs=4, readonly=readonly, subdir=True, create=not readonly)
-        self._meta = self.env.open_db(b"meta", create=not readonly)
-        self._tracks = self.env.open_db(b"tracks", create=not readonly)
-        self._hashes = self.env.open_db(b"hashes", create=not readonly)
+        self._key, self.env = _acquire_env(path, readonly=readonly, map_size=map_size)
+        try:
+            create = not self.env.flags()["readonly"]
+            self._meta = self.env.open_db(b"meta", create=create)
+            self._tracks = self.env.open_db(b"tracks", create=create)
+            self._hashes = self.env.open_db(b"hashes", create=create)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
-        self.env.close()
+        """Release the environment (closed when the last TrackStore on it closes); idempotent."""
+        if self._key is not None:
+            _release_env(self._key)
+            self._key = None
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise PermissionError(f"{self.path}: track store opened readonly")
 
     # -- metadata -------------------------------------------------------------------------------
     def get_meta(self) -> dict | None:
@@ -85,6 +126,7 @@ class TrackStore:
         return None if data is None else msgpack.unpackb(data, raw=False)
 
     def put_meta(self, meta: dict) -> None:
+        self._writable()
         with self.env.begin(db=self._meta, write=True) as txn:
             txn.put(b"db", msgpack.packb(meta, use_bin_type=True))
 
@@ -120,6 +162,7 @@ class TrackStore:
 
     def commit(self, records: list[TrackRecord], *, meta: dict | None = None) -> None:
         """Add ``records`` (and replace the metadata record when given) in one transaction."""
+        self._writable()
         with self.env.begin(write=True) as txn:
             for r in records:
                 txn.put(_KEY.pack(r.track_id), r.to_bytes(), db=self._tracks)
@@ -129,6 +172,7 @@ class TrackStore:
 
     def delete(self, track_ids) -> list[TrackRecord]:
         """Delete these tracks (and their hashes) in one transaction; returns the records deleted."""
+        self._writable()
         out = []
         with self.env.begin(write=True) as txn:
             for t in track_ids:

@@ -1,0 +1,293 @@
+"""FingerprintDB end to end on synthesised audio: ingest, identify (track + offset within 50 ms), no match
+for audio not ingested, idempotence, remove, crash repair, format/model mismatch."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from faiss_flowhash import QuantizerConfig, read_index, write_index
+from faiss_flowhash.audio import Fingerprinter, add_noise, apply_rir, noise_bank, rir_bank, save_audio, synth
+from faiss_flowhash.db import DatabaseMismatchError, FingerprintDB, TrackStore, encode_ids, expand_paths
+from faiss_flowhash.db.database import INDEX_FILE, TRACKS_DIR
+
+from _one_thread import one_torch_thread  # noqa: F401  (autouse fixture)
+
+SR = 16000
+WORDS = "river mountain signal window quiet orange table seven green paper morning station silver garden".split()
+
+
+def _speech(words, voice, seconds):
+    x = synth.speech(" ".join(words), voice=voice, speed_wpm=150)
+    return np.tile(x, int(np.ceil(seconds * SR / len(x))))[: int(seconds * SR)]
+
+
+def make_corpus(folder, seconds=12.0):
+    """Reference tracks (3 music, 1 chirp, 1 speech when espeak-ng is present) and broken files."""
+    os.makedirs(os.path.join(folder, "sub"), exist_ok=True)
+    waves = {
+        "m0.wav": synth.synthetic_music(seconds, seed=500),
+        "sub/m1.flac": synth.synthetic_music(seconds, seed=501),
+        "sub/m2.wav": synth.synthetic_music(seconds, seed=502),
+        "chirp.flac": synth.chirp(150.0, 5000.0, seconds, method="log"),
+    }
+    if synth.espeak_available():
+        waves["speech.wav"] = _speech(np.random.default_rng(1).choice(WORDS, 40), "en", seconds)
+    out = {}
+    for name, w in waves.items():
+        path = os.path.join(folder, name)
+        save_audio(path, np.clip(w, -1, 1).astype(np.float32))
+        out[os.path.abspath(path)] = np.clip(w, -1, 1).astype(np.float32)
+    with open(os.path.join(folder, "broken.wav"), "wb") as f:
+        f.write(b"RIFF\x24\x00\x00\x00WAVEnot really audio")
+    open(os.path.join(folder, "sub", "empty.flac"), "wb").close()
+    save_audio(os.path.join(folder, "short.wav"), synth.tone(440.0, 0.5))
+    with open(os.path.join(folder, "notes.txt"), "w") as f:
+        f.write("not audio: ignored inside folders")
+    return out
+
+
+def not_ingested(seconds=4.0):
+    """Snippets of audio that is not in the database: other music, other words and voice, noise."""
+    out = [synth.synthetic_music(seconds, seed=s) for s in (900, 901, 902)]
+    if synth.espeak_available():
+        out.append(_speech("bicycle thunder marble velvet harbour lantern puzzle cactus meadow rocket".split(),
+                           "de+f3", seconds))
+    out.append(0.1 * noise_bank(7, 1, split="eval", duration_s=seconds)[0])
+    out.append(add_noise(synth.synthetic_music(seconds, seed=903), noise_bank(8, 1, split="eval")[0], 10.0))
+    return [np.asarray(x, np.float32) for x in out]
+
+
+def snippet(wave, start_s, length_s):
+    return wave[int(round(start_s * SR)) : int(round((start_s + length_s) * SR))]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return Fingerprinter.load()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, model):
+    root = tmp_path_factory.mktemp("fpdb")
+    corpus = make_corpus(str(root / "audio"))
+    path = str(root / "db")
+    with FingerprintDB(path, model, batch_files=2) as db:
+        report = db.ingest([str(root / "audio")])
+    return {"path": path, "corpus": corpus, "report": report, "audio": str(root / "audio")}
+
+
+@pytest.fixture
+def db_copy(built, tmp_path):
+    """A private copy of the built database (for tests that change it)."""
+    path = str(tmp_path / "db")
+    shutil.copytree(built["path"], path)
+    return path
+
+
+def test_ingest_reports_broken_files_and_adds_the_rest(built):
+    r = built["report"]
+    assert len(r.added) == len(built["corpus"]) and not r.skipped
+    failed = {os.path.basename(p): reason for p, reason in r.failed}
+    assert set(failed) == {"broken.wav", "empty.flac", "short.wav"} and not r.ok
+    assert "shorter than one 1 s window" in failed["short.wav"]
+    assert {t.path for t in r.added} == set(built["corpus"])
+
+
+def test_records_and_stats(built, model):
+    with FingerprintDB(built["path"], readonly=True) as db:
+        tracks, s = db.tracks(), db.stats()
+    seconds = sum(len(w) for w in built["corpus"].values()) / SR
+    assert s["tracks"] == len(tracks) == len(built["corpus"])
+    assert s["hours"] == pytest.approx(seconds / 3600)
+    assert s["fingerprints"] == s["index_vectors"] == sum(t.n_fingerprints for t in tracks)
+    assert s["fingerprints"] == sum(model.num_windows(len(w)) for w in built["corpus"].values())
+    assert 0 < s["buckets_used"] <= s["fingerprints"] and s["bytes_on_disk"] > 0
+    assert s["model_id"] == model.model_id and s["format_version"] == 1
+    for t in tracks:
+        assert t.first_id == int(encode_ids(t.track_id, 1)[0]) and t.model_id == model.model_id
+        assert t.sample_rate == SR and len(t.content_hash) == 64
+
+
+def test_clean_snippets_give_track_and_offset(built, model):
+    with FingerprintDB(built["path"], model, readonly=True) as db:
+        by_path = {t.path: t.track_id for t in db.tracks()}
+        rng = np.random.default_rng(0)
+        for path, wave in built["corpus"].items():
+            for length in (1.5, 4.0):
+                start = float(rng.uniform(0, 12.0 - length))
+                res = db.query(snippet(wave, start, length))
+                assert res.matches, (path, start, length)
+                m = res.best
+                assert (m.track_id, m.path) == (by_path[path], path)
+                assert abs(m.offset_s - start) <= 0.05, (path, start, m.offset_s)
+                assert 0 < m.score <= 1.0 + 1e-6 and 0.35 <= m.confidence <= 1
+                assert 0 < res.eval_percent <= 100 and res.elapsed_ms > 0
+
+
+def test_noisy_snippets_give_track_and_offset(built, model):
+    # music and speech; not the chirp: a log chirp is the same sweep at every time, scaled in frequency,
+    # so under reverb its offset is ambiguous by about 0.1 s (clean chirp snippets are tested above)
+    noises, rooms = noise_bank(3, 4, split="eval"), rir_bank(3, 2, split="eval")
+    rng = np.random.default_rng(1)
+    ok, total = 0, 0
+    with FingerprintDB(built["path"], model, readonly=True) as db:
+        for i, (path, wave) in enumerate(built["corpus"].items()):
+            if "chirp" in path:
+                continue
+            for j in range(2):
+                start = float(rng.uniform(0, 8.0))
+                x = snippet(wave, start, 3.5)
+                x = add_noise(x, noises[(i + j) % 4], 10.0, rng=rng) if j == 0 else \
+                    add_noise(apply_rir(x, rooms[i % 2]), noises[i % 4], 15.0, rng=rng)
+                m = db.query(x).best
+                ok += m is not None and m.path == path and abs(m.offset_s - start) <= 0.05
+                total += 1
+    assert ok == total, f"{ok}/{total} noisy snippets identified"
+
+
+def test_audio_not_ingested_gives_no_match(built, model):
+    with FingerprintDB(built["path"], model, readonly=True) as db:
+        for x in not_ingested():
+            res = db.query(x, top=3)
+            assert res.matches == [], res.matches
+        # the threshold is an option: with 0 every snippet gets its best guess
+        assert db.query(not_ingested()[0], min_confidence=0.0).matches
+
+
+def test_top_n_and_short_query(built, model):
+    wave = next(iter(built["corpus"].values()))
+    with FingerprintDB(built["path"], model, readonly=True) as db:
+        res = db.query(snippet(wave, 2.0, 3.0), top=3, min_confidence=0.0)
+        assert 1 <= len(res.matches) <= 3 and len({m.track_id for m in res.matches}) == len(res.matches)
+        assert res.matches[0].confidence == max(m.confidence for m in res.matches)
+        short = db.query(wave[:8000])
+        assert short.matches == [] and short.n_segments == 0
+        with pytest.raises(ValueError, match="top"):
+            db.query(wave, top=0)
+        with pytest.raises(TypeError, match="query"):
+            db.query(123)
+
+
+def test_query_a_file(built, model, tmp_path):
+    path, wave = next(iter(built["corpus"].items()))
+    f = str(tmp_path / "snippet.flac")
+    save_audio(f, snippet(wave, 4.27, 3.0))
+    with FingerprintDB(built["path"], model, readonly=True) as db:
+        res = db.query(f)
+    assert res.query == f and res.best.path == path and abs(res.best.offset_s - 4.27) <= 0.05
+
+
+def test_reingest_is_idempotent(built, db_copy, model):
+    with FingerprintDB(db_copy, model) as db:
+        before = db.stats()
+        r = db.ingest([built["audio"]])
+        assert not r.added and len(r.skipped) == len(built["corpus"])
+        # the same content under another name is skipped too
+        src = next(iter(built["corpus"]))
+        dup = os.path.join(os.path.dirname(db_copy), "copy_of_track.wav")
+        shutil.copy(src, dup)
+        assert db.ingest([dup]).skipped and db.stats()["fingerprints"] == before["fingerprints"]
+
+
+def test_remove_frees_results_at_once(built, db_copy, model):
+    path, wave = next(iter(built["corpus"].items()))
+    q = snippet(wave, 3.0, 3.0)
+    reader = FingerprintDB(db_copy, model, readonly=True)
+    try:
+        assert reader.query(q).best.path == path
+        with FingerprintDB(db_copy, model) as writer:
+            removed = writer.remove(path)
+            assert [r.path for r in removed] == [path]
+            assert writer.query(q, min_confidence=0.0).matches == [] or writer.query(q, min_confidence=0.0).best.path != path
+            with pytest.raises(KeyError):
+                writer.remove(12345)
+        # the reader opened before the removal does not return it either
+        res = reader.query(q, top=5, min_confidence=0.0)
+        assert path not in [m.path for m in res.matches]
+        assert reader.stats()["tracks"] == len(built["corpus"]) - 1
+    finally:
+        reader.close()
+    with FingerprintDB(db_copy, model) as db:  # by id; re-ingesting the removed file brings it back
+        tid = db.tracks()[0].track_id
+        assert db.remove(tid)[0].track_id == tid
+        assert len(db.ingest([built["audio"]]).added) == 2
+        assert db.query(q).best.path == path
+
+
+def test_repair_drops_index_ids_without_a_track(built, db_copy, model):
+    """A writer killed after writing the index file but before the LMDB commit."""
+    path, wave = next(iter(built["corpus"].items()))
+    index_file = os.path.join(db_copy, INDEX_FILE)
+    index = read_index(index_file)
+    e = model.fingerprint(wave)
+    index.add_with_ids(e, encode_ids(999, len(e)))  # a copy of the track under an uncommitted id
+    write_index(index, index_file)
+    with FingerprintDB(db_copy, model, readonly=True) as reader:  # readers ignore uncommitted ids
+        assert reader.query(snippet(wave, 2.0, 3.0), top=5, min_confidence=0.0).best.path == path
+        assert 999 not in [m.track_id for m in reader.query(snippet(wave, 2.0, 3.0), top=5, min_confidence=0).matches]
+    with FingerprintDB(db_copy, model) as db:
+        assert db.last_repair["dropped_index_tracks"] == [999]
+        s = db.stats()
+        assert s["index_vectors"] == s["fingerprints"]
+        assert len(db.ingest([built["audio"]]).added) == 0
+        assert all(t.track_id != 999 for t in db.tracks())
+
+
+def test_repair_drops_tracks_whose_ids_are_missing(built, db_copy, model):
+    """A record whose fingerprints are not in the index file: dropped, and a re-run ingests it again."""
+    index_file = os.path.join(db_copy, INDEX_FILE)
+    with FingerprintDB(db_copy, model, readonly=True) as db:
+        victim = db.tracks()[1]
+    index = read_index(index_file)
+    index.remove_ids(np.arange(victim.first_id, victim.first_id + victim.n_fingerprints))
+    write_index(index, index_file)
+    with FingerprintDB(db_copy, model) as db:
+        assert db.last_repair["dropped_records"] == [victim.track_id]
+        assert victim.path not in [t.path for t in db.tracks()]
+        r = db.ingest([built["audio"]])
+        assert [t.path for t in r.added] == [victim.path]
+        m = db.query(snippet(built["corpus"][victim.path], 5.0, 3.0)).best
+        assert m.path == victim.path and m.track_id != victim.track_id  # ids are never reused
+
+
+def test_format_and_model_mismatch(built, db_copy, model):
+    other = Fingerprinter(model.encoder, quantizer=None)  # same encoder, no flow: another model id
+    with pytest.raises(DatabaseMismatchError, match="fingerprint model"):
+        FingerprintDB(db_copy, other)
+    store = TrackStore(os.path.join(db_copy, TRACKS_DIR))
+    meta = store.get_meta()
+    store.put_meta({**meta, "version": 99})
+    store.close()
+    with pytest.raises(DatabaseMismatchError, match="format version 99"):
+        FingerprintDB(db_copy, model)
+    with pytest.raises(FileNotFoundError):
+        FingerprintDB(os.path.join(db_copy, "nothing"), model, create=False)
+
+
+def test_corrupted_index_file_is_a_clear_error(db_copy, model):
+    with open(os.path.join(db_copy, INDEX_FILE), "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(ValueError, match="corrupted or truncated"):
+        FingerprintDB(db_copy, model, readonly=True)
+
+
+def test_model_without_flow_trains_the_index_quantizer(built, model, tmp_path):
+    plain = Fingerprinter(model.encoder, quantizer=None)
+    config = QuantizerConfig(steps=30, projection_steps=20, batch_size=256, verbose=False)
+    with FingerprintDB(str(tmp_path / "db"), plain, quantizer_config=config, min_train_vectors=200, batch_files=1) as db:
+        r = db.ingest([built["audio"]])
+        assert len(r.added) == len(built["corpus"])
+        assert db._index.is_trained and db.stats()["index_vectors"] == db.stats()["fingerprints"]
+        path, wave = next(iter(built["corpus"].items()))
+        m = db.query(snippet(wave, 6.0, 4.0), min_confidence=0.0).best
+        assert m.path == path and abs(m.offset_s - 6.0) <= 0.05
+
+
+def test_expand_paths(built, tmp_path):
+    files, missing = expand_paths([built["audio"], os.path.join(built["audio"], "sub", "*.wav"),
+                                   str(tmp_path / "nope.wav"), str(tmp_path / "*.ogg")])
+    names = [os.path.relpath(f, built["audio"]) for f in files]
+    assert "notes.txt" not in names and "broken.wav" in names and names.count("sub/m2.wav") == 1
+    assert [reason for _, reason in missing] == ["no such file or folder", "pattern matches no file"]
