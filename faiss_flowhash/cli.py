@@ -93,9 +93,11 @@ def _query(args) -> int:
     from .audio.io import AudioDecodeError
 
     if args.top < 1:
-        raise SystemExit("flowhash query: error: --top: expected an int >= 1")
+        _eprint(f"flowhash query: error: --top: expected an int >= 1, got {args.top}")
+        return 2
     if not 0 <= args.min_confidence <= 1:
-        raise SystemExit("flowhash query: error: --min-confidence: expected a number in [0, 1]")
+        _eprint(f"flowhash query: error: --min-confidence: expected a number in [0, 1], got {args.min_confidence}")
+        return 2
     status = 0
     with _open(args, readonly=True) as db:
         for snippet in args.snippets:

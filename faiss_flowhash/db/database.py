@@ -280,7 +280,8 @@ class FingerprintDB:
             for f in files:
                 self._ingest_one(f, pending, batch_hashes, report)
                 n_vec = sum(len(e) for _, e in pending)
-                ready = self._index is not None or n_vec >= self.min_train_vectors
+                ready = (self._index is not None or self.fingerprinter.quantizer is not None
+                         or n_vec >= self.min_train_vectors)
                 if len(pending) >= self.batch_files and ready:
                     self._commit(pending, report)
                     pending, batch_hashes = [], set()
