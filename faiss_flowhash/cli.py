@@ -6,6 +6,7 @@
     flowhash list DB [--json]
     flowhash remove DB TRACK...         track ids or paths
     flowhash train --out MODEL ...      see faiss_flowhash.audio.train
+    flowhash eval DB QUERIES ...        see faiss_flowhash.eval_command
 
 Subcommands come from ``COMMANDS``: adding one (e.g. ``flowhash eval``) is one ``Command(...)`` line
 there. Exit status: 0 success; 1 some inputs failed (files not ingested, snippets not decoded, unknown
@@ -179,6 +180,13 @@ def _remove(args) -> int:
     return status
 
 
+def _lazy(module: str, name: str):
+    """``faiss_flowhash.<module>.<name>``, imported when the subcommand is used."""
+    import importlib
+
+    return getattr(importlib.import_module(f".{module}", __package__), name)
+
+
 # -- train ----------------------------------------------------------------------------------------
 def _train_arguments(p):
     from .audio.train import add_train_arguments
@@ -200,7 +208,8 @@ COMMANDS: list[Command] = [
     Command("list", "list the tracks", lambda p: (_db_arguments(p), _json_flag(p)), _list),
     Command("remove", "remove tracks by id or path", _remove_arguments, _remove),
     Command("train", "train a fingerprint model (encoder + flow)", _train_arguments, _train),
-    # Command("eval", "...", add_eval_arguments, run_eval),  <- one line adds a subcommand
+    Command("eval", "the paper's Table 1 protocol on a database (faiss_flowhash.eval_command)",
+            lambda p: _lazy("eval_command", "add_eval_arguments")(p), lambda a: _lazy("eval_command", "run_eval_command")(a)),
 ]
 
 

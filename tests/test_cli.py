@@ -132,11 +132,11 @@ def test_model_mismatch_and_missing_db(db, tmp_path, capsys):
 
 def test_subcommands_come_from_a_list():
     names = [c.name for c in COMMANDS]
-    assert names[:6] == ["ingest", "query", "stats", "list", "remove", "train"]
+    assert names[:7] == ["ingest", "query", "stats", "list", "remove", "train", "eval"]
     args = build_parser().parse_args(["train", "--out", "m.pt", "--steps", "3"])
     assert args.steps == 3 and args.out == "m.pt"
-    extra = Command("eval", "evaluate", lambda p: p.add_argument("--n", type=int, default=1), lambda a: a.n)
-    args = build_parser(COMMANDS + [extra]).parse_args(["eval", "--n", "7"])
+    extra = Command("demo", "a new subcommand", lambda p: p.add_argument("--n", type=int, default=1), lambda a: a.n)
+    args = build_parser(COMMANDS + [extra]).parse_args(["demo", "--n", "7"])
     assert args._run(args) == 7
 
 

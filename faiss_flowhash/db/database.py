@@ -189,6 +189,13 @@ class FingerprintDB:
         return f"FingerprintDB({self.path!r}, model_id={self.fingerprinter.model_id!r}, readonly={self.readonly})"
 
     # -- index file -----------------------------------------------------------------------------
+    @property
+    def index(self) -> FlowHashIndex | None:
+        """The FlowHashIndex as on disk now (re-read when its file changed); None before the first ingest.
+
+        It may hold ids of tracks not (yet) committed; :meth:`tracks` lists the committed ones."""
+        return self._reload_index()
+
     def _reload_index(self, force: bool = False) -> FlowHashIndex | None:
         """The index as on disk: re-read when the file changed since it was last read."""
         sig = _file_sig(self._index_path)
