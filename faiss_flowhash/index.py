@@ -59,7 +59,8 @@ class FlowHashIndex:
         budget: stop probing a query once this many candidates are reached (None: probe all).
         storage: "float32" or "float16" for the stored vectors (scores are computed in float32).
         device: torch device of the quantizer and, when ``backend="torch"``, of scoring.
-        backend: "numpy" or "torch" scoring; "auto" picks torch on a non-CPU device.
+        backend: "faiss" (CPU, float32 storage), "numpy" (CPU) or "torch" (any device) scoring;
+            "auto" picks torch on a non-CPU device, else faiss for float32 and numpy for float16.
         config: :class:`QuantizerConfig` for training (ignored when ``quantizer`` is given).
         quantizer: a trained :class:`FlowQuantizer` to use as is (then ``train`` is not needed).
     """
@@ -85,8 +86,10 @@ class FlowHashIndex:
             raise ValueError(f"metric: expected faiss.METRIC_INNER_PRODUCT or faiss.METRIC_L2, got {metric!r}")
         if storage not in ("float32", "float16"):
             raise ValueError(f"storage: expected 'float32' or 'float16', got {storage!r}")
-        if backend not in ("auto", "numpy", "torch"):
-            raise ValueError(f"backend: expected 'auto', 'numpy' or 'torch', got {backend!r}")
+        if backend not in ("auto", "faiss", "numpy", "torch"):
+            raise ValueError(f"backend: expected 'auto', 'faiss', 'numpy' or 'torch', got {backend!r}")
+        if backend == "faiss" and storage != "float32":
+            raise ValueError(f"backend='faiss' scores float32 storage only, got storage={storage!r}")
         if r < 0 or r_query < 0:
             raise ValueError(f"r, r_query: expected >= 0, got {r}, {r_query}")
         for name, v in (("max_assign_bits", max_assign_bits), ("max_probe_bits", max_probe_bits)):
@@ -104,7 +107,9 @@ class FlowHashIndex:
         self.r, self.r_query = float(r), float(r_query)
         self.max_assign_bits, self.max_probe_bits, self.budget = int(max_assign_bits), int(max_probe_bits), budget
         self.storage, self.device = storage, str(device)
-        self.backend = ("torch" if self.device != "cpu" else "numpy") if backend == "auto" else backend
+        if backend == "auto":
+            backend = "torch" if self.device != "cpu" else ("faiss" if storage == "float32" else "numpy")
+        self.backend = backend
         self.verbose = True
         self.last_search_stats = SearchStats()
         self.reset()
@@ -321,7 +326,9 @@ class FlowHashIndex:
         flat = gather_ranges(starts, lengths)
         rows = self._table.rows[flat].astype(np.int64)
         cq = np.repeat(qidx, lengths)
-        key = np.unique(cq * self._n + rows)  # de-duplicate (query, row); sorted by query
+        key = cq * self._n + rows
+        key.sort()  # de-duplicate (query, row) pairs; a sort beats np.unique's hashing here
+        key = key[np.r_[True, key[1:] != key[:-1]]] if len(key) else key
         return key // self._n, key % self._n, n_probes
 
     def _scoring_store(self):

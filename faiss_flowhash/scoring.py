@@ -1,7 +1,8 @@
 """Exact scoring of candidate sets: per query, score its candidate rows and keep the top k.
 
-One function, two backends: ``numpy`` (batched BLAS on the CPU) and ``torch`` (any device; the GPU
-path is the same code the CPU tests run). Candidates arrive flat, grouped by query; queries are
+One function, three backends: ``faiss`` (faiss's multi-threaded ``knn_*_by_idx`` kernels on the CPU,
+the default for float32 storage), ``numpy`` (batched BLAS; any storage dtype) and ``torch`` (any
+device; the GPU path is the same code the CPU tests run). Candidates arrive flat, grouped by query; queries are
 processed in chunks of similar candidate counts so the padded (chunk, C, d) gather stays small.
 """
 
@@ -42,6 +43,19 @@ def _score_numpy(q, xb, norms, cand, valid, metric):
     return np.where(valid, score, -np.inf)
 
 
+def _topk_faiss(q, xb, cand, valid, metric, k):
+    """faiss's by-index kernels: padded candidates (n, C) with -1 skipped; results best first."""
+    n, C = cand.shape
+    cand = np.ascontiguousarray(np.where(valid, cand, -1), dtype=np.int64)
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    D = np.empty((n, k), np.float32)
+    I = np.empty((n, k), np.int64)
+    fn = faiss.knn_inner_products_by_idx if metric == faiss.METRIC_INNER_PRODUCT else faiss.knn_L2sqr_by_idx
+    fn(faiss.swig_ptr(q), faiss.swig_ptr(xb), faiss.swig_ptr(cand), q.shape[1], n, len(xb), C, k,
+       faiss.swig_ptr(D), faiss.swig_ptr(I), C)
+    return D, I
+
+
 def _topk_numpy(score, k):
     n, C = score.shape
     kk = min(k, C)
@@ -73,6 +87,7 @@ def topk_candidates(
         k: results per query.
         metric: faiss.METRIC_INNER_PRODUCT or faiss.METRIC_L2 (squared distances, as faiss).
         norms: squared norms of xb (N,), required for L2 (same kind of array as xb).
+        backend: "faiss", "numpy" or "torch" (see the module docstring).
         chunk_elems: padded candidates per chunk (bounds memory at chunk_elems * d values).
 
     Returns:
@@ -98,6 +113,10 @@ def topk_candidates(
         slot = np.arange(C)[None, :]
         valid = slot < counts[qs][:, None]  # (n_c, C)
         cand = np.where(valid, rows[np.minimum(starts[qs][:, None] + slot, len(rows) - 1)], 0)
+        if backend == "faiss":
+            d_, r_ = _topk_faiss(q[qs], xb, cand, valid, metric, k)
+            D[qs], R[qs] = d_, r_
+            continue
         if backend == "torch":
             s, p = _score_topk_torch(q_t[torch.as_tensor(qs, device=device)], xb, norms, cand, valid, metric, k)
         else:

@@ -160,10 +160,13 @@ def test_float16_storage_and_torch_backend_agree(trained):
     D16, I16 = half.search(q, 5)
     assert (I16[:, 0] == I[:, 0]).mean() > 0.95
     assert half.memory_bytes() < ref.memory_bytes()
-    torch_index = _index(trained, backend="torch")
-    Dt, It = torch_index.search(q, 5)
-    np.testing.assert_array_equal(It, I)
-    np.testing.assert_allclose(Dt, D, rtol=1e-5, atol=1e-6)
+    assert ref.backend == "faiss" and half.backend == "numpy"
+    for backend in ("torch", "numpy"):
+        Dt, It = _index(trained, backend=backend).search(q, 5)
+        np.testing.assert_array_equal(It, I)
+        np.testing.assert_allclose(Dt, D, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="float32 storage only"):
+        ffh.FlowHashIndex(D_DIM, quantizer=trained[0], backend="faiss", storage="float16")
 
 
 def test_balance_and_introspection(trained):
