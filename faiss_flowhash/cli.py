@@ -79,7 +79,7 @@ def _ingest(args) -> int:
 
 # -- query ----------------------------------------------------------------------------------------
 def _query_arguments(p):
-    from .db import DEFAULT_MIN_CONFIDENCE
+    from .db.consensus import DEFAULT_MIN_CONFIDENCE
 
     _db_arguments(p)
     p.add_argument("snippets", nargs="+", metavar="SNIPPET", help="audio files to identify")

@@ -6,8 +6,8 @@
 ...     result = db.query("snippet.wav", top=3)
 """
 
-from .consensus import Candidate, match_confidence, vote_offsets
-from .database import DEFAULT_MIN_CONFIDENCE, FORMAT_VERSION, DatabaseMismatchError, FingerprintDB
+from .consensus import DEFAULT_MIN_CONFIDENCE, Candidate, match_confidence, vote_offsets
+from .database import FORMAT_VERSION, DatabaseMismatchError, FingerprintDB
 from .files import AUDIO_EXTENSIONS, expand_paths
 from .ids import FRAME_BITS, decode_ids, encode_ids
 from .results import IngestReport, Match, QueryResult

@@ -22,7 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Candidate", "vote_offsets", "match_confidence", "DEFAULT_SIM_FLOOR", "DEFAULT_SIM_CEIL"]
+__all__ = ["Candidate", "vote_offsets", "match_confidence", "DEFAULT_SIM_FLOOR", "DEFAULT_SIM_CEIL",
+           "DEFAULT_MIN_CONFIDENCE"]
+
+#: Below this confidence a query is answered "no match": calibrated on synthetic audio together with the
+#: defaults of vote_offsets / match_confidence (numbers in :mod:`faiss_flowhash.db.database`).
+DEFAULT_MIN_CONFIDENCE = 0.35
 
 #: Similarity below which a hit is no evidence of a match, and above which it is full evidence
 #: (inner products of L2-normalised fingerprints of the shipped model; see match_confidence).

@@ -17,7 +17,7 @@ Queries ignore hits whose track has no record (so a removed track vanishes from 
 every process), and the next writer repairs (a) by removing those ids and (b) by dropping the record
 (re-running the ingest adds the file again). Readers reload the index when its file changes.
 
-Confidence threshold (``DEFAULT_MIN_CONFIDENCE = 0.35``), calibrated with
+Confidence threshold (``DEFAULT_MIN_CONFIDENCE = 0.35``, ``--min-confidence``), calibrated with
 ``python -m faiss_flowhash.db.calibrate`` (shipped model dae8284171152323, 15 reference tracks of
 20 s, 400 snippets of 1-5 s per seed: 240 positives (clean / noise 10 dB / reverb + noise 5 dB),
 160 negatives from audio not ingested (other music, other words and voices, noise)), with
@@ -46,7 +46,7 @@ from ..audio.io import AudioDecodeError, content_hash, load_audio
 from ..index import FlowHashIndex
 from ..quantizer import FlowQuantizer, QuantizerConfig
 from ..serialize import read_index, write_index
-from .consensus import match_confidence, vote_offsets
+from .consensus import DEFAULT_MIN_CONFIDENCE, match_confidence, vote_offsets
 from .files import expand_paths
 from .ids import decode_ids, encode_ids
 from .results import IngestReport, Match, QueryResult
@@ -56,11 +56,7 @@ __all__ = ["FingerprintDB", "DatabaseMismatchError", "FORMAT", "FORMAT_VERSION",
 
 FORMAT = "faiss-flowhash-db"
 FORMAT_VERSION = 1
-DEFAULT_MIN_CONFIDENCE = 0.35
 INDEX_FILE, TRACKS_DIR, LOCK_FILE = "index.flowhash", "tracks.lmdb", "write.lock"
-# consensus settings the threshold was calibrated with (see the module docstring)
-_VOTE = {"tolerance_s": 0.05, "sim_floor": 0.55, "sim_ceil": 0.85}
-_CONF = {"margin_weight": 0.3, "min_segments": 3}
 
 
 class DatabaseMismatchError(ValueError):
@@ -383,11 +379,12 @@ class FingerprintDB:
         tracks, frames = decode_ids(I)
         records = self._store.get_many(np.unique(tracks[tracks >= 0]).tolist())
         tracks = np.where(np.isin(tracks, list(records)), tracks, -1)  # uncommitted / removed tracks: no vote
-        cands = vote_offsets(tracks, frames * hop, D, np.arange(len(D)) * hop, **_VOTE)
+        # the defaults of vote_offsets / match_confidence are the calibrated settings (module docstring)
+        cands = vote_offsets(tracks, frames * hop, D, np.arange(len(D)) * hop, tolerance_s=0.05)
         out = []
         for i, c in enumerate(cands[:top]):
             other = (cands[1] if len(cands) > 1 else None) if i == 0 else cands[0]
-            conf = match_confidence(c, other, **_CONF)
+            conf = match_confidence(c, other)
             if conf >= min_confidence:
                 out.append(Match(track_id=c.track_id, path=records[c.track_id].path, offset_s=max(0.0, c.offset_s),
                                  score=c.score / c.n_segments, confidence=conf))
