@@ -78,6 +78,8 @@ def method_specs(args, d, n):
         specs.append(("FlowHash", lambda K=K: B.FlowHash(d, K, rs=rs, r_queries=rqs,
                                                          budgets=budgets, config_kw=cfg,
                                                          seed=args.seed)))
+    order = ["Exact", "IVFFlat", "HNSWFlat", "FlowHash", "MP-LSH", "PCA-sign", "IndexLSH"]
+    specs.sort(key=lambda s: order.index(s[0]))      # stable: the key comparisons first
     if args.methods:
         keep = {m.strip().lower() for m in args.methods.split(",")}
         specs = [s for s in specs if s[0].lower() in keep or s[0] == "Exact"]
@@ -216,6 +218,20 @@ def run(args):
             skipped.append(dict(family=family, reason=f"{type(e).__name__}: {e}"))
             log(f"{family} FAILED: {type(e).__name__}: {e}")
         del m
+        if args.json:  # checkpoint: a long run killed later still leaves its results
+            _dump(_result(args, ds, rows, builds, skipped, balance, exact_hit, t_start, load0),
+                  args.json + ".partial")
+    return _result(args, ds, rows, builds, skipped, balance, exact_hit, t_start, load0)
+
+
+def _dump(out, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1, default=float)
+
+
+def _result(args, ds, rows, builds, skipped, balance, exact_hit, t_start, load0):
+    n, d = ds.x.shape
     out = dict(
         meta=dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   command="python " + " ".join(sys.argv), machine=machine_info(),
@@ -492,9 +508,7 @@ def main(argv=None):
     print(table(out["rows"]))
     print(headline(out["rows"]))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1, default=float)
+        _dump(out, args.json)
     if args.plots:
         import plots
         for path in plots.plot_all(out, args.plots):
