@@ -291,3 +291,16 @@ def test_expand_paths(built, tmp_path):
     names = [os.path.relpath(f, built["audio"]) for f in files]
     assert "notes.txt" not in names and "broken.wav" in names and names.count("sub/m2.wav") == 1
     assert [reason for _, reason in missing] == ["no such file or folder", "pattern matches no file"]
+
+
+@pytest.mark.parametrize("growth, interval, expected", [(0.0, 1e9, "one per file"), (100.0, 1e9, 2), (100.0, 0.0, "one per file")])
+def test_commit_policy(built, model, tmp_path, monkeypatch, growth, interval, expected):
+    calls = []
+    orig = FingerprintDB._commit
+    monkeypatch.setattr(FingerprintDB, "_commit", lambda self, pending, report: (calls.append(len(pending)),
+                                                                                   orig(self, pending, report)))
+    with FingerprintDB(str(tmp_path / "db"), model, batch_files=1, commit_growth=growth,
+                       commit_interval_s=interval) as db:
+        n = len(db.ingest([built["audio"]]).added)
+    # the first file commits at once (it creates the index); then growth or time decide
+    assert calls == ([1] * n if expected == "one per file" else [1, n - 1])

@@ -89,7 +89,11 @@ class FingerprintDB:
             when it was created from a file that still exists, else the shipped default model.
         create: create the database when ``path`` holds none (True); else FileNotFoundError.
         readonly: open for queries only (no lock, no repair; what ``query``/``stats``/``list`` use).
-        batch_files: files per commit during ingest (16); a killed ingest loses at most one batch.
+        batch_files: ingest commits once at least this many files are pending (16) and either they add
+            ``commit_growth`` (0.1) x the index's size or ``commit_interval_s`` (60 s) passed since the
+            last commit: each commit rewrites the index file, so commits on a large database are spaced
+            out (total bytes written stay within ~1/commit_growth x the final size), while a killed
+            ingest loses at most the work since the last commit.
         hits_per_segment: index hits per 1 s query segment that vote (5).
         quantizer_config: how to train the index's flow when the model has none (None:
             ``QuantizerConfig(steps=1000, verbose=False)``; positives are each window's successor).
@@ -103,14 +107,17 @@ class FingerprintDB:
     def __init__(self, path, model=None, *, create: bool = True, readonly: bool = False, batch_files: int = 16,
                  hits_per_segment: int = 5, quantizer_config: QuantizerConfig | None = None,
                  min_train_vectors: int = 2000,
-                 lock_timeout_s: float = 60.0):
+                 lock_timeout_s: float = 60.0, commit_growth: float = 0.1, commit_interval_s: float = 60.0):
         for name, v in (("batch_files", batch_files), ("hits_per_segment", hits_per_segment),
                         ("min_train_vectors", min_train_vectors)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
         self.path = os.path.abspath(os.fspath(path))
         self.readonly = readonly
+        if not commit_growth >= 0 or not commit_interval_s >= 0:
+            raise ValueError(f"commit_growth, commit_interval_s: expected >= 0, got {commit_growth}, {commit_interval_s}")
         self.batch_files, self.hits_per_segment = batch_files, hits_per_segment
+        self.commit_growth, self.commit_interval_s = float(commit_growth), float(commit_interval_s)
         if quantizer_config is not None and not isinstance(quantizer_config, QuantizerConfig):
             raise TypeError(f"quantizer_config: expected a QuantizerConfig or None, got {type(quantizer_config).__name__}")
         self.quantizer_config = quantizer_config or QuantizerConfig(steps=1000, verbose=False)
@@ -284,15 +291,12 @@ class FingerprintDB:
         report = IngestReport(failed=list(missing))
         t0 = time.perf_counter()
         with self._writing(), tqdm(total=len(files), unit="file", disable=not progress, dynamic_ncols=True) as bar:
-            pending, batch_hashes = [], set()
+            pending, batch_hashes, last_commit = [], set(), time.monotonic()
             for f in files:
                 self._ingest_one(f, pending, batch_hashes, report)
-                n_vec = sum(len(e) for _, e in pending)
-                ready = (self._index is not None or self.fingerprinter.quantizer is not None
-                         or n_vec >= self.min_train_vectors)
-                if len(pending) >= self.batch_files and ready:
+                if self._should_commit(pending, last_commit):
                     self._commit(pending, report)
-                    pending, batch_hashes = [], set()
+                    pending, batch_hashes, last_commit = [], set(), time.monotonic()
                 bar.update(1)
                 elapsed = time.perf_counter() - t0
                 bar.set_postfix_str(f"{report.audio_s / max(elapsed, 1e-9):.0f}x real time", refresh=False)
@@ -300,6 +304,15 @@ class FingerprintDB:
                 self._commit(pending, report)
         report.elapsed_s = time.perf_counter() - t0
         return report
+
+    def _should_commit(self, pending: list, last_commit: float) -> bool:
+        if len(pending) < self.batch_files:
+            return False
+        n_vec = sum(len(e) for _, e in pending)
+        if self._index is None:  # the first commit (trains the flow when the model has none)
+            return self.fingerprinter.quantizer is not None or n_vec >= self.min_train_vectors
+        return (n_vec >= self.commit_growth * self._index.ntotal
+                or time.monotonic() - last_commit >= self.commit_interval_s)
 
     def _ingest_one(self, f: str, pending: list, batch_hashes: set, report: IngestReport) -> None:
         fp = self.fingerprinter
