@@ -104,6 +104,57 @@ def reference(args, names, load, fp):
     return x, np.asarray(counts), np.asarray(samples), ingest, path
 
 
+# ------------------------------------------------------------------------------------------ flow
+def retrained_quantizer(args, names, load, fp, x, counts):
+    """A K=16 FlowQuantizer trained on the corpus's *train*-split fingerprints (paper: flow trained on
+    the fingerprints of FMA small), positives = the same windows of the track after a random train-split
+    distortion (noise 0-20 dB / reverb / both, as in training) and a time shift of up to 50 ms.
+    Cached by (model, tracks, settings)."""
+    from faiss_flowhash import FlowQuantizer, QuantizerConfig
+    from faiss_flowhash.audio import add_noise, apply_rir, noise_bank, rir_bank, time_offset
+
+    split = {os.path.join(args.corpus, f["file"]): f["split"] for f in json.load(open(os.path.join(args.corpus, "manifest.json")))["files"]} \
+        if not args.quick else {n: ("train" if i % 2 == 0 else "test") for i, n in enumerate(names)}
+    train = [t for t, n in enumerate(names) if split.get(n) == "train"]
+    key = hashlib.sha256(json.dumps([fp.model_id, [names[t] for t in train], args.flow_steps, 1]).encode()).hexdigest()[:12]
+    path = os.path.join(args.cache_dir, f"flow_{key}.bin")
+    if os.path.exists(path) and not args.quick:
+        log(f"retrained flow from cache {path}")
+        q = FlowQuantizer.from_bytes(open(path, "rb").read())
+        return q, json.load(open(path + ".json"))
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(12345)
+    noises = noise_bank(0, 32, split="train")
+    rooms = rir_bank(0, 32, split="train")
+    ends = np.cumsum(counts)
+    xs, ps = [], []
+    for t in train:
+        w = load(t)
+        kind = rng.integers(3)
+        y = w
+        if kind in (1, 2):
+            y = apply_rir(y, rooms[rng.integers(len(rooms))])
+        if kind in (0, 2):
+            y = add_noise(y, noises[rng.integers(len(noises))], rng.uniform(0, 20), rng=rng)
+        y = time_offset(y, rng.uniform(-0.05, 0.05))
+        e_pos = fp.fingerprint(np.ascontiguousarray(y, np.float32))
+        xs.append(x[ends[t] - counts[t]:ends[t]])
+        ps.append(e_pos)
+    xt, xp = np.concatenate(xs), np.concatenate(ps)
+    t1 = time.perf_counter()
+    log(f"flow training data: {len(xt)} pairs from {len(train)} train-split tracks in {t1 - t0:.0f} s")
+    q = FlowQuantizer(x.shape[1], 16, config=QuantizerConfig(steps=args.flow_steps, seed=0, verbose=False))
+    rep = q.train(xt, xp)
+    info = {"n_train": int(len(xt)), "train_tracks": len(train), "steps": args.flow_steps,
+            "pairs_s": t1 - t0, "train_s": time.perf_counter() - t1, "nll": rep.nll, "bce": rep.bce,
+            "projection": rep.projection}
+    log(f"retrained flow: {info}")
+    os.makedirs(args.cache_dir, exist_ok=True)
+    open(path, "wb").write(q.to_bytes())
+    json.dump(info, open(path + ".json", "w"), indent=1, default=float)
+    return q, info
+
+
 # ------------------------------------------------------------------------------------------ methods
 class _DS:
     """The attributes bench/baselines.py wrappers read from a dataset."""
@@ -120,42 +171,138 @@ def _wrap(m, key="touched", **sp):
     return search
 
 
-def build_methods(x, fp, args):
-    """name -> (searcher, build info) over the same fingerprints x (N, d)."""
+def method_builders(x, fp, args, flow2=None):
+    """name -> build() returning (searcher, build info), over the same fingerprints x (N, d); built only
+    when its results are not cached. ``flow2``: (quantizer, info) of a flow retrained on the corpus's
+    train split, an extra FlowHash row."""
     from baselines import FaissLSH, IVFFlat, MultiProbeLSH
 
     N, d = x.shape
-    out = {}
 
-    def timed(name, fn):
-        t0 = time.perf_counter()
-        s = fn()
-        out[name] = (s, {"build_s": time.perf_counter() - t0})
-        log(f"built {name} in {out[name][1]['build_s']:.1f} s")
+    def timed(fn):
+        def build():
+            t0 = time.perf_counter()
+            search, info = fn()
+            info["build_s"] = time.perf_counter() - t0
+            return search, info
+        return build
 
-    def flowhash():
-        index = FlowHashIndex(d, quantizer=fp.quantizer, r=1.0, r_query=1.25)
-        index.verbose = False
-        index.add(x)
-        bal = index.balance()
-        out_info["FlowHash"] = {"balance": bal, "table_entries_per_vec": index.table_entries / N}
-        return ev.index_searcher(index)
+    def flowhash(quantizer, extra):
+        def build():
+            index = FlowHashIndex(d, quantizer=quantizer, r=1.0, r_query=1.25)
+            index.verbose = False
+            index.add(x)
+            return ev.index_searcher(index), {"balance": index.balance(), "table_entries_per_vec": index.table_entries / N,
+                                              **extra}
+        return build
 
-    out_info = {}
-    timed("FlowHash (TE+NF)", flowhash)
-    mp = MultiProbeLSH(d, K=args.lsh_k, L=1, projection="random", probes=(args.lsh_probes,), seed=0)
-    timed(f"TE+MP-LSH K{args.lsh_k} {args.lsh_probes}p", lambda: (list(mp.builds(_DS(x))), _wrap(mp, probes=args.lsh_probes))[1])
-    fl = FaissLSH(d, args.lsh_bits, reranks=(args.lsh_rerank,))
-    timed(f"TE+IndexLSH{args.lsh_bits}+rr{args.lsh_rerank}",
-          lambda: (list(fl.builds(_DS(x))), _wrap(fl, key="candidates", rerank=args.lsh_rerank))[1])
+    def mp_lsh():
+        mp = MultiProbeLSH(d, K=args.lsh_k, L=1, projection="random", probes=(args.lsh_probes,), seed=0)
+        list(mp.builds(_DS(x)))
+        return _wrap(mp, probes=args.lsh_probes), {}
+
+    def index_lsh():
+        fl = FaissLSH(d, args.lsh_bits, reranks=(args.lsh_rerank,))
+        list(fl.builds(_DS(x)))
+        return _wrap(fl, key="candidates", rerank=args.lsh_rerank), {}
+
     nlist = args.ivf_nlist or (16 if args.quick else 1024)
-    ivf = IVFFlat(d, nlist, nprobes=(args.ivf_nprobe,))
-    timed(f"TE+IVFFlat{nlist} np{args.ivf_nprobe}", lambda: (list(ivf.builds(_DS(x))), _wrap(ivf, nprobe=args.ivf_nprobe))[1])
-    flat = faiss.IndexFlatIP(d)
-    timed("TE+Exact", lambda: (flat.add(x), ev.index_searcher(flat))[1])
-    for name, (_, info) in out.items():
-        if name.startswith("FlowHash"):
-            info.update(out_info["FlowHash"])
+
+    def ivf():
+        m = IVFFlat(d, nlist, nprobes=(args.ivf_nprobe,))
+        list(m.builds(_DS(x)))
+        return _wrap(m, nprobe=args.ivf_nprobe), {}
+
+    def exact():
+        flat = faiss.IndexFlatIP(d)
+        flat.add(x)
+        return ev.index_searcher(flat), {}
+
+    out = {"FlowHash (TE+NF)": timed(flowhash(fp.quantizer, {}))}
+    if flow2 is not None:
+        out["FlowHash, flow retrained"] = timed(flowhash(flow2[0], {"flow": flow2[1]}))
+    out[f"TE+MP-LSH K{args.lsh_k} {args.lsh_probes}p"] = timed(mp_lsh)
+    out[f"TE+IndexLSH{args.lsh_bits}+rr{args.lsh_rerank}"] = timed(index_lsh)
+    out[f"TE+IVFFlat{nlist} np{args.ivf_nprobe}"] = timed(ivf)
+    out["TE+Exact"] = timed(exact)
+    return out
+
+
+def latency_ms(search, fps, queries, k, per_length):
+    """Single-query latency: one search call per query for ``per_length`` queries of each length
+    (the first ones of the noise 10 dB cell), ms, mean per length."""
+    cond = next((i for i, c in enumerate(queries.conditions) if c.label == "noise 10dB"), 0)
+    out = {}
+    for L in np.unique(queries.length_s):
+        idx = np.flatnonzero((queries.length_s == L) & (queries.cond == cond))[:per_length]
+        search(fps[idx[0]], k)  # warm
+        t0 = time.perf_counter()
+        for i in idx:
+            search(fps[i], k)
+        out[float(L)] = 1000.0 * (time.perf_counter() - t0) / len(idx)
+    return out
+
+
+def evaluate_methods(builders, fps, queries, counts, args, key, flow_info=None):
+    """Rows, build info and latency of every method, cached per method under --cache-dir."""
+    results = {}
+    for name, build in builders.items():
+        if args.only and not any(o.lower() in name.lower() for o in args.only.split(",")):
+            continue
+        extra = flow_info if "retrained" in name else None
+        slug = hashlib.sha256(json.dumps([name, key, args.k, args.consensus, args.batch_rows, extra],
+                                         default=str).encode()).hexdigest()[:12]
+        path = os.path.join(args.cache_dir, f"rows_{slug}.json")
+        if os.path.exists(path) and not args.quick:
+            results[name] = json.load(open(path))
+            log(f"{name}: results from cache {path}")
+            continue
+        search, info = build()
+        log(f"built {name} in {info['build_s']:.1f} s")
+        res = ev.run_eval(fps, queries, {name: search}, ev.locate_from_counts(counts), int(np.sum(counts)),
+                          k=args.k, consensus=args.consensus, batch_rows=args.batch_rows, keep_hits=True,
+                          progress=log)
+        lat = latency_ms(search, fps, queries, args.k, args.latency_queries)
+        log(f"{name}: latency ms/query by length {lat}")
+        results[name] = {"rows": res.rows, "info": info, "latency_ms": lat}
+        os.makedirs(args.cache_dir, exist_ok=True)
+        json.dump(results[name], open(path, "w"), default=float)
+        del search
+    return results
+
+
+# ------------------------------------------------------------------------------------------ diagnostics
+def segment_diagnostics(rows_by_method, queries, counts, length_s=2.0):
+    """Per method, over every segment of the ``length_s`` queries (all conditions): its top-1 is the
+    true window (exactly / +-1 window), or equals exact search's top-1 (the index's own loss). Window o of a
+    query starting at s is the true window round(s / hop) + o of its track."""
+    first = np.cumsum(np.r_[0, counts])[:-1]
+    sel = [i for i in range(len(queries)) if np.isclose(queries.length_s[i], length_s)]
+    exact = {r["query"]: r["hits"] for r in rows_by_method.get("TE+Exact", [])}
+    out = {}
+    for m, rows in rows_by_method.items():
+        byq = {r["query"]: r["hits"] for r in rows}
+        got, true, ex = [], [], []
+        for i in sel:
+            h = np.asarray(byq[i])
+            got.append(h)
+            true.append(first[queries.track[i]] + int(round(queries.start_s[i] / 0.1)) + np.arange(len(h)))
+            ex.append(np.asarray(exact.get(i, h)))
+        got, true, ex = np.concatenate(got), np.concatenate(true), np.concatenate(ex)
+        out[m] = {"n_segments": int(len(got)), "true_at_1": float(np.mean(got == true)),
+                  "true_pm1_at_1": float(np.mean(np.abs(got - true) <= 1)),
+                  "agrees_with_exact": float(np.mean(got == ex))}
+    return out
+
+
+def track_vs_offset(rows, length_s=2.0):
+    """Per method, on ``length_s`` queries: share answered with the right track, and with the right
+    track but a start more than 50 ms off (repeats inside a track: loops, refrains)."""
+    out = {}
+    for m in dict.fromkeys(r["method"] for r in rows):
+        g = [r for r in rows if r["method"] == m and r["length_s"] == length_s]
+        out[m] = {"track_right": float(np.mean([r["track_right"] for r in g])),
+                  "hit": float(np.mean([r["hit"] for r in g]))}
     return out
 
 
@@ -266,6 +413,12 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None)
     p.add_argument("--md", default=None, help="write/replace the section '## Table 1 protocol on real music'")
     p.add_argument("--plot", default=None)
+    p.add_argument("--batch-rows", type=int, default=4096,
+                   help="search a cell's segments in calls of this many rows (0: one call per query)")
+    p.add_argument("--latency-queries", type=int, default=20, help="single-call latency: queries per length (20)")
+    p.add_argument("--only", default=None, help="comma list of method-name parts to run now (others skipped)")
+    p.add_argument("--flow-steps", type=int, default=0,
+                   help="also a FlowHash row with a flow retrained on the train split for this many steps (0: off)")
     p.add_argument("--quick-tracks", type=int, default=8)
     p.add_argument("--quick-track-s", type=float, default=30.0)
     a = p.parse_args(argv)
@@ -325,25 +478,37 @@ def main(argv=None):
         os.makedirs(args.cache_dir, exist_ok=True)
         np.savez(qcache, x=np.concatenate(fps), counts=np.array([len(f) for f in fps]))
         log(f"query fingerprints: {sum(len(f) for f in fps)} windows in {time.perf_counter() - t0:.1f} s")
-    methods = build_methods(x, fp, args)
-    res = ev.run_eval(fps, queries, {n: s for n, (s, _) in methods.items()}, ev.locate_from_counts(counts),
-                      len(x), k=args.k, consensus=args.consensus, progress=log)
-    md = res.markdown()
+    flow2 = retrained_quantizer(args, names, load, fp, x, counts) if args.flow_steps else None
+    builders = method_builders(x, fp, args, flow2)
+    key = [os.path.basename(ref_path), qkey, args.lsh_k, args.lsh_probes, args.lsh_bits,
+           args.lsh_rerank, args.ivf_nlist, args.ivf_nprobe]
+    results = evaluate_methods(builders, fps, queries, counts, args, key, flow2[1] if flow2 else None)
+    rows = [r for m in results.values() for r in m["rows"]]
+    table = ev.summarize(rows)
+    for t in table:  # ms/query column: single-call latency of that method at that query length
+        t["search_ms_batched"] = t["search_ms"]
+        t["search_ms"] = results[t["method"]]["latency_ms"].get(str(t["length_s"]),
+                                                                results[t["method"]]["latency_ms"].get(t["length_s"]))
+    md = ev.format_table(table, conditions=queries.conditions)
     print(md)
+    rows_by = {m: r["rows"] for m, r in results.items()}
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python bench/table1.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "threads": args.threads, "k": args.k, "consensus": args.consensus, "model_id": fp.model_id, "n_tracks": len(names), "ingest": ingest,
-        "n_queries": len(queries), "n_per_cell": args.n_per_cell, "seed": args.seed,
-        "queries": os.path.relpath(args.queries, ROOT), "reference": ref_path,
-        "builds": {n: i for n, (_, i) in methods.items()}, "wall_s": time.perf_counter() - t_start,
+        "threads": args.threads, "k": args.k, "consensus": args.consensus, "model_id": fp.model_id,
+        "n_tracks": len(names), "ingest": ingest, "n_queries": len(queries), "n_per_cell": args.n_per_cell,
+        "seed": args.seed, "queries": os.path.relpath(args.queries, ROOT), "reference": ref_path,
+        "builds": {m: r["info"] for m, r in results.items()}, "latency_ms": {m: r["latency_ms"] for m, r in results.items()},
+        "segments_2s": segment_diagnostics(rows_by, queries, counts, length_s=2.0 if 2.0 in lengths else lengths[0]),
+        "track_vs_offset_2s": track_vs_offset(rows, length_s=2.0 if 2.0 in lengths else lengths[0]),
+        "wall_s": time.perf_counter() - t_start,
     }
-    out = {"info": info, "table": res.table, "markdown": md}
+    out = {"info": info, "table": table, "markdown": md}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     json.dump(out, open(args.json, "w"), indent=1, default=float)
     log(f"wrote {args.json}")
     if args.plot:
-        plot_hit_rate(res.table, res.conditions, args.plot, length_s=2.0 if 2.0 in lengths else lengths[0])
+        plot_hit_rate(table, queries.conditions, args.plot, length_s=2.0 if 2.0 in lengths else lengths[0])
         log(f"wrote {args.plot}")
     if args.md:
         from ann_bench import write_md_section

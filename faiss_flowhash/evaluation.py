@@ -367,6 +367,8 @@ def run_eval(
     hop_s: float = 0.1,
     tolerance_s: float = TOLERANCE_S,
     consensus: str = "db",
+    batch_rows: int = 0,
+    keep_hits: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> "EvalResult":
     """Search every query with every method; one result row per (method, query).
@@ -381,11 +383,16 @@ def run_eval(
         consensus: "db" (the database's vote, :func:`faiss_flowhash.db.consensus.vote_offsets`: eq. 12-13
             over every hit with a 50 ms tolerance, score-weighted, sub-hop offset) or "paper"
             (:func:`consensus`: eq. 12-13 exactly, offsets on the hop grid).
+        batch_rows: 0 (default): one search call per query (search_ms is that query's latency); > 0:
+            the segments of a whole (length, condition) cell in calls of at most this many rows
+            (much faster on large runs; search_ms and eval_pct are then the cell's means).
+        keep_hits: also store each segment's top-1 id in the rows (``hits``, a list) for diagnostics.
 
     Returns:
         :class:`EvalResult`: ``rows`` per (method, query): method, query, length_s, condition, hit
-        (bool), track, start_s (the answer), votes, eval_pct (mean over the query's segments),
-        search_ms (one search call + consensus); ``table`` = :func:`summarize` of the rows.
+        (bool), track_right (bool: the right track, whatever the offset), track, start_s (the answer),
+        votes, eval_pct (mean over the query's segments), search_ms (search + consensus); ``table`` =
+        :func:`summarize` of the rows.
     """
     if len(query_fps) != len(queries):
         raise ValueError(f"query_fps: expected {len(queries)} arrays (one per query), got {len(query_fps)}")
@@ -393,29 +400,67 @@ def run_eval(
         raise ValueError(f"ntotal: expected >= 1, got {ntotal}")
     if consensus not in ("db", "paper"):
         raise ValueError(f"consensus: expected 'db' or 'paper', got {consensus!r}")
+    if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 0:
+        raise ValueError(f"batch_rows: expected an int >= 0, got {batch_rows!r}")
+    truth = (queries.track.astype(np.int64), queries.start_s)
     rows = []
     for name, search in methods.items():
         t_all = time.perf_counter()
-        for i, q in enumerate(query_fps):
+        if batch_rows:
+            answers = _search_batched(query_fps, queries, search, k, batch_rows)
+        else:
+            answers = _search_per_query(query_fps, search, k)
+        for i, (D, I, ev, ms) in enumerate(answers):
             t0 = time.perf_counter()
-            if len(q):
-                D, I, ev = search(q, k)
+            if I is not None and I.size:
                 tr, sg = locate(I)
-                tr = np.where(I >= 0, tr, -1)
-                track, start_s, votes = _answer(tr, sg, D, hop_s, consensus, tolerance_s)
+                track, start_s, votes = _answer(np.where(I >= 0, tr, -1), sg, D, hop_s, consensus, tolerance_s)
             else:
-                track, start_s, votes, ev = -1, 0.0, 0, 0.0
-            ms = 1000.0 * (time.perf_counter() - t0)
+                track, start_s, votes = -1, 0.0, 0
+            ms += 1000.0 * (time.perf_counter() - t0)
             rows.append({
                 "method": name, "query": i, "length_s": float(queries.length_s[i]),
                 "condition": queries.conditions[int(queries.cond[i])].label, "track": track,
                 "start_s": start_s, "votes": votes, "eval_pct": 100.0 * ev / ntotal, "search_ms": ms,
-                "hit": bool(is_hit(track, start_s, int(queries.track[i]), float(queries.start_s[i]),
-                                   tolerance_s=tolerance_s)),
+                "track_right": bool(track == truth[0][i]),
+                "hit": bool(is_hit(track, start_s, truth[0][i], float(truth[1][i]), tolerance_s=tolerance_s)),
             })
+            if keep_hits:
+                rows[-1]["hits"] = I[:, 0].tolist() if I is not None else []
         if progress is not None:
             progress(f"{name}: {len(query_fps)} queries in {time.perf_counter() - t_all:.1f} s")
     return EvalResult(rows=rows, table=summarize(rows), conditions=tuple(queries.conditions))
+
+
+def _search_per_query(query_fps, search, k):
+    """One search call per query: (D, I, evaluated per row, ms) per query."""
+    for q in query_fps:
+        t0 = time.perf_counter()
+        D, I, ev = search(q, k) if len(q) else (None, None, 0.0)
+        yield D, I, ev, 1000.0 * (time.perf_counter() - t0)
+
+
+def _search_batched(query_fps, queries, search, k, batch_rows):
+    """The segments of all queries of one (length, condition) cell in calls of <= batch_rows rows:
+    per query its (D, I) slice, the cell's mean evaluated per row, and the cell's time per query."""
+    out = [None] * len(query_fps)
+    cells = np.stack([queries.length, queries.cond], 1)
+    for cell in np.unique(cells, axis=0):
+        idx = np.flatnonzero((cells == cell).all(1))
+        sizes = np.array([len(query_fps[i]) for i in idx])
+        q = np.concatenate([query_fps[i] for i in idx])
+        t0 = time.perf_counter()
+        D, I, evs = [], [], 0.0
+        for lo in range(0, len(q), batch_rows):
+            d_, i_, e_ = search(q[lo:lo + batch_rows], k)
+            D.append(d_), I.append(i_)
+            evs += e_ * len(i_)
+        ms = 1000.0 * (time.perf_counter() - t0) / len(idx)
+        D, I = np.concatenate(D), np.concatenate(I)
+        ends = np.cumsum(sizes)
+        for j, i in enumerate(idx):
+            out[i] = (D[ends[j] - sizes[j]:ends[j]], I[ends[j] - sizes[j]:ends[j]], evs / max(len(q), 1), ms)
+    return out
 
 
 @dataclass
@@ -431,8 +476,8 @@ class EvalResult:
 
 
 def summarize(rows: Sequence[dict]) -> list[dict]:
-    """Per (method, length_s, condition): n, hit_rate (%), eval_pct (mean), search_ms (mean), in
-    first-seen order."""
+    """Per (method, length_s, condition): n, hit_rate (%), track_rate (% right track, any offset),
+    eval_pct (mean), search_ms (mean), in first-seen order."""
     groups: dict = {}
     for r in rows:
         groups.setdefault((r["method"], r["length_s"], r["condition"]), []).append(r)
@@ -440,6 +485,7 @@ def summarize(rows: Sequence[dict]) -> list[dict]:
     for (m, L, c), g in groups.items():
         out.append({"method": m, "length_s": L, "condition": c, "n": len(g),
                     "hit_rate": 100.0 * float(np.mean([r["hit"] for r in g])),
+                    "track_rate": 100.0 * float(np.mean([r.get("track_right", r["hit"]) for r in g])),
                     "eval_pct": float(np.mean([r["eval_pct"] for r in g])),
                     "search_ms": float(np.mean([r["search_ms"] for r in g]))})
     return out

@@ -182,10 +182,10 @@ def test_run_eval_scores_exact_and_shifted_answers(rng):
     fps = [x[f:f + o] for f, o in zip(first, O)]
     flat = faiss.IndexFlatIP(16)
     flat.add(x)
-    for how in ("paper", "db"):
+    for how, batch in (("paper", 0), ("db", 0), ("db", 7)):
         res = ev.run_eval(fps, q, {"exact": ev.index_searcher(flat)}, ev.locate_from_counts(counts), len(x),
-                          consensus=how)
-        assert all(r["hit"] for r in res.rows) and len(res.rows) == len(q)
+                          consensus=how, batch_rows=batch)
+        assert all(r["hit"] and r["track_right"] for r in res.rows) and len(res.rows) == len(q)
         assert [r["start_s"] for r in res.rows] == pytest.approx(q.start_s.tolist())
     assert {r["eval_pct"] for r in res.table} == {100.0}
     assert [r["n"] for r in res.table] == [10, 10]
