@@ -16,7 +16,7 @@ from faiss_flowhash.cli import COMMANDS, Command, build_parser, main
 from faiss_flowhash.db import FingerprintDB
 
 from _one_thread import one_torch_thread  # noqa: F401  (autouse fixture)
-from test_db import make_corpus, not_ingested, snippet
+from test_db import make_corpus, not_ingested, snippet, torch_threads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,7 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("cli") / "audio")
-    waves = make_corpus(folder, seconds=10.0)
+    with torch_threads(1):
+        waves = make_corpus(folder, seconds=10.0)
     snips = {}
     for i, (path, wave) in enumerate(waves.items()):
         f = os.path.join(os.path.dirname(folder), f"snip{i}.wav")
@@ -38,7 +39,8 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def db(corpus, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("clidb") / "db")
-    assert main(["ingest", path, corpus["folder"], "--no-progress"]) == 1  # broken files: status 1
+    with torch_threads(1):
+        assert main(["ingest", path, corpus["folder"], "--no-progress"]) == 1  # broken files: status 1
     return path
 
 

@@ -1,11 +1,13 @@
 """FingerprintDB end to end on synthesised audio: ingest, identify (track + offset within 50 ms), no match
 for audio not ingested, idempotence, remove, crash repair, format/model mismatch."""
 
+import contextlib
 import os
 import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from faiss_flowhash import QuantizerConfig, read_index, write_index
 from faiss_flowhash.audio import Fingerprinter, add_noise, apply_rir, noise_bank, rir_bank, save_audio, synth
@@ -63,6 +65,17 @@ def snippet(wave, start_s, length_s):
     return wave[int(round(start_s * SR)) : int(round((start_s + length_s) * SR))]
 
 
+@contextlib.contextmanager
+def torch_threads(n=1):
+    """Module fixtures run before the per-test one_torch_thread fixture: one thread for them too."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def model():
     return Fingerprinter.load()
@@ -70,6 +83,11 @@ def model():
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, model):
+    with torch_threads(1):
+        return _build(tmp_path_factory, model)
+
+
+def _build(tmp_path_factory, model):
     root = tmp_path_factory.mktemp("fpdb")
     corpus = make_corpus(str(root / "audio"))
     path = str(root / "db")
