@@ -8,10 +8,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from faiss_flowhash import QuantizerConfig, read_index, write_index
 from faiss_flowhash.audio import Fingerprinter, add_noise, apply_rir, noise_bank, rir_bank, save_audio, synth
-from faiss_flowhash.db import DatabaseMismatchError, FingerprintDB, TrackStore, encode_ids, expand_paths
+from faiss_flowhash.db import (DatabaseMismatchError, FingerprintDB, TrackRecord, TrackStore, decode_ids, encode_ids,
+                               expand_paths)
+from faiss_flowhash.db.repair import plan_repair
 from faiss_flowhash.db.database import INDEX_FILE, TRACKS_DIR
 
 from _one_thread import one_torch_thread  # noqa: F401  (autouse fixture)
@@ -322,3 +326,20 @@ def test_commit_policy(built, model, tmp_path, monkeypatch, growth, interval, ex
         n = len(db.ingest([built["audio"]]).added)
     # the first file commits at once (it creates the index); then growth or time decide
     assert calls == ([1] * n if expected == "one per file" else [1, n - 1])
+
+
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(1, 5), st.integers(0, 5)), max_size=12, unique_by=lambda t: t[0]),
+       st.lists(st.integers(31, 40), max_size=3, unique=True))
+def test_plan_repair_leaves_index_and_records_in_agreement(tracks, orphans):
+    """Records whose ids are partly missing and index ids without records, in any mix."""
+    records = [TrackRecord(t, f"/a/{t}.wav", 1.0, f"{t:064x}", SR, int(encode_ids(t, 1)[0]), n, "m", "now")
+               for t, n, _ in tracks]
+    ids = np.concatenate([encode_ids(t, n - min(missing, n) if missing % 2 else n) for t, n, missing in tracks]
+                         + [encode_ids(t, 3) for t in orphans] + [np.zeros(0, np.int64)])
+    plan = plan_repair(ids, records, next_track_id=5)
+    kept_ids = ids[~np.isin(decode_ids(ids)[0], plan.orphan_tracks)]
+    kept = [r for r in records if r.track_id not in plan.incomplete_records]
+    again = plan_repair(kept_ids, kept, next_track_id=plan.next_track_id)
+    assert again.empty and again.next_track_id == plan.next_track_id
+    assert set(orphans) <= set(plan.orphan_tracks)
+    assert plan.next_track_id > max([4] + [t for t, _, _ in tracks] + orphans)

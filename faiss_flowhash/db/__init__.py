@@ -10,6 +10,8 @@ from .consensus import DEFAULT_MIN_CONFIDENCE, Candidate, match_confidence, vote
 from .database import FORMAT_VERSION, DatabaseMismatchError, FingerprintDB
 from .files import AUDIO_EXTENSIONS, expand_paths
 from .ids import FRAME_BITS, decode_ids, encode_ids
+from .lock import write_lock
+from .repair import RepairPlan, plan_repair
 from .results import IngestReport, Match, QueryResult
 from .tracks import TrackRecord, TrackStore
 
@@ -18,4 +20,5 @@ __all__ = [
     "Match", "QueryResult", "IngestReport", "TrackRecord", "TrackStore",
     "Candidate", "vote_offsets", "match_confidence",
     "expand_paths", "AUDIO_EXTENSIONS", "encode_ids", "decode_ids", "FRAME_BITS",
+    "RepairPlan", "plan_repair", "write_lock",
 ]

@@ -38,7 +38,6 @@ more hits on heavily distorted audio at about 1% false matches; raise it where a
 """
 
 import contextlib
-import fcntl
 import os
 import time
 from datetime import datetime, timezone
@@ -54,6 +53,8 @@ from ..serialize import read_index, write_index
 from .consensus import DEFAULT_MIN_CONFIDENCE, match_confidence, vote_offsets
 from .files import expand_paths
 from .ids import decode_ids, encode_ids
+from .lock import write_lock
+from .repair import plan_repair
 from .results import IngestReport, Match, QueryResult
 from .tracks import TrackRecord, TrackStore
 
@@ -230,54 +231,29 @@ class FingerprintDB:
         """Hold the write lock (yields True), re-read the index and repair it; yields False without it."""
         if self.readonly:
             raise PermissionError(f"{self.path}: opened readonly")
-        fd = os.open(os.path.join(self.path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            deadline = time.monotonic() + (self.lock_timeout_s if wait else 0.0)
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        if not wait:
-                            yield False
-                            return
-                        raise TimeoutError(f"{self.path}: another process is writing (waited {self.lock_timeout_s} s)") from None
-                    time.sleep(0.1)
-            try:
+        with write_lock(os.path.join(self.path, LOCK_FILE), timeout_s=self.lock_timeout_s if wait else 0.0) as held:
+            if held:
                 self._meta = self._store.get_meta()
                 self._reload_index(force=True)
                 self.last_repair = self._repair()
-                yield True
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+            yield held
 
     def _repair(self) -> dict:
         """Make index and track store agree after a crash (see the module docstring); returns what was done."""
         for name in os.listdir(self.path):  # temporary files of an index write that was killed
             if name.startswith(".flowhash-"):
                 os.unlink(os.path.join(self.path, name))
-        records = self._store.all()
         ids = self._index.ids if self._index is not None else np.zeros(0, np.int64)
-        tracks, _ = decode_ids(ids)
-        present, counts = np.unique(tracks, return_counts=True)
-        have = dict(zip(present.tolist(), counts.tolist()))
-        incomplete = [r.track_id for r in records if have.get(r.track_id, 0) != r.n_fingerprints]
-        good = {r.track_id for r in records} - set(incomplete)
-        orphans = [t for t in present.tolist() if t not in good]
-        if orphans:
-            self._index.remove_ids(ids[np.isin(tracks, orphans)])
+        plan = plan_repair(ids, self._store.all(), next_track_id=self._meta.get("next_track_id", 0))
+        if plan.orphan_tracks:  # index first, then LMDB: the same order as a commit
+            self._index.remove_ids(ids[np.isin(decode_ids(ids)[0], plan.orphan_tracks)])
             self._write_index()
-        if incomplete:
-            self._store.delete(incomplete)
-        next_id = max([self._meta.get("next_track_id", 0)] + [t + 1 for t in present.tolist()]
-                      + [r.track_id + 1 for r in records])
-        if next_id != self._meta.get("next_track_id"):
-            self._meta = {**self._meta, "next_track_id": next_id}
+        if plan.incomplete_records:
+            self._store.delete(plan.incomplete_records)
+        if plan.next_track_id != self._meta.get("next_track_id"):
+            self._meta = {**self._meta, "next_track_id": plan.next_track_id}
             self._store.put_meta(self._meta)
-        return {"dropped_index_tracks": orphans, "dropped_records": incomplete}
+        return {"dropped_index_tracks": plan.orphan_tracks, "dropped_records": plan.incomplete_records}
 
     # -- ingest ---------------------------------------------------------------------------------
     def ingest(self, paths, *, progress: bool = False) -> IngestReport:
