@@ -176,13 +176,18 @@ def test_ingest_killed_midway_while_a_reader_queries(corpus, tmp_path):
             "from faiss_flowhash.cli import main\n"
             f"main(['ingest', {path!r}, {corpus['folder']!r}, '--batch-files', '1', '--no-progress'])\n")
     proc = _spawn(code)
-    try:
+
+    def wait_for(n):
         deadline = time.monotonic() + 60
-        while len(_tracks(path)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        while len(_tracks(path)) < n and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
-        tracks = _tracks(path)
-        assert 2 <= len(tracks) < len(corpus["waves"]), proc.stderr.read() if proc.poll() is not None else tracks
-        with FingerprintDB(path, readonly=True) as reader:  # while the writer is still ingesting
+        return _tracks(path)
+
+    try:
+        assert wait_for(1), proc.stderr.read() if proc.poll() is not None else "no commit in 60 s"
+        with FingerprintDB(path, readonly=True) as reader:  # opened after the first commit ...
+            tracks = wait_for(2)  # ... queries while the writer goes on, reloading the index it rewrites
+            assert 2 <= len(tracks) < len(corpus["waves"]), proc.stderr.read() if proc.poll() is not None else tracks
             for t in tracks:
                 m = reader.query(snippet(corpus["waves"][t.path], 4.0, 2.5)).best
                 assert m.track_id == t.track_id and abs(m.offset_s - 4.0) <= 0.05
