@@ -142,16 +142,16 @@ class FingerprintDB:
                 meta = self._initial_meta(model)
                 self._store.put_meta(meta)
             self._check_meta(meta)
+            self._meta = meta
+            self._index, self._index_sig = None, None
+            self.last_repair: dict = {}
+            self._reload_index()
+            if not readonly:
+                with self._writing(wait=False):
+                    pass  # repairs when no other process is writing (a busy writer repairs on its own)
         except BaseException:
             self._store.close()
             raise
-        self._meta = meta
-        self._index, self._index_sig = None, None
-        self.last_repair: dict = {}
-        self._reload_index()
-        if not readonly:
-            with self._writing(wait=False):
-                pass  # repairs when no other process is writing (a busy writer repairs on its own)
 
     # -- opening --------------------------------------------------------------------------------
     @staticmethod
