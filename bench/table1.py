@@ -257,6 +257,9 @@ def evaluate_methods(builders, fps, queries, counts, args, key, flow_info=None):
             results[name] = json.load(open(path))
             log(f"{name}: results from cache {path}")
             continue
+        if args.cached_only:
+            log(f"{name}: no cached results, skipped (--cached-only)")
+            continue
         search, info = build()
         log(f"built {name} in {info['build_s']:.1f} s")
         res = ev.run_eval(fps, queries, {name: search}, ev.locate_from_counts(counts), int(np.sum(counts)),
@@ -306,6 +309,65 @@ def track_vs_offset(rows, length_s=2.0):
     return out
 
 
+def flowhash_probe_stats(x, quantizer, q, r_query=1.25):
+    """Buckets probed / vectors scored per query segment of a FlowHashIndex over x, on segments q."""
+    index = FlowHashIndex(x.shape[1], quantizer=quantizer, r=1.0, r_query=r_query)
+    index.verbose = False
+    index.add(x)
+    index.search(q, 1)
+    st = index.last_search_stats
+    return {"buckets_probed": st.buckets_probed, "candidates": st.candidates, "eval_pct": st.eval_percent,
+            "entries_per_vec": index.table_entries / len(x), "balance": index.balance(),
+            "mean_bucket": len(x) / 2.0 ** index.K}
+
+
+def analysis_lines(info, table, L=2.0):
+    """The measured reasons for the gap to the paper, as markdown lines."""
+    cell = {(t["method"], t["length_s"], t["condition"]): t for t in table}
+    methods = list(dict.fromkeys(t["method"] for t in table))
+    conds = list(dict.fromkeys(t["condition"] for t in table))
+    mean = {m: np.mean([cell[(m, L, c)]["hit_rate"] for c in conds if (m, L, c) in cell]) for m in methods}
+    evp = {m: np.mean([t["eval_pct"] for t in table if t["method"] == m]) for m in methods}
+    seg, tvo = info.get("segments_2s", {}), info.get("track_vs_offset_2s", {})
+    ex, fh = "TE+Exact", "FlowHash (TE+NF)"
+    out = [f"### Where we stand against the paper, and why (measured on the {L:g} s queries)", ""]
+    if ex in mean:
+        n10 = cell.get((ex, L, "noise 10dB"), {}).get("hit_rate", float("nan"))
+        out.append(
+            f"- **Encoder (the ceiling of every index).** Exact search on our fingerprints hits {n10:.1f}% at "
+            f"noise 10 dB (paper: FlowHash 94.1%, TE+LSH 92.3%) and {mean[ex]:.1f}% averaged over the 15 "
+            f"conditions (paper FlowHash: {np.mean(PAPER_FLOWHASH_2S):.1f}%). Per 1 s segment, exact search's "
+            f"top-1 is the true window for {100 * seg.get(ex, {}).get('true_at_1', float('nan')):.1f}% of the "
+            f"segments (within +-1 window: {100 * seg.get(ex, {}).get('true_pm1_at_1', float('nan')):.1f}%). "
+            + ("The gap to the paper is the fingerprint model's, not the index's: " if mean[ex] < np.mean(PAPER_FLOWHASH_2S)
+               else "The encoder is not what limits us here, although ")
+            + "ours is a 0.64 M-parameter encoder trained for 400 CPU steps on 0.46 h of synthetic music + espeak "
+            "speech, never on real recordings, against the paper's GPU-trained encoder on FMA music.")
+    if ex in tvo:
+        t, h = 100 * tvo[ex]["track_right"], 100 * tvo[ex]["hit"]
+        out.append(f"- **Repeats inside tracks.** Exact search names the right track for {t:.1f}% of the {L:g} s "
+                   f"queries but the right offset (+-50 ms) for {h:.1f}%: {t - h:.1f} points are lost to loops "
+                   "and repeated bars (game music loops a lot), which the 50 ms criterion counts as misses "
+                   "(the paper notes the same for refrains).")
+    for m in methods:
+        if m == ex or m not in seg:
+            continue
+        out.append(f"- **{m}**: mean {mean[m]:.1f}% ({mean[m] - mean.get(ex, np.nan):+.1f} points vs exact) at "
+                   f"eval {evp[m]:.3g}%; its segment top-1 equals exact search's for "
+                   f"{100 * seg[m]['agrees_with_exact']:.1f}% of segments.")
+    for label, st in info.get("flowhash_probe", {}).items():
+        b = st["balance"]
+        out.append(
+            f"- **Buckets ({label}).** {b['buckets_used']:,} of 65,536 buckets used, largest {b['max_over_mean']:.0f}x "
+            f"the mean, {100 * b['within_k1_share']:.1f}% of buckets within K+-1 (a perfect hash at this N: "
+            f"{100 * b['within_k1_share_ideal']:.1f}%); N / 2^16 = {st['mean_bucket']:.1f} vectors per bucket "
+            f"(paper: ~107 at 7 M). r = 1.0 lists each vector under {st['entries_per_vec']:.1f} codes; a query "
+            f"segment (r~ = 1.25) probes {st['buckets_probed']:.0f} buckets and scores {st['candidates']:.0f} "
+            f"vectors = {st['eval_pct']:.2f}% of N (paper: ~35 probes, 0.76%).")
+    out.append("")
+    return out
+
+
 # ------------------------------------------------------------------------------------------ report
 def plot_hit_rate(summary, conditions, path, length_s=2.0):
     import matplotlib
@@ -349,13 +411,18 @@ def report_md(res, args, info):
     ing = info["ingest"]
     lines = [
         f"Date: {info['date']}. Machine: {machine_info()}. Torch threads: {info['threads']}.",
-        f"Command: `{info['command']}` ({info['wall_s'] / 60:.1f} min wall, fingerprints cached).",
+        f"Command: `{info['command']}` ({info['wall_s'] / 60:.1f} min wall for this call; fingerprints, query "
+        "fingerprints and per-method results are cached under bench/data/table1/, so it re-assembles the "
+        "table from earlier stages).",
         "",
         f"Reference: {info['n_tracks']} tracks, {ing['audio_s'] / 3600:.2f} h, N = {ing['n']:,} fingerprints "
-        f"(1 s windows, 100 ms hop), model `{info['model_id']}` (shipped default: small TE trained on synthetic "
-        f"music + espeak speech only; K = 16 flow quantizer trained on its synthetic fingerprints). "
-        f"Ingest (decode + fingerprint): {ing['x_real_time']:.0f}x real time on {ing['threads']} thread(s); "
-        f"FlowHash table add {info['builds'].get('FlowHash (TE+NF)', {}).get('build_s', float('nan')):.1f} s.",
+        f"(1 s windows, 100 ms hop), model `{info['model_id']}` (the shipped default when this ran: small TE trained "
+        f"on synthetic music + espeak speech only; K = 16 flow quantizer trained on its synthetic fingerprints). "
+        f"Ingest: decode + fingerprint {ing['x_real_time']:.0f}x real time on {ing['threads']} thread "
+        f"({ing['decode_s'] + ing['fingerprint_s']:.0f} s for {ing['audio_s'] / 3600:.2f} h, busy shared machine), "
+        f"FlowHash table add {info['builds'].get('FlowHash (TE+NF)', {}).get('build_s', float('nan')):.0f} s: "
+        f"{ing['audio_s'] / (ing['decode_s'] + ing['fingerprint_s'] + info['builds'].get('FlowHash (TE+NF)', {}).get('build_s', 0.0)):.0f}x "
+        "real time end to end.",
         f"Queries: {info['n_queries']} = {info['n_per_cell']} per (length, condition), seed {info['seed']}, specs in "
         f"`{info['queries']}` (regenerates the audio exactly); eval-split noises (white/pink/brown/babble/"
         "hum-clatter/traffic, never used in training) and simulated eval-split rooms at the exact RT60. "
@@ -363,8 +430,10 @@ def report_md(res, args, info):
         + ("the database's offset vote `faiss_flowhash.db.consensus.vote_offsets` (eq. 12-13 over the hits with "
            "a 50 ms tolerance, score-weighted)" if info["consensus"] == "db" else "eq. 12-13 exactly")
         + ", identical for every method). eval % = unique vectors scored exactly / N per query segment "
-        "(IndexLSH also computes a Hamming distance to all N codes). ms/query: one search call with the "
-        "query's segments + consensus (fingerprinting excluded), 1 thread.",
+        "(IndexLSH also computes a Hamming distance to all N codes). ms/query: single-query latency, one search "
+        f"call with the query's segments (1 / 11 / 21 / 41 for 1 / 2 / 3 / 5 s) + consensus, fingerprinting "
+        f"excluded, mean of {info.get('latency_queries', 20)} queries per length, {info['threads']} thread(s); "
+        "hit rates come from batched search (same results).",
         "",
         "**Headline** — " + head[0],
         "",
@@ -375,13 +444,6 @@ def report_md(res, args, info):
         + " / ".join(f"{v:g}" for v in PAPER_LSH_2S) + ", eval 2.30 %.",
         "",
     ]
-    fh = info["builds"].get("FlowHash (TE+NF)", {})
-    if "balance" in fh:
-        b = fh["balance"]
-        lines += [f"FlowHash table: {b['buckets_used']:,} of 65,536 buckets used, {fh['table_entries_per_vec']:.2f} "
-                  f"entries per vector (r = 1.0), max/mean bucket {b['max_over_mean']:.0f}, "
-                  f"{100 * b['within_k1_share']:.1f}% of buckets within K+-1 "
-                  f"(a perfect hash at this N: {100 * b['within_k1_share_ideal']:.1f}%).", ""]
     if info.get("analysis"):
         lines += info["analysis"]
     lines += [f"![hit rate vs SNR]({os.path.relpath(args.plot, os.path.dirname(os.path.abspath(args.md)))})", ""]
@@ -392,6 +454,8 @@ def report_md(res, args, info):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny synthetic-music corpus, 1-2 s queries (CI)")
+    p.add_argument("--model", default=None, help="fingerprint model file (default: the shipped model)")
+    p.add_argument("--cached-only", action="store_true", help="assemble from cached method results, skip the rest")
     p.add_argument("--corpus", default=os.path.join(HERE, "data", "corpus"))
     p.add_argument("--max-hours", type=float, default=None, help="use only the first tracks up to this many hours")
     p.add_argument("--cache-dir", default=os.path.join(HERE, "data", "table1"))
@@ -448,7 +512,7 @@ def main(argv=None):
     t_start = time.perf_counter()
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
-    fp = Fingerprinter.load()
+    fp = Fingerprinter.load(args.model)
     names, load = corpus_tracks(args)
     x, counts, samples, ingest, ref_path = reference(args, names, load, fp)
     lengths = tuple(float(v) for v in args.lengths.split(","))
@@ -495,7 +559,7 @@ def main(argv=None):
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python bench/table1.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "threads": args.threads, "k": args.k, "consensus": args.consensus, "model_id": fp.model_id,
+        "threads": args.threads, "latency_queries": args.latency_queries, "k": args.k, "consensus": args.consensus, "model_id": fp.model_id,
         "n_tracks": len(names), "ingest": ingest, "n_queries": len(queries), "n_per_cell": args.n_per_cell,
         "seed": args.seed, "queries": os.path.relpath(args.queries, ROOT), "reference": ref_path,
         "builds": {m: r["info"] for m, r in results.items()}, "latency_ms": {m: r["latency_ms"] for m, r in results.items()},
@@ -503,6 +567,12 @@ def main(argv=None):
         "track_vs_offset_2s": track_vs_offset(rows, length_s=2.0 if 2.0 in lengths else lengths[0]),
         "wall_s": time.perf_counter() - t_start,
     }
+    if args.md:
+        sample = np.concatenate([fps[i] for i in np.flatnonzero(np.isclose(queries.length_s, 2.0))[:300]] or fps[:50])
+        info["flowhash_probe"] = {"shipped flow": flowhash_probe_stats(x, fp.quantizer, sample)}
+        if flow2 is not None:
+            info["flowhash_probe"]["retrained flow"] = flowhash_probe_stats(x, flow2[0], sample)
+        info["analysis"] = analysis_lines(info, table, L=2.0 if 2.0 in lengths else lengths[0])
     out = {"info": info, "table": table, "markdown": md}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     json.dump(out, open(args.json, "w"), indent=1, default=float)
