@@ -31,15 +31,15 @@ sim_floor 0.55, sim_ceil 0.85, margin_weight 0.3, min_segments 3:
     2     0 (none)   0.938      0.800        0.625              0.787    0.000   (held out: not used
     2     0.35       0.938      0.762        0.475              0.725    1.000    to choose anything)
 
-A larger reference set (``calibration_hits(fp, n_tracks=100, n_queries=300, seed=5)``: 33 min of
-reference audio): hit all 0.772 without a threshold, 0.728 at 0.35 (clean 0.917, noise10 0.833,
-reverb+noise5 0.433), no-match 0.992 (1 of 120 negatives reached 0.42): false matches grow with the
-collection; re-run the calibration on audio like yours.
-
 (a hit is the right track with the offset within 50 ms and confidence >= threshold). The ramp, the
 margin weight and min_segments were chosen on seed 0 (zero false matches, most hits), the threshold
 on seeds 0 and 1 with a margin above the largest negative; seed 2 checks it. Lower it (e.g. 0.25) for
 more hits on heavily distorted audio at about 1% false matches; raise it where a false match is costly.
+
+A larger reference set (``calibration_hits(fp, n_tracks=100, n_queries=300, seed=5)``: 33 min of
+reference audio): hit all 0.772 without a threshold, 0.728 at 0.35 (clean 0.917, noise10 0.833,
+reverb+noise5 0.433), no-match 0.992 (1 of 120 negatives reached 0.42): false matches grow with the
+collection; re-run the calibration on audio like yours.
 """
 
 import contextlib
