@@ -134,7 +134,8 @@ def main(argv=None) -> int:
     ap.add_argument("--speech", type=int, default=20, help="held-back espeak-ng clips (20)")
     ap.add_argument("--corpus", default=None, help="corpus folder with manifest.json: its test split joins the references")
     ap.add_argument("--queries", type=int, default=400, help="queries per condition (400)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    ap.add_argument("--out", default=None, help="also write the JSON object to this file")
     args = ap.parse_args(argv)
 
     fp = Fingerprinter.load(args.model)
@@ -150,6 +151,9 @@ def main(argv=None) -> int:
         result["train"] = train_speed(fp, steps=args.train_steps)
     tracks, _ = references(args.music, args.speech, args.corpus)
     result["hit_rate"] = hit_rates(fp, tracks, queries=args.queries)
+    result["references"] = {"synthetic_music": args.music, "speech": args.speech, "corpus_test_split": args.corpus}
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
