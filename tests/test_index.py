@@ -240,3 +240,16 @@ def test_bad_k_ids_and_params(trained):
         ffh.FlowHashIndex(8, K=4, storage="int8")
     with pytest.raises(ValueError, match="x_pos"):
         ffh.FlowHashIndex(8, K=4).train(np.zeros((10, 8), np.float32), np.zeros((9, 8), np.float32))
+
+
+@pytest.mark.parametrize("K", [4, 24, 40])
+def test_code_widths_from_4_to_40_bits(K):
+    x = _data(1500, seed=K, d=48)
+    index = ffh.FlowHashIndex(48, K=K, max_probe_bits=8,
+                              config=ffh.QuantizerConfig(steps=5, batch_size=256, verbose=False))
+    index.train(x)
+    index.add(x)
+    assert int(index._codes.max()) < 2**K
+    assert index.bucket_sizes().sum() == 1500
+    _, I = index.search(x[:20], 1)
+    assert (I[:, 0] == np.arange(20)).mean() >= 0.9, "a stored vector is in its own primary bucket"
