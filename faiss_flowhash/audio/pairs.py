@@ -72,7 +72,7 @@ def sample_pairs(
     n: int,
     *,
     rng: np.random.Generator,
-    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+    augment: Augment,
     window: int = 16000,
     max_offset: int = 800,
     min_rms_db: float = -50.0,
@@ -147,7 +147,7 @@ _VOICES = ("en", "en+f3", "en+m3", "en-us", "en-us+f2", "de", "fr+m2", "es", "it
 
 def synthetic_sources(*, n_music: int = 0, n_speech: int = 0, seconds: float = 30.0, seed: int = 0) -> list[np.ndarray]:
     """Generated training audio: ``n_music`` synth.synthetic_music clips of ``seconds`` and ``n_speech``
-    espeak-ng clips (about 15 s of random words each, voices cycling through 12 languages/variants)."""
+    espeak-ng clips (40 random words, about 11 s, each; voices cycling through 12 languages/variants)."""
     from . import synth
 
     out = [synth.synthetic_music(seconds, seed=seed * 100003 + i) for i in range(n_music)]
