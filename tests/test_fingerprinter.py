@@ -140,6 +140,11 @@ def test_refuses_foreign_and_other_version_files(fp, tmp_path):
     torch.save(state, tmp_path / "mismatch.pt")
     with pytest.raises(ValueError, match="weights do not match"):
         Fingerprinter.load(tmp_path / "mismatch.pt")
+    state = fp.state()
+    state["encoder"]["out.bias"] = state["encoder"]["out.bias"] + 1.0  # weights edited, id kept
+    torch.save(state, tmp_path / "edited.pt")
+    with pytest.raises(ValueError, match="does not match the weights"):
+        Fingerprinter.load(tmp_path / "edited.pt")
     with pytest.raises(FileNotFoundError):
         Fingerprinter.load(tmp_path / "missing.pt")
 

@@ -245,5 +245,9 @@ class Fingerprinter:
 
             qbytes = state["quantizer"].numpy().tobytes()
             quantizer = FlowQuantizer.from_bytes(qbytes)
-        return cls(encoder, head=head, quantizer=quantizer, device=device, hop_s=hop_s, meta=state.get("meta"),
-                   _quantizer_bytes=qbytes)
+        fp = cls(encoder, head=head, quantizer=quantizer, device=device, hop_s=hop_s, meta=state.get("meta"),
+                 _quantizer_bytes=qbytes)
+        if state.get("model_id", fp.model_id) != fp.model_id:
+            raise ValueError(f"{source}: stored model_id {state['model_id']} does not match the weights "
+                             f"({fp.model_id}): the file was altered or is corrupt")
+        return fp
