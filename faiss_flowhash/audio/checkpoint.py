@@ -1,13 +1,22 @@
-"""Resumable training checkpoints: model, optimizer, step, config and RNG state in one torch file."""
+"""Resumable training checkpoints (model, optimizer, step, config, RNG state in one torch file), and the
+checked reading of versioned torch files that checkpoints and model files share."""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import torch
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_torch_dict",
+    "check_header",
+]
 
 CHECKPOINT_FORMAT = "faiss-flowhash-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -33,17 +42,30 @@ def save_checkpoint(path: str | os.PathLike, *, encoder, head, optimizer, step: 
     os.replace(tmp, path)
 
 
+def read_torch_dict(src: str | os.PathLike | bytes, *, what: str, source: str) -> object:
+    """``torch.load(weights_only=True)`` of a path or bytes on the CPU; any failure -> ValueError("not a <what>")."""
+    try:
+        return torch.load(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src,
+                          map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not our file"
+        raise ValueError(f"{source}: not a {what} ({e.__class__.__name__}: {e})") from e
+
+
+def check_header(state, *, fmt: str, version: int, version_label: str, source: str) -> dict:
+    """Return ``state`` if it is a dict with ``format == fmt`` and ``version == version``, else ValueError."""
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{source}: expected format {fmt!r}, got {found!r}")
+    if state.get("version") != version:
+        raise ValueError(f"{source}: expected {version_label} {version}, got {state.get('version')!r}")
+    return state
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint written by ``save_checkpoint``; ValueError if it is not one (or another version)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not our file"
-        raise ValueError(f"{path}: not a training checkpoint ({e.__class__.__name__}: {e})") from e
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: expected format {CHECKPOINT_FORMAT!r}, got {state.get('format') if isinstance(state, dict) else type(state).__name__!r}")
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: expected checkpoint version {CHECKPOINT_VERSION}, got {state.get('version')!r}")
-    return state
+    state = read_torch_dict(path, what="training checkpoint", source=str(path))
+    return check_header(state, fmt=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION,
+                        version_label="checkpoint version", source=str(path))

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import check_header, read_torch_dict
 from .encoder import EncoderConfig, ProjectionHead, TransformerEncoder
 from .features import FRONTEND, pad_signal, signal_features
 from .melspec import frame_windows, num_windows
@@ -32,6 +33,7 @@ __all__ = ["Fingerprinter", "MODEL_FORMAT", "MODEL_VERSION", "DEFAULT_MODEL_PATH
 MODEL_FORMAT = "faiss-flowhash-fingerprinter"
 MODEL_VERSION = 1
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "default.pt"
+_WHAT = "faiss-flowhash fingerprinter model"
 
 
 def _model_id(config: dict, state: dict, head: dict | None, quantizer: bytes | None, frontend: dict) -> str:
@@ -206,27 +208,19 @@ class Fingerprinter:
         path = DEFAULT_MODEL_PATH if path is None else Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such model file")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unpickling failure means "not our file"
-            raise ValueError(f"{path}: not a faiss-flowhash fingerprinter model ({e.__class__.__name__}: {e})") from e
+        state = read_torch_dict(path, what=_WHAT, source=str(path))
         return cls.from_state(state, device=device, hop_s=hop_s, source=str(path))
 
     @classmethod
     def from_bytes(cls, data: bytes, *, device: str | torch.device = "cpu", hop_s: float = 0.1) -> "Fingerprinter":
-        try:
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise ValueError(f"bytes: not a faiss-flowhash fingerprinter model ({e.__class__.__name__}: {e})") from e
+        """Inverse of ``to_bytes``; ValueError like ``load``."""
+        state = read_torch_dict(data, what=_WHAT, source="bytes")
         return cls.from_state(state, device=device, hop_s=hop_s, source="bytes")
 
     @classmethod
     def from_state(cls, state, *, device="cpu", hop_s: float = 0.1, source: str = "state") -> "Fingerprinter":
-        if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
-            found = state.get("format") if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"{source}: expected format {MODEL_FORMAT!r}, got {found!r}")
-        if state.get("version") != MODEL_VERSION:
-            raise ValueError(f"{source}: expected model file version {MODEL_VERSION}, got {state.get('version')!r}")
+        """Build from a model file's dict (``state()``); ValueError like ``load``."""
+        check_header(state, fmt=MODEL_FORMAT, version=MODEL_VERSION, version_label="model file version", source=source)
         if state.get("frontend") != FRONTEND:
             raise ValueError(f"{source}: expected front end {FRONTEND}, got {state.get('frontend')}")
         try:
