@@ -382,17 +382,46 @@ def flowhash_table(builds):
     return "\n".join(lines)
 
 
+METHOD_NOTES = """\
+How to read (definitions in `bench/ann_bench.py`):
+* **R@1** = exact search's top-1 returned at rank 1; **R@10** = it is among the 10 returned
+  (FAISS 1-recall@10); **hit@1** = the known source of the distorted query at rank 1 (the
+  paper's top-1 recall; exact search's own hit@1 is the ceiling).
+* **eval %** = unique database vectors with a distance computed / N, per query (the paper's
+  eval). IndexLSH computes a Hamming distance to every code, so it is 100 % whatever its
+  re-ranking depth; HNSW counts graph distance computations; IVF counts the vectors of the
+  probed lists (the nlist centroid distances are extra); hash indexes count de-duplicated
+  candidates.
+* **probes/q** = buckets looked up (hash indexes: tables x probes), lists (IVF), hops (HNSW).
+* **QPS batch** = all queries in one call, 2 threads; **QPS single** = one query per call on
+  one thread (faiss, torch and BLAS limited to 1 thread). Best of repeated runs.
+* **B/vec** = whole index (vectors + structure) / N; all indexes here keep float32 vectors
+  (IndexLSH without re-ranking keeps codes only, but its rows with re-ranking need them).
+* **build s** = train + add. FlowHash trains its quantizer once per K; each r is a re-add.
+* Baselines: `IndexLSH` (faiss, random rotation, nbits sweep, re-rank depth sweep);
+  `MP-LSH` (random-hyperplane K-bit codes in L hash tables, multi-probe by flip cost,
+  exact re-ranking: the bucketed LSH the paper compares against, numpy tables);
+  `PCA-sign` (sign of the top-K principal components, one table, same probing: FlowHash
+  without the learned projection and flow); `IVFFlat` (faiss k-means on the database;
+  nlist > 8192 by two-level k-means with an HNSW coarse quantizer); `HNSWFlat` (M=32,
+  efConstruction=40). MP-LSH, PCA-sign and FlowHash run numpy/torch code around faiss
+  kernels; IVF, HNSW and IndexLSH run entirely in faiss C++.
+"""
+
+
 def markdown(out, notes=None):
     m, dta = out["meta"], out["data"]
     s = [f"Run {m['date']} on {m['machine']}, {m['threads']} threads "
-         f"(load average {m['loadavg_start'][0]:.2f} at start, {m['loadavg_end'][0]:.2f} at end: "
-         f"the machine is shared, so QPS are noisy to maybe ±30 %), git {m['git']}, "
+         f"(load average {m['loadavg_start'][0]:.1f} at start, {m['loadavg_end'][0]:.1f} at end on "
+         f"{os.cpu_count()} cores: the machine is shared, so absolute QPS and build times are "
+         f"noisy and slower than on an idle machine; compare methods within a run), git {m['git']}, "
          f"{m['seconds'] / 60:.1f} min in all.", "",
          f"Command: `{m['command']}`", "",
          f"Data: {dta['name']}, N={dta['n']}, d={dta['d']}, {dta['nq']} queries, "
          f"{dta['n_train']} training vectors. Exact search finds the known true neighbour "
          f"at rank 1 for {100 * dta['exact_hit1']:.1f} % of the queries "
          f"(top 10: {100 * dta['exact_hit10']:.1f} %).", ""]
+    s += [METHOD_NOTES, ""]
     if out["skipped"]:
         s += ["Skipped: " + "; ".join(f"{x['family']} ({x['reason']})" for x in out["skipped"]), ""]
     s += ["### Headline: each index at its best setting for a recall target", "",

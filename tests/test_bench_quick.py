@@ -28,7 +28,7 @@ def quick_run(tmp_path_factory):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "bench", "ann_bench.py"), "--quick",
          "--json", str(js), "--md", str(md), "--plots", str(plots)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+        capture_output=True, text=True, timeout=1200, cwd=ROOT, env=env)  # busy shared CI boxes
     return proc, js, md, plots
 
 
