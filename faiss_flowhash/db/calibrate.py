@@ -164,6 +164,8 @@ def main(argv=None) -> int:
     rows = score_hits(hits, sim_floor=args.sim_floor, sim_ceil=args.sim_ceil)
     for r in sweep(rows, np.round(np.arange(0.0, 0.61, 0.05), 2)):
         print(json.dumps({k: round(v, 3) for k, v in r.items()}))
+    neg = sorted((c for k, _, c in rows if k.startswith("ood")), reverse=True)
+    print(json.dumps({"model_id": fp.model_id, "negatives": len(neg), "largest_negative_confidences": [round(c, 3) for c in neg[:3]]}))
     return 0
 
 
