@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from faiss_flowhash.db.consensus import Candidate, match_confidence, vote_offsets
+from faiss_flowhash.db.consensus import Candidate, match_confidence, refine_offset, vote_offsets
 from faiss_flowhash.db.ids import FRAME_BITS, MAX_TRACK_ID, decode_ids, encode_ids, track_id_range
 
 HOP = 0.1
@@ -107,6 +107,33 @@ def test_vote_checks_inputs():
         vote_offsets(np.zeros((3, 2)), np.zeros((3, 2)), np.zeros((3, 2)), np.zeros(4))
     with pytest.raises(ValueError, match="tolerance_s"):
         vote_offsets(np.zeros((3, 2)), np.zeros((3, 2)), np.zeros((3, 2)), np.zeros(3), tolerance_s=0)
+
+
+# -- sub-hop refinement ----------------------------------------------------------------------------
+def _smooth_embedding(t, d=16):
+    """Unit vectors that change smoothly with time t (s): similarity peaks where the times agree."""
+    freqs = np.linspace(0.5, 3.0, d // 2)
+    e = np.concatenate([np.cos(np.outer(t, freqs)), np.sin(np.outer(t, freqs))], axis=1)
+    return (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
+
+
+@given(start=st.floats(0.2, 20.0), n=st.integers(3, 40))
+def test_refine_offset_recovers_a_start_between_windows(start, n):
+    reference = _smooth_embedding(np.arange(300) * HOP)
+    query = _smooth_embedding(start + np.arange(n) * HOP)
+    coarse = round(start / HOP) * HOP + 0.04  # the vote: right frame, off by up to 90 ms
+    refined = refine_offset(query, reference, coarse)
+    assert abs(refined - start) <= 0.02 and abs(refined - start) <= abs(coarse - start) + 1e-9
+    # a window of the reference starting at first_frame gives the same answer
+    lo = max(0, round(start / HOP) - 2)
+    assert refine_offset(query, reference[lo:], coarse, first_frame=lo) == pytest.approx(refined)
+
+
+def test_refine_offset_without_a_peak_keeps_the_vote():
+    flat = np.ones((50, 4), np.float32) / 2
+    assert refine_offset(flat[:5], flat, 1.23) == 1.23
+    with pytest.raises(ValueError, match="query, reference"):
+        refine_offset(np.zeros((3, 4)), np.zeros((5, 3)), 0.0)
 
 
 # -- confidence -----------------------------------------------------------------------------------

@@ -26,22 +26,23 @@ sim_ceil 0.85, margin_weight 0.3, min_segments 3). A hit is the right track, the
 and confidence >= threshold:
 
     seed  threshold  hit clean  hit noise10  hit reverb+noise5  hit all  no-match  largest negative
-    0     none       0.988      0.812        0.675              0.825    0.000
-    0     0.35       0.975      0.800        0.662              0.812    1.000     0.31
-    1     none       1.000      0.812        0.725              0.846    0.000
-    1     0.35       1.000      0.800        0.625              0.808    0.994     0.35 (1 of 160)
-    2     none       0.975      0.825        0.625              0.808    0.000     (held out)
-    2     0.35       0.975      0.825        0.525              0.775    1.000     0.26
+    0     none       0.988      0.850        0.700              0.846    0.000
+    0     0.35       0.975      0.838        0.650              0.821    1.000     0.31
+    1     none       1.000      0.838        0.738              0.858    0.000
+    1     0.35       1.000      0.825        0.625              0.817    0.994     0.35 (1 of 160)
+    2     none       1.000      0.863        0.700              0.854    0.000     (held out)
+    2     0.35       1.000      0.825        0.600              0.808    1.000     0.26
 
-So 479 of 480 negatives get "no match" while positives keep 95-98% of their hit rate (0.798 of
-0.826 over the three seeds). The ramp, margin weight and min_segments were chosen on seed 0 with the
-earlier model dae8284171152323 (grid search: zero false matches, most hits; it gave 0.717/0.787/0.725
-hit all and 480/480 no-match at 0.35) and kept for this one. A larger collection
-(``calibration_hits(fp, n_tracks=100, n_queries=300, seed=5)``, 33 min of reference audio): hit all
-0.772 without threshold, 0.728 at 0.35, no-match 0.992 (1 of 120 negatives, at 0.42; none above
-0.45): false matches grow with the collection. Raise the threshold (0.45) where a false match is
-costly, lower it (0.25) for more hits on heavily distorted audio at ~1-2% false matches, and re-run
-the calibration on audio like yours or after changing the model.
+So 479 of 480 negatives get "no match" while positives keep 96% of their hit rate (0.815 of 0.853 over
+the three seeds; offsets refined by :func:`~faiss_flowhash.db.consensus.refine_offset`). The ramp,
+margin weight and min_segments were chosen on seed 0 with the earlier model dae8284171152323 (grid
+search: zero false matches, most hits; it gave 0.717/0.787/0.725 hit all and 480/480 no-match at 0.35,
+before offset refinement) and kept for this one. A larger collection (``calibration_hits(fp,
+n_tracks=100, n_queries=300, seed=5)``, 33 min of reference audio; before offset refinement): hit all
+0.772 without threshold, 0.728 at 0.35, no-match 0.992 (1 of 120 negatives, at 0.42; none above 0.45):
+false matches grow with the collection. Raise the threshold (0.45) where a false match is costly, lower
+it (0.25) for more hits on heavily distorted audio at ~1-2% false matches, and re-run the calibration on
+audio like yours or after changing the model.
 """
 
 import contextlib
@@ -57,7 +58,7 @@ from ..audio.io import AudioDecodeError, content_hash, load_audio
 from ..index import FlowHashIndex
 from ..quantizer import FlowQuantizer, QuantizerConfig
 from ..serialize import read_index, write_index
-from .consensus import DEFAULT_MIN_CONFIDENCE, match_confidence, vote_offsets
+from .consensus import DEFAULT_MIN_CONFIDENCE, match_confidence, refine_offset, vote_offsets
 from .files import expand_paths
 from .ids import decode_ids, encode_ids
 from .lock import write_lock
@@ -371,11 +372,11 @@ class FingerprintDB:
         if index is not None and index.ntotal and len(emb):
             D, I = index.search(emb, self.hits_per_segment, r_query=r_query, budget=budget)
             result.eval_percent = float(index.last_search_stats.eval_percent)
-            result.matches = self._consensus(D, I, top, min_confidence)
+            result.matches = self._consensus(index, emb, D, I, top, min_confidence)
         result.elapsed_ms = 1000 * (time.perf_counter() - t0)
         return result
 
-    def _consensus(self, D: np.ndarray, I: np.ndarray, top: int, min_confidence: float) -> list[Match]:
+    def _consensus(self, index, emb, D: np.ndarray, I: np.ndarray, top: int, min_confidence: float) -> list[Match]:
         hop = self.fingerprinter.hop_s
         tracks, frames = decode_ids(I)
         records = self._store.get_many(np.unique(tracks[tracks >= 0]).tolist())
@@ -387,9 +388,23 @@ class FingerprintDB:
             other = (cands[1] if len(cands) > 1 else None) if i == 0 else cands[0]
             conf = match_confidence(c, other)
             if conf >= min_confidence:
-                out.append(Match(track_id=c.track_id, path=records[c.track_id].path, offset_s=max(0.0, c.offset_s),
+                offset = self._refine(index, emb, records[c.track_id], c.offset_s)
+                out.append(Match(track_id=c.track_id, path=records[c.track_id].path, offset_s=max(0.0, offset),
                                  score=c.score / c.n_segments, confidence=conf))
         return out
+
+    def _refine(self, index: FlowHashIndex, emb: np.ndarray, record: TrackRecord, offset_s: float) -> float:
+        """:func:`refine_offset` against the track's stored windows around the vote's offset."""
+        hop = self.fingerprinter.hop_s
+        lo = max(0, int(round(offset_s / hop)) - 1)
+        hi = min(record.n_fingerprints, int(round(offset_s / hop)) + len(emb) + 1)
+        if hi <= lo:
+            return offset_s
+        try:
+            ref = np.stack([index.reconstruct(record.first_id + f) for f in range(lo, hi)])
+        except KeyError:  # the index file is older than the record (a writer is between its two steps)
+            return offset_s
+        return refine_offset(emb, ref, offset_s, hop_s=hop, first_frame=lo)
 
     # -- management -----------------------------------------------------------------------------
     def tracks(self) -> list[TrackRecord]:
