@@ -343,3 +343,21 @@ def test_plan_repair_leaves_index_and_records_in_agreement(tracks, orphans):
     assert again.empty and again.next_track_id == plan.next_track_id
     assert set(orphans) <= set(plan.orphan_tracks)
     assert plan.next_track_id > max([4] + [t for t, _, _ in tracks] + orphans)
+
+
+def test_package_docstring_example():
+    import doctest
+
+    import faiss_flowhash.db
+
+    result = doctest.testmod(faiss_flowhash.db, verbose=False)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_closed_database_is_a_clear_error(built, model):
+    db = FingerprintDB(built["path"], model, readonly=True)
+    db.close()
+    db.close()
+    for call in (lambda: db.tracks(), lambda: db.stats(), lambda: db.query(np.zeros(SR, np.float32))):
+        with pytest.raises(ValueError, match="closed"):
+            call()

@@ -194,7 +194,13 @@ class FingerprintDB:
             raise DatabaseMismatchError(f"{self.path}: database hop {meta.get('hop_s')} s, model hop {fp.hop_s} s")
 
     def close(self) -> None:
+        """Release the track store; later calls raise ValueError. Idempotent."""
+        self._closed = True
         self._store.close()
+
+    def _check_open(self) -> None:
+        if getattr(self, "_closed", False):
+            raise ValueError(f"{self.path}: the database is closed")
 
     def __enter__(self) -> "FingerprintDB":
         return self
@@ -271,6 +277,7 @@ class FingerprintDB:
         are empty or shorter than one window are reported in ``failed`` and the rest is ingested.
         ``progress`` shows a tqdm bar (files/s, x real time) on stderr.
         """
+        self._check_open()
         files, missing = expand_paths(paths)
         report = IngestReport(failed=list(missing))
         t0 = time.perf_counter()
@@ -354,6 +361,7 @@ class FingerprintDB:
         ``min_confidence`` (0.35, calibrated: see the module docstring); none means "no match".
         ``r_query``/``budget`` override the index's probe radius / candidate budget.
         """
+        self._check_open()
         if isinstance(top, bool) or not isinstance(top, int) or top < 1:
             raise ValueError(f"top: expected an int >= 1, got {top!r}")
         if not 0 <= min_confidence <= 1:
@@ -409,6 +417,7 @@ class FingerprintDB:
     # -- management -----------------------------------------------------------------------------
     def tracks(self) -> list[TrackRecord]:
         """Every committed track, by id."""
+        self._check_open()
         return self._store.all()
 
     def remove(self, tracks) -> list[TrackRecord]:
@@ -417,6 +426,7 @@ class FingerprintDB:
         KeyError (nothing removed) when one is not in the database. Their fingerprints leave search
         results at once (the LMDB records go first), then the index file is rewritten without them.
         """
+        self._check_open()
         if isinstance(tracks, (int, np.integer, str, os.PathLike)):
             tracks = [tracks]
         with self._writing():
@@ -442,6 +452,7 @@ class FingerprintDB:
 
     def stats(self) -> dict:
         """Tracks, hours, fingerprints, buckets used and balance, bytes on disk, model and format."""
+        self._check_open()
         index = self._reload_index()
         records = self._store.all()
         bal = index.balance() if index is not None and index.ntotal else {}
