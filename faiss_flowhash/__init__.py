@@ -1,8 +1,8 @@
 """faiss-flowhash: learned, balanced hashing for vector search (FlowHash) and audio fingerprinting.
 
 >>> import numpy as np, faiss_flowhash as ffh
->>> x = np.random.default_rng(0).standard_normal((2000, 32)).astype("float32")
->>> index = ffh.FlowHashIndex(32, K=8, config=ffh.QuantizerConfig(steps=50, verbose=False))
+>>> x = np.random.default_rng(0).standard_normal((1000, 16)).astype("float32")
+>>> index = ffh.FlowHashIndex(16, K=6, config=ffh.QuantizerConfig(steps=20, batch_size=256, verbose=False))
 >>> _ = index.train(x)
 >>> index.add(x)
 >>> D, I = index.search(x[:5], 1)
