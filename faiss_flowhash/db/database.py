@@ -71,6 +71,7 @@ __all__ = ["FingerprintDB", "DatabaseMismatchError", "FORMAT", "FORMAT_VERSION",
 FORMAT = "faiss-flowhash-db"
 FORMAT_VERSION = 1
 INDEX_FILE, TRACKS_DIR, LOCK_FILE = "index.flowhash", "tracks.lmdb", "write.lock"
+_MIN_FLOW_VECTORS = 256  # fewest (window, next window) pairs the index's own flow is trained on
 
 
 class DatabaseMismatchError(ValueError):
@@ -346,8 +347,12 @@ class FingerprintDB:
         fp = self.fingerprinter
         if fp.quantizer is not None:
             return fp.quantizer
-        x = np.concatenate([e[:-1] for _, e in pending if len(e) > 1])
-        x_pos = np.concatenate([e[1:] for _, e in pending if len(e) > 1])
+        pairs = [(e[:-1], e[1:]) for _, e in pending if len(e) > 1]
+        n = sum(len(a) for a, _ in pairs)
+        if n < _MIN_FLOW_VECTORS:
+            raise ValueError(f"the model {fp.model_id} has no trained flow and the first ingest gave {n} fingerprint "
+                             f"pairs to train one; expected at least {_MIN_FLOW_VECTORS} (ingest more audio at once)")
+        x, x_pos = np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs])
         q = FlowQuantizer(fp.dim, int(self._meta["K"]), config=self.quantizer_config)
         q.train(x, x_pos)
         return q
