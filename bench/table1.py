@@ -415,7 +415,7 @@ def report_md(res, args, info):
         f"Date: {info['date']}. Machine: {machine_info()}. Torch threads: {info['threads']}.",
         f"Command: `{info['command']}` ({info['wall_s'] / 60:.1f} min wall for this call; fingerprints, query "
         "fingerprints and per-method results are cached under bench/data/table1/, so it re-assembles the "
-        "table from earlier stages).",
+        "table from earlier stages)." + (f" {args.note}" if args.note else ""),
         "",
         f"Reference: {info['n_tracks']} tracks, {ing['audio_s'] / 3600:.2f} h, N = {ing['n']:,} fingerprints "
         f"(1 s windows, 100 ms hop), model `{info['model_id']}` (the shipped default when this ran: small TE trained "
@@ -465,6 +465,7 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny synthetic-music corpus, 1-2 s queries (CI)")
     p.add_argument("--model", default=None, help="fingerprint model file (default: the shipped model)")
     p.add_argument("--cached-only", action="store_true", help="assemble from cached method results, skip the rest")
+    p.add_argument("--note", default="", help="a sentence added after the command in the markdown (e.g. the stages run)")
     p.add_argument("--corpus", default=os.path.join(HERE, "data", "corpus"))
     p.add_argument("--max-hours", type=float, default=None, help="use only the first tracks up to this many hours")
     p.add_argument("--cache-dir", default=os.path.join(HERE, "data", "table1"))
@@ -578,7 +579,7 @@ def main(argv=None):
         "wall_s": time.perf_counter() - t_start,
     }
     if args.md:
-        sample = np.concatenate([fps[i] for i in np.flatnonzero(np.isclose(queries.length_s, 2.0))[:300]] or fps[:50])
+        sample = np.concatenate([fps[i] for i in np.flatnonzero(np.isclose(queries.length_s, 2.0))[::15][:100]] or fps[:50])
         info["flowhash_probe"] = {"shipped flow": flowhash_probe_stats(x, fp.quantizer, sample)}
         if flow2 is not None:
             info["flowhash_probe"]["retrained flow"] = flowhash_probe_stats(x, flow2[0], sample)
