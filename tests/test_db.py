@@ -298,7 +298,7 @@ def test_corrupted_index_file_is_a_clear_error(db_copy, model):
 def test_model_without_flow_trains_the_index_quantizer(built, model, tmp_path):
     plain = Fingerprinter(model.encoder, quantizer=None)
     config = QuantizerConfig(steps=30, projection_steps=20, batch_size=256, verbose=False)
-    with FingerprintDB(str(tmp_path / "db"), plain, quantizer_config=config, min_train_vectors=200, batch_files=1) as db:
+    with FingerprintDB(str(tmp_path / "db"), plain, quantizer_config=config, min_train_vectors=300, batch_files=1) as db:
         r = db.ingest([built["audio"]])
         assert len(r.added) == len(built["corpus"])
         assert db._index.is_trained and db.stats()["index_vectors"] == db.stats()["fingerprints"]
