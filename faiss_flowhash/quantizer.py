@@ -38,6 +38,8 @@ class QuantizerConfig:
             quantile map to the prior's marginal (a fixed, data-fitted flow layer), so every bit starts
             exactly balanced and the RealNVP only has to remove dependence (True; False = paper).
         gauss_rounds: rounds of iterative Gaussianization (marginal map + rotation) before that (0).
+        threads: torch CPU threads while training, restored afterwards (1: the flow's small matrices
+            train fastest on one thread, 5x faster than two on a busy 2-core machine; None: leave as is).
         steps: flow optimisation steps (3000). batch_size: pairs per step (2048).
         lr, lr_min: Adam learning rate, cosine-annealed from lr to lr_min (1e-3 -> 1e-4).
         bce_weight: lambda of eq. 11 (0.5), used only when positives are given.
@@ -68,6 +70,7 @@ class QuantizerConfig:
     verbose: bool = True
     gauss_rounds: int = 0
     precondition: bool = True
+    threads: int | None = 1
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -87,6 +90,8 @@ class QuantizerConfig:
             raise ValueError(f"projection: expected one of {_PROJECTIONS}, got {self.projection!r}")
         if self.mu <= 0:
             raise ValueError(f"mu: expected > 0, got {self.mu}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads: expected None or >= 1, got {self.threads}")
 
 
 @dataclass
@@ -159,10 +164,16 @@ class FlowQuantizer:
             x_pos = x_pos[sel] if x_pos is not None else None
         torch.manual_seed(cfg.seed)
         t0 = time.perf_counter()
-        kind = self._fit_projection(x, x_pos)
-        y = self._project(x)
-        y_pos = self._project(x_pos) if x_pos is not None else None
-        nll, bce, history = self._fit_flow(y, y_pos, rng)
+        threads_before = torch.get_num_threads()
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        try:
+            kind = self._fit_projection(x, x_pos)
+            y = self._project(x)
+            y_pos = self._project(x_pos) if x_pos is not None else None
+            nll, bce, history = self._fit_flow(y, y_pos, rng)
+        finally:
+            torch.set_num_threads(threads_before)
         self.is_trained = True
         codes = pack_codes(self._flow_z(y[: min(len(y), 200_000)]).cpu().numpy())
         _, sizes = np.unique(codes, return_counts=True)
