@@ -506,7 +506,8 @@ def parse_args(argv=None):
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--plots", help="write PNG plots to this folder")
     p.add_argument("--md", help="write/replace the '## ANN benchmark' section of this file")
-    p.add_argument("--from-json", help="re-render tables / plots / markdown of a saved run")
+    p.add_argument("--from-json", help="re-render tables / plots / markdown of a saved run (comma list: merge runs "
+                        "made on the same data)")
     p.add_argument("--notes", help="markdown file inserted after the headline (findings)")
     p.add_argument("--keep-going", action="store_true",
                    help="record a failing method as skipped instead of stopping")
@@ -527,11 +528,37 @@ def parse_args(argv=None):
     return a
 
 
+def merge_results(paths):
+    """Load one saved run, or merge several runs on the same data (same generator, N, seed:
+    identical vectors) into one result: rows, builds and balance are concatenated."""
+    outs = []
+    for p in paths:
+        with open(p) as f:
+            outs.append(json.load(f))
+    out = outs[0]
+    for o in outs[1:]:
+        if (o["data"]["name"], o["data"]["n"], o["data"]["info"].get("seed")) != (
+                out["data"]["name"], out["data"]["n"], out["data"]["info"].get("seed")):
+            raise ValueError(f"cannot merge runs on different data: {paths}")
+        have = {b["label"] for b in out["builds"]}   # first run wins (e.g. the Exact row)
+        out["rows"] += [r for r in o["rows"] if r["label"] not in have]
+        out["builds"] += [b for b in o["builds"] if b["label"] not in have]
+        out["balance"].update(o["balance"])
+        out["skipped"] += o["skipped"]
+        m, mo = out["meta"], o["meta"]
+        m["command"] += " ; then " + mo["command"]
+        m["seconds"] += mo["seconds"]
+        m["loadavg_end"] = mo["loadavg_end"]
+        m["date"] += " + " + mo["date"]
+    out["methods"] = sorted({r["family"] for r in out["rows"]})
+    out["skipped"] = [s for s in out["skipped"] if s["family"] not in out["methods"]]
+    return out
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.from_json:
-        with open(args.from_json) as f:
-            out = json.load(f)
+        out = merge_results(args.from_json.split(","))
     else:
         out = run(args)
     print(table(out["rows"]))
