@@ -17,7 +17,16 @@ from .serialize import deserialize_index, read_index, serialize_index, write_ind
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # the audio stack (and its model file) loads only when asked for
+    if name == "Fingerprinter":
+        from .audio import Fingerprinter
+
+        return Fingerprinter
+    raise AttributeError(f"module 'faiss_flowhash' has no attribute {name!r}")
+
 __all__ = [
     "FlowHashIndex", "FlowQuantizer", "QuantizerConfig", "TrainReport", "SearchStats", "NotTrainedError",
-    "write_index", "read_index", "serialize_index", "deserialize_index", "bucket_balance",
+    "write_index", "read_index", "serialize_index", "deserialize_index", "bucket_balance", "Fingerprinter",
 ]
