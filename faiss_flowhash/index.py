@@ -17,7 +17,7 @@ from .codes import expand_codes, pack_codes, probe_codes
 from .balance import bucket_balance
 from .quantizer import FlowQuantizer, QuantizerConfig
 from .scoring import topk_candidates, worst_value
-from .table import BucketTable, gather_ranges
+from .table import BucketTable
 
 __all__ = ["FlowHashIndex", "SearchStats", "NotTrainedError"]
 
@@ -314,22 +314,7 @@ class FlowHashIndex:
     def _candidates(self, z: np.ndarray, r_query: float, budget: int | None):
         """Unique candidate rows per query: (qidx (m,) ascending, rows (m,), number of probes)."""
         qidx, codes, _ = probe_codes(z, radius=r_query, max_bits=self.max_probe_bits)
-        starts, lengths = self._table.lookup(codes)
-        if budget is not None:
-            # keep a probe while the query's candidates before it are under budget (first probe always)
-            csum = np.cumsum(lengths)
-            first = np.r_[0, np.flatnonzero(qidx[1:] != qidx[:-1]) + 1]
-            before = csum - lengths - np.repeat(csum[first] - lengths[first], np.diff(np.r_[first, len(qidx)]))
-            keep = before < budget
-            qidx, starts, lengths = qidx[keep], starts[keep], lengths[keep]
-        n_probes = len(qidx)
-        flat = gather_ranges(starts, lengths)
-        rows = self._table.rows[flat].astype(np.int64)
-        cq = np.repeat(qidx, lengths)
-        key = cq * self._n + rows
-        key.sort()  # de-duplicate (query, row) pairs; a sort beats np.unique's hashing here
-        key = key[np.r_[True, key[1:] != key[:-1]]] if len(key) else key
-        return key // self._n, key % self._n, n_probes
+        return self._table.candidates(qidx, codes, budget=budget, n_rows=self._n)
 
     def _scoring_store(self):
         xb = self._xb[: self._n]

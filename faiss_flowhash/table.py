@@ -75,6 +75,31 @@ class BucketTable:
         lengths = np.where(found, self.offsets[pos_c + 1] - self.offsets[pos_c], 0) if len(self.keys) else starts
         return starts.astype(np.int64), lengths.astype(np.int64)
 
+    def candidates(self, qidx: np.ndarray, codes: np.ndarray, *, budget: int | None, n_rows: int):
+        """The unique rows found under each query's probed codes.
+
+        Args:
+            qidx, codes: probes (m,), grouped by query (ascending) and cheapest first within a query.
+            budget: keep a query's probes while the candidates before them are under budget (the
+                first probe is always kept); None keeps every probe.
+            n_rows: rows in the index (to pack (query, row) pairs in one int64 key).
+
+        Returns:
+            qidx (c,) ascending and rows (c,) without duplicate pairs, and the number of probes kept.
+        """
+        starts, lengths = self.lookup(codes)
+        if budget is not None and len(qidx):
+            csum = np.cumsum(lengths)
+            first = np.r_[0, np.flatnonzero(qidx[1:] != qidx[:-1]) + 1]
+            before = csum - lengths - np.repeat(csum[first] - lengths[first], np.diff(np.r_[first, len(qidx)]))
+            keep = before < budget
+            qidx, starts, lengths = qidx[keep], starts[keep], lengths[keep]
+        rows = self.rows[gather_ranges(starts, lengths)].astype(np.int64)
+        key = np.repeat(qidx, lengths) * n_rows + rows
+        key.sort()  # de-duplicate (query, row) pairs; a sort beats np.unique's hashing here
+        key = key[np.r_[True, key[1:] != key[:-1]]] if len(key) else key
+        return key // max(n_rows, 1), key % max(n_rows, 1), len(qidx)
+
     def remove_rows(self, keep: np.ndarray) -> None:
         """Drop entries of rows where keep[row] is False and renumber the rest densely (rows compact)."""
         self._flush()

@@ -82,3 +82,14 @@ def test_gather_ranges():
     out = gather_ranges(np.array([5, 0, 10]), np.array([2, 0, 3]))
     assert out.tolist() == [5, 6, 10, 11, 12]
     assert gather_ranges(np.array([], np.int64), np.array([], np.int64)).tolist() == []
+
+
+def test_candidates_budget_and_dedupe():
+    t = BucketTable()
+    t.add(np.array([1, 1, 2, 2, 3], np.uint64), np.array([0, 1, 1, 2, 3]))
+    qidx = np.array([0, 0, 0, 1])
+    codes = np.array([1, 2, 3, 3], np.uint64)
+    q, r, n = t.candidates(qidx, codes, budget=None, n_rows=4)
+    assert (q.tolist(), r.tolist(), n) == ([0, 0, 0, 0, 1], [0, 1, 2, 3, 3], 4)  # row 1 counted once
+    q, r, n = t.candidates(qidx, codes, budget=2, n_rows=4)
+    assert (q.tolist(), r.tolist(), n) == ([0, 0, 1], [0, 1, 3], 2)  # query 0 stops after its first probe
