@@ -8,7 +8,6 @@ bit then splits the data exactly in half and the trainable RealNVP only has to r
 is left. This is what makes small-N, heavily clustered data balanced within a few CPU minutes.
 """
 
-import math
 
 import numpy as np
 import torch

@@ -12,7 +12,6 @@ from faiss_flowhash.audio.pairs import sample_pairs
 from faiss_flowhash.audio.checkpoint import load_checkpoint
 from faiss_flowhash.audio.train import TrainConfig, add_train_arguments, fingerprint_pairs, pretrain, train_quantizer
 
-from _one_thread import one_torch_thread  # noqa: F401  (autouse fixture)
 
 SR = 16000
 TINY_DROP = EncoderConfig(dim=16, layers=1, heads=2, ffn=32, out_dim=16, dropout=0.1)

@@ -15,7 +15,6 @@ from faiss_flowhash.audio import Fingerprinter, save_audio
 from faiss_flowhash.cli import COMMANDS, Command, build_parser, main
 from faiss_flowhash.db import FingerprintDB
 
-from _one_thread import one_torch_thread  # noqa: F401  (autouse fixture)
 from test_db import make_corpus, not_ingested, snippet, torch_threads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

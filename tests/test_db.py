@@ -1,13 +1,11 @@
 """FingerprintDB end to end on synthesised audio: ingest, identify (track + offset within 50 ms), no match
 for audio not ingested, idempotence, remove, crash repair, format/model mismatch."""
 
-import contextlib
 import os
 import shutil
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,7 +16,6 @@ from faiss_flowhash.db import (DatabaseMismatchError, FingerprintDB, TrackRecord
 from faiss_flowhash.db.repair import plan_repair
 from faiss_flowhash.db.database import INDEX_FILE, TRACKS_DIR
 
-from _one_thread import one_torch_thread  # noqa: F401  (autouse fixture)
 
 SR = 16000
 WORDS = "river mountain signal window quiet orange table seven green paper morning station silver garden".split()
@@ -69,17 +66,6 @@ def snippet(wave, start_s, length_s):
     return wave[int(round(start_s * SR)) : int(round((start_s + length_s) * SR))]
 
 
-@contextlib.contextmanager
-def torch_threads(n=1):
-    """Module fixtures run before the per-test one_torch_thread fixture: one thread for them too."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model():
     return Fingerprinter.load()
@@ -87,11 +73,6 @@ def model():
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, model):
-    with torch_threads(1):
-        return _build(tmp_path_factory, model)
-
-
-def _build(tmp_path_factory, model):
     root = tmp_path_factory.mktemp("fpdb")
     corpus = make_corpus(str(root / "audio"))
     path = str(root / "db")

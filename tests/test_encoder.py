@@ -17,7 +17,6 @@ from faiss_flowhash.audio.encoder import (
 )
 from faiss_flowhash.audio.losses import contrastive_loss, pretrain_loss, triplet_loss
 
-from _one_thread import one_torch_thread  # noqa: F401  (autouse fixture)
 
 TINY = ENCODER_CONFIGS["tiny"]
 

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from _one_thread import one_torch_thread  # noqa: F401  (autouse fixture)
 
 from faiss_flowhash import evaluation as ev
 from faiss_flowhash.audio.rooms import measure_rt60

@@ -10,7 +10,6 @@ from faiss_flowhash.audio.encoder import ENCODER_CONFIGS, ProjectionHead, Transf
 from faiss_flowhash.audio.features import CONTEXT, pad_signal, signal_features, window_features
 from faiss_flowhash.audio.fingerprinter import DEFAULT_MODEL_PATH, MODEL_VERSION, Fingerprinter
 
-from _one_thread import one_torch_thread  # noqa: F401  (autouse fixture)
 
 SR = 16000
 
