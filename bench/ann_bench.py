@@ -543,7 +543,8 @@ def merge_results(paths):
         have = {b["label"] for b in out["builds"]}   # first run wins (e.g. the Exact row)
         out["rows"] += [r for r in o["rows"] if r["label"] not in have]
         out["builds"] += [b for b in o["builds"] if b["label"] not in have]
-        out["balance"].update(o["balance"])
+        for key, val in o["balance"].items():
+            out["balance"].setdefault(key, val)
         out["skipped"] += o["skipped"]
         m, mo = out["meta"], o["meta"]
         m["command"] += " ; then " + mo["command"]
