@@ -57,6 +57,10 @@ class FlowHashIndex:
         max_assign_bits: at most this many near-zero bits expand a stored vector (<= 2^bits entries).
         max_probe_bits: at most this many near-zero bits expand a query (<= 2^bits probes).
         budget: stop probing a query once this many candidates are reached (None: probe all).
+        max_probes: probe at most this many buckets per query, cheapest first (None: no cap). With
+            ``r_query=float("inf")`` and a budget this probes by flip cost over the
+            ``max_probe_bits`` least certain bits instead of by radius: more recall per candidate
+            scored on hard queries (bench/RESULTS.md, "Probing by radius or by budget").
         storage: "float32" or "float16" for the stored vectors (scores are computed in float32).
         device: torch device of the quantizer and, when ``backend="torch"``, of scoring.
         backend: "faiss" (CPU, float32 storage), "numpy" (CPU) or "torch" (any device) scoring;
@@ -76,6 +80,7 @@ class FlowHashIndex:
         max_assign_bits: int = 6,
         max_probe_bits: int = 10,
         budget: int | None = None,
+        max_probes: int | None = None,
         storage: str = "float32",
         device: str = "cpu",
         backend: str = "auto",
@@ -96,6 +101,7 @@ class FlowHashIndex:
             if not 0 <= v <= 20:
                 raise ValueError(f"{name}: expected in [0, 20], got {v}")
         self._check_budget(budget)
+        self._check_budget(max_probes, "max_probes")
         if quantizer is not None:
             if quantizer.d != d:
                 raise ValueError(f"quantizer: expected d={d}, got a quantizer with d={quantizer.d}")
@@ -106,6 +112,7 @@ class FlowHashIndex:
         self.d, self.K, self.metric_type = int(d), int(K), metric
         self.r, self.r_query = float(r), float(r_query)
         self.max_assign_bits, self.max_probe_bits, self.budget = int(max_assign_bits), int(max_probe_bits), budget
+        self.max_probes = max_probes
         self.storage, self.device = storage, str(device)
         if backend == "auto":
             backend = "torch" if self.device != "cpu" else ("faiss" if storage == "float32" else "numpy")
@@ -146,13 +153,14 @@ class FlowHashIndex:
             raise ValueError(f"ids: id {int(ids[present][0])} is already in the index")
         self._add(x, ids)
 
-    def search(self, x, k: int, *, r_query: float | None = None, budget: int | None = None, params=None):
+    def search(self, x, k: int, *, r_query: float | None = None, budget: int | None = None,
+               max_probes: int | None = None, params=None):
         """k nearest neighbours of each query.
 
         Args:
             x: queries (n, d).
             k: neighbours per query (>= 1; results past ntotal are padded).
-            r_query, budget: override the index's probe radius / candidate budget for this call.
+            r_query, budget, max_probes: override the index's settings for this call.
             params: accepted for FAISS signature compatibility; must be None.
 
         Returns:
@@ -168,6 +176,8 @@ class FlowHashIndex:
             raise ValueError(f"r_query: expected >= 0, got {r_query}")
         budget = self.budget if budget is None else budget
         self._check_budget(budget)
+        max_probes = self.max_probes if max_probes is None else max_probes
+        self._check_budget(max_probes, "max_probes")
         self._require_trained("search")
         n = len(x)
         D = np.full((n, k), worst_value(self.metric_type), np.float32)
@@ -175,7 +185,7 @@ class FlowHashIndex:
         if n == 0 or self._n == 0:
             self.last_search_stats = SearchStats(n_queries=n)
             return D, I
-        qidx, rows, n_probes = self._candidates(self.quantizer.encode(x), r_query, budget)
+        qidx, rows, n_probes = self._candidates(self.quantizer.encode(x), r_query, budget, max_probes)
         xb = self._scoring_store()
         D, R = topk_candidates(x, xb, qidx, rows, k, metric=self.metric_type,
                                norms=self._scoring_norms(), backend=self.backend)
@@ -264,9 +274,9 @@ class FlowHashIndex:
 
     # -- internals --------------------------------------------------------------------------------
     @staticmethod
-    def _check_budget(budget) -> None:
+    def _check_budget(budget, name: str = "budget") -> None:
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1):
-            raise ValueError(f"budget: expected None or an int >= 1, got {budget!r}")
+            raise ValueError(f"{name}: expected None or an int >= 1, got {budget!r}")
 
     def _require_trained(self, what: str) -> None:
         if not self.is_trained:
@@ -311,9 +321,9 @@ class FlowHashIndex:
         pos = np.minimum(np.searchsorted(sorted_ids, ids), self._n - 1)
         return np.where(sorted_ids[pos] == ids, self._id_order[pos], -1)
 
-    def _candidates(self, z: np.ndarray, r_query: float, budget: int | None):
+    def _candidates(self, z: np.ndarray, r_query: float, budget: int | None, max_probes: int | None):
         """Unique candidate rows per query: (qidx (m,) ascending, rows (m,), number of probes)."""
-        qidx, codes, _ = probe_codes(z, radius=r_query, max_bits=self.max_probe_bits)
+        qidx, codes, _ = probe_codes(z, radius=r_query, max_bits=self.max_probe_bits, max_probes=max_probes)
         return self._table.candidates(qidx, codes, budget=budget, n_rows=self._n)
 
     def _scoring_store(self):

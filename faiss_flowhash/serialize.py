@@ -29,7 +29,7 @@ def serialize_index(index: FlowHashIndex) -> bytes:
     qheader, qarrays = index.quantizer.state()
     header = {
         "d": index.d, "K": index.K, "metric": int(index.metric_type), "r": index.r, "r_query": index.r_query,
-        "max_assign_bits": index.max_assign_bits, "max_probe_bits": index.max_probe_bits, "budget": index.budget,
+        "max_assign_bits": index.max_assign_bits, "max_probe_bits": index.max_probe_bits, "budget": index.budget, "max_probes": index.max_probes,
         "storage": index.storage, "ntotal": index.ntotal, "next_id": index._next_id, "quantizer": qheader,
     }
     arrays = {f"q/{k}": v for k, v in qarrays.items()}
@@ -64,7 +64,7 @@ def deserialize_index(data: bytes, *, device: str = "cpu") -> FlowHashIndex:
         index = FlowHashIndex(
             header["d"], header["K"], header["metric"], r=header["r"], r_query=header["r_query"],
             max_assign_bits=header["max_assign_bits"], max_probe_bits=header["max_probe_bits"],
-            budget=header["budget"], storage=header["storage"], device=device, quantizer=quantizer,
+            budget=header["budget"], max_probes=header.get("max_probes"), storage=header["storage"], device=device, quantizer=quantizer,
         )
         if device != "cpu":
             quantizer.to(device)

@@ -253,3 +253,19 @@ def test_code_widths_from_4_to_40_bits(K):
     assert index.bucket_sizes().sum() == 1500
     _, I = index.search(x[:20], 1)
     assert (I[:, 0] == np.arange(20)).mean() >= 0.9, "a stored vector is in its own primary bucket"
+
+
+def test_max_probes_caps_probing_cheapest_first(trained):
+    index = _index(trained, max_probe_bits=6)
+    q = _data(50, seed=12)
+    D_all, I_all = index.search(q, 1, r_query=np.inf)
+    assert index.last_search_stats.buckets_probed == 64
+    D, I = index.search(q, 1, r_query=np.inf, max_probes=3)
+    assert index.last_search_stats.buckets_probed == 3
+    _, I1 = index.search(q, 1, r_query=0.0)  # own bucket only = the cheapest probe
+    D2, I2 = index.search(q, 1, r_query=np.inf, max_probes=1)
+    np.testing.assert_array_equal(I1, I2)
+    with pytest.raises(ValueError, match="max_probes"):
+        index.search(q, 1, max_probes=0)
+    back = ffh.deserialize_index(ffh.serialize_index(ffh.FlowHashIndex(D_DIM, quantizer=trained[0], max_probes=7)))
+    assert back.max_probes == 7
