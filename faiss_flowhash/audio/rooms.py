@@ -13,19 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .noise import _rng  # one seed-or-Generator rule for every generator
+
 __all__ = ["simulate_rir", "rir_bank", "measure_rt60"]
 
 _LN_1E3 = 3.0 * np.log(10.0)  # amplitude decays by 60 dB = a factor 1e3 in RT60 seconds
-
-
-def _rng(rng) -> np.random.Generator:
-    if rng is None:
-        return np.random.default_rng(0)
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, (int, np.integer)):
-        return np.random.default_rng(int(rng))
-    raise TypeError(f"rng: expected numpy.random.Generator, int seed or None, got {type(rng).__name__}")
 
 
 def _pra():
