@@ -15,7 +15,7 @@ from faiss_flowhash.audio import Fingerprinter, save_audio
 from faiss_flowhash.cli import COMMANDS, Command, build_parser, main
 from faiss_flowhash.db import FingerprintDB
 
-from test_db import make_corpus, not_ingested, snippet, torch_threads
+from test_db import make_corpus, not_ingested, snippet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,8 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("cli") / "audio")
-    with torch_threads(1):
-        waves = make_corpus(folder, seconds=10.0)
+    waves = make_corpus(folder, seconds=10.0)
     snips = {}
     for i, (path, wave) in enumerate(waves.items()):
         f = os.path.join(os.path.dirname(folder), f"snip{i}.wav")
@@ -38,8 +37,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def db(corpus, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("clidb") / "db")
-    with torch_threads(1):
-        assert main(["ingest", path, corpus["folder"], "--no-progress"]) == 1  # broken files: status 1
+    assert main(["ingest", path, corpus["folder"], "--no-progress"]) == 1  # broken files: status 1
     return path
 
 
