@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-__all__ = ["Dataset", "SynthParams", "make_synthetic", "distort", "load_vectors"]
+__all__ = ["Dataset", "SynthParams", "make_synthetic", "distort", "load_vectors", "exact_top1"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,3 +231,12 @@ def load_vectors(vectors: str, queries: str | None = None, truth: str | None = N
         info["positives"] = "synthetic distortion of training rows"
     name = os.path.splitext(os.path.basename(vectors))[0]
     return Dataset(name, x, q, t, x[tr], x_pos, None, info)
+
+
+def exact_top1(ds: Dataset) -> np.ndarray:
+    """Exact inner-product top-1 of every query of ds (nq,) int64: the reference for recall@1."""
+    import faiss
+
+    index = faiss.IndexFlatIP(ds.x.shape[1])
+    index.add(ds.x)
+    return index.search(ds.q, 1)[1][:, 0]
