@@ -230,10 +230,18 @@ class FlowQuantizer:
             opt.step()
             bar.set_postfix(loss=f"{loss.item():.4f}")
 
+    def _place(self, device: torch.device) -> None:
+        """Move the modules to ``device`` only when they are elsewhere (``Module.to`` walks every
+        submodule: half of a single-query encode when called each time)."""
+        if self.projection.weight.device != device:
+            self.projection.to(device)
+            self.flow.to(device)
+            self.gauss.to(device)
+
     @torch.no_grad()
     def _project(self, x: np.ndarray) -> torch.Tensor:
         dev = torch.device(self.config.device)
-        self.projection.to(dev)
+        self._place(dev)
         return torch.cat([self.projection(torch.as_tensor(x[i : i + 65536], device=dev))
                           for i in range(0, len(x), 65536)]) if len(x) else torch.zeros(0, self.K, device=dev)
 
@@ -247,8 +255,9 @@ class FlowQuantizer:
 
     @torch.no_grad()
     def _flow_z(self, y: torch.Tensor) -> torch.Tensor:
-        self.flow.to(y.device).eval()
-        self.gauss.to(y.device)
+        self._place(y.device)
+        if self.flow.training:
+            self.flow.eval()
         return torch.cat([self._latent(y[i : i + 65536])[0] for i in range(0, len(y), 65536)]) if len(y) else y
 
     def _fit_flow(self, y: torch.Tensor, y_pos: torch.Tensor | None, rng: np.random.Generator):
