@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-__all__ = ["bucket_balance", "poisson_within_share"]
+__all__ = ["bucket_balance", "code_balance", "poisson_within_share"]
 
 
 def poisson_within_share(n: int, K: int) -> float:
@@ -47,3 +47,8 @@ def bucket_balance(sizes: np.ndarray, n: int, K: int) -> dict:
         "within_k1_share_ideal": poisson_within_share(n, K),
         "max_over_mean": float(sizes.max() / (n / total)),
     }
+
+
+def code_balance(codes: np.ndarray, K: int) -> dict:
+    """:func:`bucket_balance` of one K-bit code per vector, codes (n,)."""
+    return bucket_balance(np.unique(codes, return_counts=True)[1], len(codes), K)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .checks import as_ids, as_matrix, check_k
 from .codes import expand_codes, pack_codes, probe_codes
-from .balance import bucket_balance
+from .balance import code_balance
 from .quantizer import FlowQuantizer, QuantizerConfig
 from .scoring import topk_candidates, worst_value
 from .table import BucketTable
@@ -256,7 +256,7 @@ class FlowHashIndex:
 
     def balance(self) -> dict:
         """Balance of the primary codes (see :func:`faiss_flowhash.balance.bucket_balance`)."""
-        return bucket_balance(self.bucket_sizes(), self._n, self.K)
+        return code_balance(self._codes, self.K)
 
     def memory_bytes(self) -> int:
         """Bytes held for vectors, ids, codes and the bucket table."""

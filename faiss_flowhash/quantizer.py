@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .balance import bucket_balance
+from .balance import code_balance
 from .checks import as_matrix
 from .codes import pack_codes
 from .flow import RealNVP
@@ -175,9 +175,7 @@ class FlowQuantizer:
         finally:
             torch.set_num_threads(threads_before)
         self.is_trained = True
-        codes = pack_codes(self._flow_z(y[: min(len(y), 200_000)]).cpu().numpy())
-        _, sizes = np.unique(codes, return_counts=True)
-        balance = bucket_balance(sizes, len(codes), self.K)
+        balance = code_balance(pack_codes(self._flow_z(y[: min(len(y), 200_000)]).cpu().numpy()), self.K)
         self.report = TrainReport(kind, x_pos is not None, len(x), cfg.steps, time.perf_counter() - t0,
                                   nll, bce, balance, history)
         self._say(
@@ -309,10 +307,8 @@ class FlowQuantizer:
         """Balance of the codes of u, the input of the RealNVP (already preconditioned)."""
         self.flow.eval()
         z = self.flow(u)[0]
-        codes = pack_codes(z.cpu().numpy())
-        _, sizes = np.unique(codes, return_counts=True)
         bits = (z > 0).float().mean(0).cpu().numpy()
-        out = bucket_balance(sizes, len(codes), self.K)
+        out = code_balance(pack_codes(z.cpu().numpy()), self.K)
         out["worst_bit_share"] = float(np.abs(bits - 0.5).max() + 0.5)
         return out
 
