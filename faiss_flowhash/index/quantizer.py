@@ -289,8 +289,20 @@ class FlowQuantizer:
         arrays["extra"] = self.extra
         return header, arrays
 
+    def state_dict(self) -> dict:
+        """Everything to rebuild self as one flat dict of numpy arrays (the header JSON-encoded under
+        ``"__header__"``): the single codec used by :meth:`to_bytes` and by the index's files."""
+        header, arrays = self.state()
+        return {"__header__": np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays}
+
     @classmethod
-    def from_state(cls, header: dict, arrays: dict) -> "FlowQuantizer":
+    def from_state(cls, header: dict, arrays: dict | None = None) -> "FlowQuantizer":
+        """Inverse of :meth:`state_dict` (one dict) or of :meth:`state` (header, arrays)."""
+        if arrays is None:
+            arrays = dict(header)
+            if "__header__" not in arrays:
+                raise ValueError("quantizer state: no '__header__' entry")
+            header = json.loads(np.asarray(arrays.pop("__header__"), np.uint8).tobytes())
         known = set(QuantizerConfig.__dataclass_fields__)
         cfg = {k: v for k, v in header["config"].items() if k in known}
         legacy = "flow_active" not in header  # files of 0.1: per-component standardisation, trained flow in use
@@ -315,9 +327,8 @@ class FlowQuantizer:
 
     def to_bytes(self) -> bytes:
         """Serialize to bytes (npz with a JSON header)."""
-        header, arrays = self.state()
         buf = io.BytesIO()
-        np.savez(buf, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+        np.savez(buf, **self.state_dict())
         return buf.getvalue()
 
     @classmethod
@@ -325,8 +336,7 @@ class FlowQuantizer:
         """Inverse of :meth:`to_bytes`."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-            header = json.loads(arrays.pop("__header__").tobytes())
-        except Exception as e:  # zipfile/json errors of a foreign or truncated payload
+                state = {k: z[k] for k in z.files}
+        except Exception as e:  # zipfile errors of a foreign or truncated payload
             raise ValueError(f"not a serialized FlowQuantizer: {e}") from None
-        return cls.from_state(header, arrays)
+        return cls.from_state(state)
