@@ -38,6 +38,8 @@ class BucketMap:
         self.offsets = np.zeros(1, np.int64)
         self.lists = np.zeros(0, np.int64)
         self.n_lists = 0
+        self.dense_bits = None  # codes < 2^dense_bits: look groups up in a dense table (set by the index)
+        self._dense = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -48,6 +50,15 @@ class BucketMap:
         if len(self.keys) == 0:
             z = np.zeros(len(codes), np.int64)
             return z, z.copy()
+        if self.dense_bits is not None:
+            if self._dense is None:  # code -> bucket position + 1 (0: absent); 4 bytes per code
+                self._dense = np.zeros(1 << self.dense_bits, np.int32)
+                self._dense[self.keys.astype(np.int64)] = np.arange(1, len(self.keys) + 1, dtype=np.int32)
+            b = self._dense[codes.astype(np.int64)].astype(np.int64) - 1
+            found = b >= 0
+            b = np.maximum(b, 0)
+            return (np.where(found, self.offsets[b], 0).astype(np.int64),
+                    np.where(found, self.offsets[b + 1] - self.offsets[b], 0).astype(np.int64))
         pos = np.searchsorted(self.keys, codes)
         pos_c = np.minimum(pos, len(self.keys) - 1)
         found = (pos < len(self.keys)) & (self.keys[pos_c] == codes)
@@ -70,10 +81,45 @@ class BucketMap:
             order = np.argsort(keys, kind="stable")
             self.lists = lists[gather_ranges(starts[order], lengths[order])]
             self.keys = keys[order]
+            self._dense = None
             self.offsets = np.r_[0, np.cumsum(lengths[order])].astype(np.int64)
             self.n_lists += len(new)
         starts, lengths = self.lookup(codes)
         return self.lists[starts + lengths - 1]
+
+    def extend_groups(self, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Append ``counts[i]`` new lists to the group of existing code ``codes[i]`` (codes distinct).
+        Returns the new list ids, grouped by code in the order given (sum(counts),) int64."""
+        codes = np.asarray(codes, np.uint64)
+        counts = np.asarray(counts, np.int64)
+        pos = np.searchsorted(self.keys, codes)
+        if len(codes) and (pos.max() >= len(self.keys) or (self.keys[pos] != codes).any()):
+            raise ValueError("extend_groups: every code must already have a group")
+        total = int(counts.sum())
+        new_ids = np.arange(self.n_lists, self.n_lists + total, dtype=np.int64)
+        extra = np.zeros(len(self.keys), np.int64)
+        extra[pos] = counts
+        lengths = np.diff(self.offsets)
+        new_offsets = np.r_[0, np.cumsum(lengths + extra)].astype(np.int64)
+        lists = np.empty(int(new_offsets[-1]), np.int64)
+        old_pos = gather_ranges(new_offsets[:-1], lengths)  # old entries keep their place at the group start
+        lists[old_pos] = self.lists
+        # the new ids fill each extended group's tail, in the order the codes were given
+        tail_starts = new_offsets[pos] + lengths[pos]
+        lists[gather_ranges(tail_starts, counts)] = new_ids
+        self.lists, self.offsets = lists, new_offsets
+        self.n_lists += total
+        return new_ids
+
+    def groups(self, codes: np.ndarray) -> np.ndarray:
+        """The list group of each code (n,) as a matrix (n, G) int64, -1 padded (absent codes: all -1)."""
+        starts, lengths = self.lookup(codes)
+        G = max(int(lengths.max()) if len(lengths) else 0, 1)
+        out = np.full((len(starts), G), -1, np.int64)
+        rows = np.repeat(np.arange(len(starts)), lengths)
+        col = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        out[rows, col] = self.lists[gather_ranges(starts, lengths)]
+        return out
 
     def probe_matrix(self, qidx: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
         """faiss's assign matrix for probes (qidx (m,) ascending, codes (m,)) of n queries.

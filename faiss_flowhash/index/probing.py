@@ -22,26 +22,38 @@ from .codes import pack_codes, subset_masks
 __all__ = ["flip_candidates", "flip_cost_order", "rank_lists"]
 
 
-def flip_candidates(z: np.ndarray, probe_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate codes of each query: flips of every subset of its ``probe_bits`` least certain bits.
+def flip_candidates(z: np.ndarray, probe_bits: int, keep: int | None = None, *,
+                    ordered: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate codes of each query: flips of subsets of its ``probe_bits`` least certain bits.
 
     Args:
         z: query latents (n, K) float32.
-        probe_bits: bits flipped in every combination (0 <= b <= K): 2^b codes per query.
+        probe_bits: bits flipped in every combination (0 <= b <= K): 2^b subsets per query.
+        keep: keep only this many cheapest subsets per query (None: all 2^b).
+        ordered: sort the kept subsets by cost (False: any order, cheaper when the caller re-ranks).
 
     Returns:
-        codes (n, 2^b) uint64, the query's own code first; cost (n, 2^b) float32, the flip cost
-        (sum of |z_k| over the flipped bits) of each code.
+        codes (n, P) uint64, the query's own code first; cost (n, P) float32, the flip cost
+        (sum of |z_k| over the flipped bits) of each code; P = min(keep, 2^b). With ``keep`` the
+        columns are ordered by cost.
     """
     n, K = z.shape
     b = int(min(probe_bits, K))
     base = pack_codes(z)
     a = np.abs(z)
     pos = np.argsort(a, axis=1, kind="stable")[:, :b]  # (n, b) least certain bits first
-    masks = subset_masks(b)  # (2^b, b)
+    masks = subset_masks(b).astype(np.float32)  # (2^b, b): subset s holds bit j iff (s >> j) & 1
+    cost = np.take_along_axis(a, pos, axis=1) @ masks.T  # (n, 2^b) float32 (BLAS)
+    subset = np.broadcast_to(np.arange(1 << b, dtype=np.int64), cost.shape)
+    if keep is not None and keep < cost.shape[1]:
+        part = np.argpartition(cost, keep - 1, axis=1)[:, :keep]
+        order = part if not ordered else np.take_along_axis(
+            part, np.argsort(np.take_along_axis(cost, part, axis=1), axis=1, kind="stable"), axis=1)
+        cost, subset = np.take_along_axis(cost, order, axis=1), order
+    flips = np.zeros(cost.shape, np.uint64)
     bitval = np.left_shift(np.uint64(1), pos.astype(np.uint64))  # (n, b)
-    flips = bitval @ masks.T.astype(np.uint64)  # (n, 2^b): disjoint bits, so the sum is the XOR mask
-    cost = np.take_along_axis(a, pos, axis=1).astype(np.float64) @ masks.T.astype(np.float64)
+    for j in range(b):  # flip mask of subset s = OR of the bits it holds
+        flips |= ((subset >> j) & 1).astype(np.uint64) * bitval[:, j: j + 1]
     return base[:, None] ^ flips, cost.astype(np.float32)
 
 
