@@ -59,7 +59,9 @@ class BucketMap:
         """The list each code's new vectors go to (the last of its group), creating a list for every
         code not seen before. codes (n,) uint64 -> list ids (n,) int64."""
         codes = np.asarray(codes, np.uint64)
-        new = np.setdiff1d(np.unique(codes), self.keys)
+        uniq, inverse = np.unique(codes, return_inverse=True)  # one sort of the batch
+        _, found = self.lookup(uniq)
+        new = uniq[found == 0]
         if len(new):
             keys = np.concatenate([self.keys, new])
             lengths = np.concatenate([np.diff(self.offsets), np.ones(len(new), np.int64)])
@@ -72,8 +74,8 @@ class BucketMap:
             self.keys = keys[order]
             self.offsets = np.r_[0, np.cumsum(lengths[order])].astype(np.int64)
             self.n_lists += len(new)
-        starts, lengths = self.lookup(codes)
-        return self.lists[starts + lengths - 1]
+        starts, lengths = self.lookup(uniq)
+        return self.lists[starts + lengths - 1][inverse.reshape(-1)]
 
     def probe_matrix(self, qidx: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
         """faiss's assign matrix for probes (qidx (m,) ascending, codes (m,)) of n queries.

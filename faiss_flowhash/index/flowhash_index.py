@@ -34,7 +34,6 @@ _METRICS = {faiss.METRIC_INNER_PRODUCT: "inner_product", faiss.METRIC_L2: "L2"}
 ASSIGN_MODES = ("spill", "none", "radius")
 _MAX_ID = np.iinfo(np.int64).max
 _MAX_RESULT_ELEMS = 1 << 28  # (n, k) results past ntotal are padding: refuse to allocate more than this
-_DENSE_LISTS_K = 16  # K <= 16: reserve 2^K lists up front (<= 10 MB), else grow with the buckets
 
 log = logging.getLogger("faiss_flowhash")
 
@@ -484,10 +483,9 @@ class FlowHashIndex:
         self._id_order = None
 
     def _lists_for(self, codes: np.ndarray) -> np.ndarray:
-        lists = self._map.add_lists(codes)
-        if self.K <= _DENSE_LISTS_K:
-            self._engine.reserve(1 << self.K)
-        return lists
+        # compact at every K: a list per non-empty bucket (160 B each even when empty: 2^16 dense lists
+        # would cost 52 B a vector at N = 200k); the engine grows its capacity x1.5 when new buckets appear
+        return self._map.add_lists(codes)
 
     def _rows_of(self, ids: np.ndarray) -> np.ndarray:
         """Row (insertion position) of each id, -1 where absent."""
