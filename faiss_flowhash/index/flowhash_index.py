@@ -4,9 +4,11 @@ The quantizer maps a vector to K latents z; the sign bits are its bucket code. E
 is one faiss inverted list (:mod:`.engine`), found through a compact code -> list map
 (:mod:`.bucket_map`). A query probes its own bucket and those reached by flipping its least certain
 bits (|z_k| < r~), cheapest first, until a candidate budget; faiss's C++ scans the probed lists.
-Multi-assignment (a vector also stored in another bucket): ``"spill"`` (default) copies the most
-uncertain fraction of the vectors once, to the bucket of their cheapest bit flip; ``"radius"`` is
-the paper's r-ball copies; ``"none"`` stores each vector once. Duplicate hits are removed.
+Multi-assignment (a vector also stored in another bucket): ``"none"`` (default) stores each vector
+once; ``"spill"`` copies the most uncertain fraction once, to the bucket of its cheapest bit flip;
+``"radius"`` is the paper's r-ball copies. At equal % evaluated neither copy scheme bought recall
+over "none" in bench/results/engine.md (cheapest-first probing already visits those buckets), and
+they cost memory, hence the default. Duplicate hits are removed.
 ``last_search_stats`` holds the paper's efficiency metric (% of the database evaluated).
 """
 
@@ -66,10 +68,9 @@ class FlowHashIndex:
         d: vector dimension (None: taken from the first ``train``/``add`` batch).
         K: code bits: 2^K buckets (paper: 16; 2..62).
         metric: ``faiss.METRIC_INNER_PRODUCT`` (default) or ``faiss.METRIC_L2``.
-        assign: multi-assignment: "spill" (default), "none" or "radius" (paper: r-ball copies).
+        assign: multi-assignment: "none" (default), "spill" or "radius" (paper: r-ball copies).
         spill: fraction of the vectors (the least certain: smallest min_k |z_k|) stored a second time,
-            in the bucket of their cheapest bit flip (assign="spill"; 0.1 keeps memory <= ~1.2x
-            IndexIVFFlat's at d >= 64, bench/results/engine.md).
+            in the bucket of their cheapest bit flip (assign="spill"; 0.1 costs ~1.1x the memory).
         r: radius copies at add time (assign="radius"; paper: 1.0), at most 2^max_assign_bits copies.
         r_query: probe radius at search time (paper: 1.25).
         max_probe_bits: at most this many flippable bits per query (<= 2^bits probes).
@@ -89,7 +90,7 @@ class FlowHashIndex:
         K: int = 16,
         metric: int = faiss.METRIC_INNER_PRODUCT,
         *,
-        assign: str = "spill",
+        assign: str = "none",
         spill: float = 0.1,
         r: float = 1.0,
         max_assign_bits: int = 6,
