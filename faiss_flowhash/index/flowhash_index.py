@@ -280,7 +280,7 @@ class FlowHashIndex:
         if self.d is None:
             return
         self._engine.reset()
-        self._map = BucketMap()
+        self._map = BucketMap(self.K)
         self._ids = np.zeros(0, np.int64)
         self._codes = np.zeros(0, np.uint64)
         self._n = 0
@@ -378,7 +378,7 @@ class FlowHashIndex:
             raise ValueError(f"arrays do not match ntotal={n}: ids {ids.shape}, codes {codes.shape}")
         index._engine = IVFEngine.from_state({k[7:]: v for k, v in arrays.items() if k.startswith("engine/")},
                                              d=index.d, metric=index.metric_type, storage=index.storage)
-        index._map = BucketMap.from_state({k[4:]: v for k, v in arrays.items() if k.startswith("map/")})
+        index._map = BucketMap.from_state({k[4:]: v for k, v in arrays.items() if k.startswith("map/")}, index.K)
         if index._map.n_lists > index._engine.nlist:
             raise ValueError(f"bucket map refers to {index._map.n_lists} lists, the engine has {index._engine.nlist}")
         if index._engine.n_entries < n:
