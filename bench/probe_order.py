@@ -37,7 +37,7 @@ def main() -> None:
     rows = []
     for name, (cfg, pos) in VARIANTS.items():
         for r in (0.0, 0.5, 1.0):
-            index = ffh.FlowHashIndex(ds.x.shape[1], K=16, r=r, max_probe_bits=12,
+            index = ffh.FlowHashIndex(ds.x.shape[1], K=16, assign="radius", r=r, max_probe_bits=12,
                                       config=ffh.QuantizerConfig(verbose=False, **cfg))
             t0 = time.perf_counter()
             index.train(ds.x_train, ds.x_pos if pos else None)

@@ -93,6 +93,8 @@ def test_search_params_override_and_the_none_sentinel(quantizer):
         index.search(q, 1, r_query=float("nan"))
     with pytest.raises(ValueError, match="r_query"):
         ffh.FlowHashIndex(D, K=6, r_query=float("nan"))
+    with pytest.raises(ValueError, match="assign='radius'"):
+        ffh.FlowHashIndex(D, K=6, r=1.0)  # r means radius copies: asking for it without them is an error
 
 
 # -- device, state ----------------------------------------------------------------------------------

@@ -71,7 +71,9 @@ class FlowHashIndex:
         assign: multi-assignment: "none" (default), "spill" or "radius" (paper: r-ball copies).
         spill: fraction of the vectors (the least certain: smallest min_k |z_k|) stored a second time,
             in the bucket of their cheapest bit flip (assign="spill"; 0.1 costs ~1.1x the memory).
-        r: radius copies at add time (assign="radius"; paper: 1.0), at most 2^max_assign_bits copies.
+        r: radius of the copies (assign="radius" only; default, and paper: 1.0): a vector is copied
+            under every flip of its bits with |z_k| < r, at most max_assign_bits of them (2: <= 4 copies;
+            the paper listed row numbers, these are whole vectors, 4d bytes each).
         r_query: probe radius at search time (paper: 1.25).
         max_probe_bits: at most this many flippable bits per query (<= 2^bits probes).
         budget: stop scanning a query after this many stored entries (None: probe all).
@@ -92,8 +94,8 @@ class FlowHashIndex:
         *,
         assign: str = "none",
         spill: float = 0.1,
-        r: float = 1.0,
-        max_assign_bits: int = 6,
+        r: float | None = None,
+        max_assign_bits: int = 2,
         r_query: float = 1.25,
         max_probe_bits: int = 10,
         budget: int | None = None,
@@ -111,6 +113,10 @@ class FlowHashIndex:
             raise ValueError(f"assign: expected one of {ASSIGN_MODES}, got {assign!r}")
         if isinstance(spill, bool) or not isinstance(spill, numbers.Real) or not 0 <= spill <= 1:
             raise ValueError(f"spill: expected a fraction in [0, 1], got {spill!r}")
+        if r is not None and assign != "radius":
+            raise ValueError(f"r: the radius of assign='radius' copies; got r={r!r} with assign={assign!r} "
+                             "(pass assign='radius' too, or drop r)")
+        r = 1.0 if r is None else r
         if isinstance(r, bool) or not isinstance(r, numbers.Real) or math.isnan(r) or r < 0:
             raise ValueError(f"r: expected a number >= 0, got {r!r}")
         if not 0 <= max_assign_bits <= 20:
@@ -369,7 +375,7 @@ class FlowHashIndex:
         quantizer = FlowQuantizer.from_state({k[2:]: v for k, v in arrays.items() if k.startswith("q/")})
         p = header["params"]
         index = cls(header["d"], header["K"], header["metric"], assign=header["assign"], spill=header["spill"],
-                    r=header["r"], max_assign_bits=header["max_assign_bits"], r_query=p["r_query"],
+                    r=header["r"] if header["assign"] == "radius" else None, max_assign_bits=header["max_assign_bits"], r_query=p["r_query"],
                     max_probe_bits=p["max_probe_bits"], budget=p["budget"], max_probes=p["max_probes"],
                     storage=header["storage"], quantizer=quantizer)
         n = int(header["ntotal"])
