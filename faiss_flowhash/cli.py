@@ -6,7 +6,7 @@
     flowhash list DB [--json]
     flowhash remove DB TRACK...         track ids or paths
     flowhash train --out MODEL ...      see faiss_flowhash.audio.train
-    flowhash eval DB QUERIES ...        see faiss_flowhash.eval_command
+    flowhash eval DB QUERIES ...        see faiss_flowhash.eval.command
 
 Subcommands come from ``COMMANDS``: adding one (e.g. ``flowhash eval``) is one ``Command(...)`` line
 there. Exit status: 0 success; 1 some inputs failed (files not ingested, snippets not decoded, unknown
@@ -122,7 +122,8 @@ def _query(args) -> int:
                 print(f"{snippet}: no match {tail}", flush=True)
             for i, m in enumerate(res.matches):
                 head = f"{snippet}:" if i == 0 else " " * len(snippet) + f" #{i + 1}"
-                print(f"{head} track {m.track_id} {m.path} at {m.offset_s:.2f} s "
+                also = ", also at " + ", ".join(f"{o:.2f} s" for o, _ in m.alternates) if m.alternates else ""
+                print(f"{head} track {m.track_id} {m.path} at {m.offset_s:.2f} s{also} "
                       f"(score {m.score:.3f}, confidence {m.confidence:.2f})" + (f" {tail}" if i == 0 else ""), flush=True)
     return status
 
@@ -211,8 +212,8 @@ COMMANDS: list[Command] = [
     Command("list", "list the tracks", lambda p: (_db_arguments(p), _json_flag(p)), _list),
     Command("remove", "remove tracks by id or path", _remove_arguments, _remove),
     Command("train", "train a fingerprint model (encoder + flow)", _train_arguments, _train),
-    Command("eval", "the paper's Table 1 protocol on a database (faiss_flowhash.eval_command)",
-            lambda p: _lazy("eval_command", "add_eval_arguments")(p), lambda a: _lazy("eval_command", "run_eval_command")(a)),
+    Command("eval", "the paper's Table 1 protocol on a database (faiss_flowhash.eval.command)",
+            lambda p: _lazy("eval.command", "add_eval_arguments")(p), lambda a: _lazy("eval.command", "run_eval_command")(a)),
 ]
 
 

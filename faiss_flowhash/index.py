@@ -237,6 +237,14 @@ class FlowHashIndex:
             raise KeyError(f"id {key} is not in the index")
         return self._xb[row].astype(np.float32)
 
+    def reconstruct_batch(self, keys) -> np.ndarray:
+        """The stored vectors with ids ``keys`` (m,) as (m, d) float32; KeyError when one is absent."""
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+        rows = self._rows_of(keys)
+        if (rows < 0).any():
+            raise KeyError(f"id {int(keys[np.argmax(rows < 0)])} is not in the index")
+        return self._xb[rows].astype(np.float32)
+
     def reconstruct_n(self, i0: int = 0, ni: int | None = None) -> np.ndarray:
         """Stored vectors in insertion order, rows i0 .. i0+ni (ni, d) float32."""
         ni = self._n - i0 if ni is None else ni

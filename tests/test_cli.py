@@ -69,7 +69,7 @@ def test_query_json_schema(db, corpus, capsys):
         assert isinstance(r["query"], str) and isinstance(r["matches"], list)
         assert isinstance(r["eval_percent"], float) and isinstance(r["elapsed_ms"], float)
         for m in r["matches"]:
-            assert set(m) == {"track_id", "path", "offset_s", "score", "confidence"}
+            assert set(m) == {"track_id", "path", "offset_s", "score", "confidence", "alternates"}
             assert isinstance(m["track_id"], int) and isinstance(m["path"], str)
             assert all(isinstance(m[k], float) for k in ("offset_s", "score", "confidence"))
             assert 0 <= m["confidence"] <= 1

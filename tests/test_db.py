@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from faiss_flowhash import QuantizerConfig, read_index, write_index
 from faiss_flowhash.audio import Fingerprinter, add_noise, apply_rir, noise_bank, rir_bank, save_audio, synth
-from faiss_flowhash.db import (DatabaseMismatchError, FingerprintDB, TrackRecord, TrackStore, decode_ids, encode_ids,
-                               expand_paths)
+from faiss_flowhash.audio.files import expand_paths
+from faiss_flowhash.db import DatabaseMismatchError, FingerprintDB, TrackRecord, TrackStore, decode_ids, encode_ids
 from faiss_flowhash.db.repair import plan_repair
 from faiss_flowhash.db.database import INDEX_FILE, TRACKS_DIR
 

@@ -1,4 +1,4 @@
-"""The Table 1 protocol (faiss_flowhash.evaluation): seeded, reproducible queries; distortions at the
+"""The Table 1 protocol (faiss_flowhash.eval): seeded, reproducible queries; distortions at the
 requested SNR and RT60; the 50 ms hit criterion; the offset consensus of eq. 12-13; run_eval and the
 `flowhash eval` shell end to end on a tiny reference."""
 
@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 
-from faiss_flowhash import evaluation as ev
+from faiss_flowhash import eval as ev
 from faiss_flowhash.audio.rooms import measure_rt60
 from faiss_flowhash.audio.synth import synthetic_music
 
@@ -225,7 +225,7 @@ def _eval_args(*argv):
 
 def test_eval_command_on_a_reference_file(tmp_path, capsys):
     from faiss_flowhash.audio import Fingerprinter
-    from faiss_flowhash.eval_command import save_reference
+    from faiss_flowhash.eval.command import save_reference
 
     fp = Fingerprinter.load()
     paths, counts, samples, xs = _tiny_tracks(tmp_path, fp)

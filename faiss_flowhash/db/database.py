@@ -18,7 +18,7 @@ every process), and the next writer repairs (a) by removing those ids and (b) by
 (re-running the ingest adds the file again). Readers reload the index when its file changes.
 
 Confidence threshold (``DEFAULT_MIN_CONFIDENCE = 0.35``, ``--min-confidence``), calibrated with
-``python -m faiss_flowhash.db.calibrate --seed S`` on the shipped model 063ef8c90201e4ef: 15 reference
+``python -m faiss_flowhash.eval.calibrate --seed S`` on the shipped model 063ef8c90201e4ef: 15 reference
 tracks of 20 s (music, speech, chirps), per seed 400 snippets of 1-5 s: 240 positives (clean / noise
 10 dB / reverb + noise 5 dB, 80 each) and 160 negatives from audio not ingested (other music, other
 words and voices, noise), with the defaults of vote_offsets / match_confidence (sim_floor 0.55,
@@ -53,13 +53,14 @@ from datetime import datetime, timezone
 import numpy as np
 from tqdm import tqdm
 
+from ..audio.files import expand_paths
 from ..audio.fingerprinter import Fingerprinter
 from ..audio.io import AudioDecodeError, content_hash, load_audio
 from ..index import FlowHashIndex
 from ..quantizer import FlowQuantizer, QuantizerConfig
 from ..serialize import read_index, write_index
-from .consensus import DEFAULT_MIN_CONFIDENCE, match_confidence, refine_offset, vote_offsets
-from .files import expand_paths
+from .consensus import DEFAULT_MIN_CONFIDENCE
+from .identify import identify
 from .ids import decode_ids, encode_ids
 from .lock import write_lock
 from .repair import plan_repair
@@ -88,6 +89,25 @@ def _file_sig(path: str):
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class _IndexWindows:
+    """The reference windows of committed tracks, read from the index in one batch (``identify``'s
+    ``reference``): frame f of track t is id ``records[t].first_id + f``."""
+
+    def __init__(self, index: FlowHashIndex, records: dict):
+        self.index, self.records = index, records
+
+    def take(self, tracks, frames) -> np.ndarray:
+        first = np.array([self.records[t].first_id if t in self.records else -1 for t in tracks.tolist()], np.int64)
+        count = np.array([self.records[t].n_fingerprints if t in self.records else 0 for t in tracks.tolist()], np.int64)
+        ok = (first >= 0) & (frames >= 0) & (frames < count)
+        out = np.full((len(tracks), self.index.d), np.nan, np.float32)
+        try:
+            out[ok] = self.index.reconstruct_batch(first[ok] + frames[ok])
+        except KeyError:  # the index file is older than a record (a writer is between its two steps)
+            pass
+        return out
 
 
 class FingerprintDB:
@@ -272,7 +292,7 @@ class FingerprintDB:
 
     # -- ingest ---------------------------------------------------------------------------------
     def ingest(self, paths, *, progress: bool = False) -> IngestReport:
-        """Fingerprint and add audio files; see :func:`faiss_flowhash.db.files.expand_paths` for ``paths``.
+        """Fingerprint and add audio files; see :func:`faiss_flowhash.audio.files.expand_paths` for ``paths``.
 
         Files already present (same content hash) are skipped; files that are missing, do not decode,
         are empty or shorter than one window are reported in ``failed`` and the rest is ingested.
@@ -394,30 +414,12 @@ class FingerprintDB:
         tracks, frames = decode_ids(I)
         records = self._store.get_many(np.unique(tracks[tracks >= 0]).tolist())
         tracks = np.where(np.isin(tracks, list(records)), tracks, -1)  # uncommitted / removed tracks: no vote
-        # the defaults of vote_offsets / match_confidence are the calibrated settings (module docstring)
-        cands = vote_offsets(tracks, frames * hop, D, np.arange(len(D)) * hop, tolerance_s=0.05)
-        out = []
-        for i, c in enumerate(cands[:top]):
-            other = (cands[1] if len(cands) > 1 else None) if i == 0 else cands[0]
-            conf = match_confidence(c, other)
-            if conf >= min_confidence:
-                offset = self._refine(index, emb, records[c.track_id], c.offset_s)
-                out.append(Match(track_id=c.track_id, path=records[c.track_id].path, offset_s=max(0.0, offset),
-                                 score=c.score / c.n_segments, confidence=conf))
-        return out
-
-    def _refine(self, index: FlowHashIndex, emb: np.ndarray, record: TrackRecord, offset_s: float) -> float:
-        """:func:`refine_offset` against the track's stored windows around the vote's offset."""
-        hop = self.fingerprinter.hop_s
-        lo = max(0, int(round(offset_s / hop)) - 1)
-        hi = min(record.n_fingerprints, int(round(offset_s / hop)) + len(emb) + 1)
-        if hi <= lo:
-            return offset_s
-        try:
-            ref = np.stack([index.reconstruct(record.first_id + f) for f in range(lo, hi)])
-        except KeyError:  # the index file is older than the record (a writer is between its two steps)
-            return offset_s
-        return refine_offset(emb, ref, offset_s, hop_s=hop, first_frame=lo)
+        # the defaults of identify are the calibrated settings (module docstring)
+        found = identify(tracks, frames * hop, D, np.arange(len(D)) * hop, query=emb,
+                         reference=_IndexWindows(index, records), hop_s=hop, top=top, min_confidence=min_confidence)
+        return [Match(track_id=m.track_id, path=records[m.track_id].path, offset_s=m.offset_s, score=m.score,
+                      confidence=m.confidence, alternates=tuple((a.offset_s, a.score) for a in m.alternates))
+                for m in found]
 
     # -- management -----------------------------------------------------------------------------
     def tracks(self) -> list[TrackRecord]:

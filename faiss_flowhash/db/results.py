@@ -17,7 +17,9 @@ class Match:
         offset_s: where the snippet starts in the track, seconds (within 50 ms when correct).
         score: mean over the snippet's segments of the similarity of the hit that agrees with this
             (track, offset), 0 for segments that do not agree: in [0, 1] for cosine similarity.
-        confidence: in [0, 1] (see :func:`faiss_flowhash.db.consensus.match_confidence`).
+        confidence: in [0, 1], of the track decision (see :mod:`faiss_flowhash.db.identify`).
+        alternates: other places in the track where the snippet fits almost as well (a repeated
+            passage): (offset_s, score) pairs, best first; empty when the match is unique.
     """
 
     track_id: int
@@ -25,9 +27,13 @@ class Match:
     offset_s: float
     score: float
     confidence: float
+    alternates: tuple = ()
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready: the fields, ``alternates`` as a list of {"offset_s", "score"}."""
+        d = asdict(self)
+        d["alternates"] = [{"offset_s": float(o), "score": float(s)} for o, s in self.alternates]
+        return d
 
 
 @dataclass
