@@ -74,7 +74,8 @@ class IngestReport:
         added: records of the tracks ingested.
         skipped: (path, reason) of files already in the database (same content hash).
         failed: (path, reason) of files that could not be ingested (missing, undecodable, too short).
-        audio_s: seconds of audio fingerprinted. elapsed_s: wall time.
+        audio_s: seconds of audio fingerprinted. elapsed_s: wall time of the work, from the moment the
+            write lock was held. lock_wait_s: time spent waiting for another writer's lock (not in elapsed_s).
     """
 
     added: list[TrackRecord] = field(default_factory=list)
@@ -82,6 +83,7 @@ class IngestReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     audio_s: float = 0.0
     elapsed_s: float = 0.0
+    lock_wait_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -90,5 +92,6 @@ class IngestReport:
 
     def summary(self) -> str:
         speed = self.audio_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        waited = f", after waiting {self.lock_wait_s:.1f} s for another writer" if self.lock_wait_s >= 0.05 else ""
         return (f"{len(self.added)} added, {len(self.skipped)} skipped (already ingested), {len(self.failed)} failed; "
-                f"{self.audio_s / 3600:.3f} h of audio in {self.elapsed_s:.1f} s ({speed:.0f}x real time)")
+                f"{self.audio_s / 3600:.3f} h of audio in {self.elapsed_s:.1f} s ({speed:.0f}x real time){waited}")
