@@ -15,10 +15,10 @@ __version__ = "0.1.0"
 # Everything loads at first use (PEP 562): the index and the quantizer import torch (seconds), which
 # commands like ``flowhash list`` / ``stats`` never need.
 _LAZY = {
-    "bucket_balance": ".balance", "FlowHashIndex": ".index", "NotTrainedError": ".index", "SearchStats": ".index",
-    "FlowQuantizer": ".quantizer", "QuantizerConfig": ".quantizer", "TrainReport": ".quantizer",
-    "deserialize_index": ".serialize", "read_index": ".serialize", "serialize_index": ".serialize",
-    "write_index": ".serialize", "Fingerprinter": ".audio",
+    **{name: ".index" for name in ("FlowHashIndex", "FlowQuantizer", "NotTrainedError", "QuantizerConfig", "SearchParams",
+                                   "SearchStats", "TrainReport", "bucket_balance", "deserialize_index", "read_index",
+                                   "serialize_index", "write_index")},
+    "Fingerprinter": ".audio",
 }
 
 
@@ -35,7 +35,8 @@ def __getattr__(name):
 def __dir__():
     return sorted(list(globals()) + list(_LAZY))
 
+
 __all__ = [
-    "FlowHashIndex", "FlowQuantizer", "QuantizerConfig", "TrainReport", "SearchStats", "NotTrainedError",
+    "FlowHashIndex", "FlowQuantizer", "QuantizerConfig", "TrainReport", "SearchParams", "SearchStats", "NotTrainedError",
     "write_index", "read_index", "serialize_index", "deserialize_index", "bucket_balance", "Fingerprinter",
 ]

@@ -160,7 +160,7 @@ class FingerprintDB:
         self.batch_files, self.hits_per_segment = batch_files, hits_per_segment
         self.commit_growth, self.commit_interval_s = float(commit_growth), float(commit_interval_s)
         if quantizer_config is not None:
-            from ..quantizer import QuantizerConfig
+            from ..index import QuantizerConfig
 
             if not isinstance(quantizer_config, QuantizerConfig):
                 raise TypeError(f"quantizer_config: expected a QuantizerConfig or None, got {type(quantizer_config).__name__}")
@@ -280,7 +280,7 @@ class FingerprintDB:
             if sig is None:
                 self._index = None
             else:
-                from ..serialize import read_index
+                from ..index import read_index
 
                 try:
                     self._index = read_index(self._index_path)
@@ -292,7 +292,7 @@ class FingerprintDB:
         return self._index
 
     def _write_index(self) -> None:
-        from ..serialize import write_index
+        from ..index import write_index
 
         write_index(self._index, self._index_path)
         self._index_sig = _file_sig(self._index_path)
@@ -422,7 +422,7 @@ class FingerprintDB:
         if n < _MIN_FLOW_VECTORS:
             raise ValueError(f"the model {fp.model_id} has no trained flow and the first ingest gave {n} fingerprint "
                              f"pairs to train one; expected at least {_MIN_FLOW_VECTORS} (ingest more audio at once)")
-        from ..quantizer import FlowQuantizer, QuantizerConfig
+        from ..index import FlowQuantizer, QuantizerConfig
 
         x, x_pos = np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs])
         q = FlowQuantizer(fp.dim, int(self._meta["K"]), config=self.quantizer_config or QuantizerConfig(steps=1000, verbose=False))
