@@ -111,3 +111,30 @@ def test_reference_windows_and_errors():
         identify(*hits, top=0)
     with pytest.raises(ValueError, match="tracks: expected shape"):
         identify(np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(3))
+
+
+# -- spans of a long recording ----------------------------------------------------------------------
+def test_span_tracker_on_hand_made_hits_and_bounded_memory():
+    from faiss_flowhash.db.spans import SpanTracker
+
+    rng = np.random.default_rng(0)
+    # 3 minutes: track 4 from its 30 s at 40-70 s, track 9 from 0 s at 100-150 s, noise-only hits elsewhere
+    n, k = 1800, 3
+    r = np.arange(n) * HOP
+    tracks = rng.integers(20, 40, (n, k))
+    times = rng.uniform(0, 100, (n, k))
+    scores = np.full((n, k), 0.4)
+    for track, rec0, rec1, t0 in ((4, 40.0, 70.0, 30.0), (9, 100.0, 150.0, 0.0)):
+        sel = (r >= rec0) & (r <= rec1 - 1.0)
+        tracks[sel, 0], times[sel, 0], scores[sel, 0] = track, np.round((r[sel] - rec0 + t0) / HOP) * HOP, 0.95
+    tracker = SpanTracker()
+    spans, held = [], 0
+    for lo in range(0, n, 97):  # any chunking
+        spans += tracker.push(r[lo:lo + 97], tracks[lo:lo + 97], times[lo:lo + 97], scores[lo:lo + 97])
+        held = max(held, tracker.held_segments)
+    spans += tracker.finish()
+    assert [s.track_id for s in spans] == [4, 9]
+    for s, (rec0, rec1, t0) in zip(spans, ((40.0, 70.0, 30.0), (100.0, 150.0, 0.0))):
+        assert abs(s.start_s - rec0) <= 0.2 and abs(s.track_start_s - t0) <= 0.2
+        assert abs(s.start_s + s.duration_s - rec1) <= 0.2 and s.confidence >= 0.35
+    assert held <= 300  # 30 s of hits, not the whole recording

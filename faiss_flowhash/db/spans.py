@@ -98,6 +98,11 @@ class SpanTracker:
             out += self._step(float(segment_times[i]), tracks[i], times[i], scores[i])
         return out
 
+    @property
+    def held_segments(self) -> int:
+        """Segments of hits held now (at most ``history_s / hop_s``, whatever the recording's length)."""
+        return len(self._hist)
+
     def finish(self) -> list[Span]:
         """The end of the recording: the open span, if any."""
         return [self._close()] if self._span is not None else []
