@@ -115,15 +115,15 @@ class ReferenceWindows:
         return out
 
 
-def _peaks(offsets: np.ndarray, votes: np.ndarray, ratio: float, min_sep: float, limit: int) -> list[int]:
-    """Indices of the occurrences among one track's cells (see module docstring, step 2), best first."""
-    order = np.lexsort((offsets, -votes))
-    best = votes[order[0]]
-    taken = [int(order[0])]
-    for i in order[1:]:
-        if votes[i] < ratio * best or len(taken) > limit:
+def _peaks(offsets: np.ndarray, votes: np.ndarray, best: int, ratio: float, min_sep: float, limit: int) -> list[int]:
+    """Indices of the occurrences among one track's cells (module docstring, step 2): ``best`` first."""
+    strong = np.flatnonzero(votes >= ratio * votes[best])
+    order = strong[np.lexsort((offsets[strong], -votes[strong]))]
+    taken = [int(best)]
+    for i in order:
+        if len(taken) > limit:
             break
-        if np.all(np.abs(offsets[i] - offsets[taken]) > min_sep):
+        if min(abs(offsets[i] - offsets[j]) for j in taken) > min_sep:
             taken.append(int(i))
     return taken
 
@@ -177,13 +177,17 @@ def identify(
     if cells is None:
         return []
     n_seg = tracks.shape[0]
-    per_track = []  # (track, [cell indices of the occurrences], union evidence)
-    for tid in np.unique(cells.track):
-        idx = np.flatnonzero(cells.track == tid)
-        occ = idx[_peaks(cells.offset[idx], cells.votes[idx], repeat_ratio, 3 * tolerance_s, MAX_ALTERNATES)]
-        per_track.append((int(tid), occ, cells.union_evidence(occ, n_seg)))
-    # the track ranking: best occurrence's votes, then support, then the lower track id (deterministic)
-    per_track.sort(key=lambda p: (-cells.votes[p[1][0]], -cells.support[p[1][0]], p[0]))
+    # the track ranking: best cell's votes, then support, then the earlier start (deterministic); only the
+    # tracks returned and the runner-up need their occurrences and union evidence
+    rank = np.lexsort((cells.grid, -cells.support, -cells.votes))
+    _, first = np.unique(cells.track[rank], return_index=True)
+    best_cells = rank[np.sort(first)][: top + 1]
+    per_track = []  # (track, [cell indices of the occurrences, best first], union evidence)
+    for c in best_cells:
+        idx = np.flatnonzero(cells.track == cells.track[c])
+        best = int(np.searchsorted(idx, c))
+        occ = idx[_peaks(cells.offset[idx], cells.votes[idx], best, repeat_ratio, 3 * tolerance_s, MAX_ALTERNATES)]
+        per_track.append((int(cells.track[c]), occ, cells.union_evidence(occ, n_seg)))
 
     def candidate(p):
         c = p[1][0]
