@@ -175,5 +175,7 @@ class SpanTracker:
         s, self._span = self._span, None
         self._after = s["last"]
         self._since_detect = 0
-        return Span(track_id=int(s["track"]), start_s=float(s["start"]), track_start_s=float(max(0.0, s["start"] + s["align"])),
-                    duration_s=float(s["last"] + self.window_s - s["start"]), confidence=float(s["confidence"]))
+        # times to the millisecond (segments are hop_s apart; float noise is not information)
+        return Span(track_id=int(s["track"]), start_s=round(float(s["start"]), 3),
+                    track_start_s=round(max(0.0, float(s["start"] + s["align"])), 3),
+                    duration_s=round(float(s["last"] + self.window_s - s["start"]), 3), confidence=float(s["confidence"]))
