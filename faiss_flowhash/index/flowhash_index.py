@@ -323,6 +323,16 @@ class FlowHashIndex:
             raise KeyError(f"id {key} is not in the index")
         return self._engine.reconstruct(np.array([key], np.int64))[0]
 
+    def reconstruct_batch(self, keys) -> np.ndarray:
+        """The stored vectors with ids ``keys`` (m,) as (m, d) float32, in one call; KeyError when one is absent."""
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+        if len(keys) == 0:
+            return np.zeros((0, self.d or 0), np.float32)
+        missing = np.ones(len(keys), bool) if self.d is None else self._rows_of(keys) < 0
+        if missing.any():
+            raise KeyError(f"id {int(keys[np.argmax(missing)])} is not in the index")
+        return self._engine.reconstruct(keys)
+
     def reconstruct_n(self, i0: int = 0, ni: int | None = None) -> np.ndarray:
         """Stored vectors in insertion order, rows i0 .. i0+ni (ni, d) float32."""
         ni = self.ntotal - i0 if ni is None else ni
