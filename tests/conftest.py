@@ -48,7 +48,7 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"{why} (a skip is not allowed here): {reason}"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def espeak():
     """For tests that need espeak-ng: skips without it, except under CI=true, where it fails."""
     from faiss_flowhash.audio import synth

@@ -133,17 +133,6 @@ def measured(model, espeak):
     return hit_rates(model, tracks(espeak))
 
 
-@pytest.fixture(scope="module")
-def espeak():  # module scope: the conftest fixture is per test
-    from conftest import CI
-
-    if not synth.espeak_available():
-        if CI:
-            pytest.fail("CI=true and espeak-ng is not installed (.ci/run installs it)")
-        pytest.skip("espeak-ng not installed")
-    return synth
-
-
 @pytest.mark.parametrize("condition", CONDITIONS)
 def test_hit_rate_floor(measured, condition):
     assert measured[condition] >= FLOORS[condition], measured
