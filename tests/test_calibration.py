@@ -22,6 +22,9 @@ import sys
 import numpy as np
 import pytest
 
+if __name__ == "__main__":  # run as a script: measure the package next to tests/, not an installed one
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 from faiss_flowhash.audio import add_noise, apply_rir, noise_bank, rir_bank, save_audio, synth
 from faiss_flowhash.db import DEFAULT_MIN_CONFIDENCE, FingerprintDB
 

@@ -6,7 +6,9 @@ FlowHashIndex with the model's own quantizer (default probing). Each track is al
 of 1, 2 or 3 s is a slice of those rows (the real query path fingerprints the snippet on its own: only the
 3 + 3 edge log-Mel frames differ). 120 snippets per condition vote for (track, start) with the paper's offset
 consensus (every top-5 hit of window o votes for start = its frame - o); a hit is the right track and
-start. Floors: the hit rate measured with the shipped model minus 5 points (0.05; at most 1.0 - 0.02).
+start. The model alone is also measured without the index: the share of distorted windows whose exact
+top-1 is their clean window, and their mean cosine to it. Floors: the value measured with the shipped
+model minus 5 points (cosine: 0.03), from at most 0.98.
 
 The checksum: the model's fingerprint of a fixed generated wave, 24 values compared at 1e-3, keyed by model
 id, so a front-end change the model id does not see (log-Mel htk -> slaney, n_fft, f_max, ...) fails.
@@ -16,10 +18,15 @@ After shipping a new model, measure and paste the printed FLOORS / CHECKSUMS lin
     python tests/test_model_regression.py
 """
 
+import os
 import sys
 
+import faiss
 import numpy as np
 import pytest
+
+if __name__ == "__main__":  # run as a script: measure the package next to tests/, not an installed one
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from faiss_flowhash import FlowHashIndex
 from faiss_flowhash.audio import Fingerprinter, add_noise, apply_rir, noise_bank, rir_bank, synth
@@ -29,12 +36,16 @@ TRACK_S = 12.0
 N_PER_CONDITION = 120
 LENGTHS_S = (1.0, 2.0, 3.0)
 TOP_K = 5  # hits per window that vote, as the database does
-MARGIN = 0.05
+MARGINS = {"snippet": 0.05, "window": 0.05, "cosine": 0.03}  # floor = measured - margin
 CONDITIONS = ("clean", "noise10", "noise0", "reverb")
 
-# measured with model 063ef8c90201e4ef (python tests/test_model_regression.py); floors = measured - MARGIN
-# (measured: clean 1.000, noise10 0.917, noise0 0.700, reverb 0.875)
-FLOORS = {"clean": 0.930, "noise10": 0.867, "noise0": 0.650, "reverb": 0.825}
+# Measured with model 063ef8c90201e4ef (python tests/test_model_regression.py); floor = measured - MARGINS.
+# The snippet floors are from before the index engine's default became assign="spill" (5a99e63: 0.800,
+# 0.542, 0.792 for noise10 / noise0 / reverb, from 0.917, 0.700, 0.875): a real loss of hits, kept red on
+# purpose until the database probes as before or the drop is accepted (then re-measure).
+FLOORS = {"snippet/clean": 0.930, "snippet/noise10": 0.867, "snippet/noise0": 0.650, "snippet/reverb": 0.825,
+          "window/noise10": 0.930, "window/noise0": 0.899, "window/reverb": 0.889,
+          "cosine/noise10": 0.878, "cosine/noise0": 0.780, "cosine/reverb": 0.894}
 # model id -> fingerprint of checksum_wave(): rows (0, 5, 10), dims 0..7
 CHECKSUMS = {"063ef8c90201e4ef": [[0.0546, -0.0424, 0.135, -0.0779, -0.0971, 0.0113, 0.1001, 0.0707],
                                  [-0.0582, 0.1649, 0.1225, 0.0481, 0.0821, 0.032, 0.025, 0.0375],
@@ -92,26 +103,34 @@ def vote(tracks_: np.ndarray, frames: np.ndarray, scores: np.ndarray) -> tuple[i
     return int(uniq[best, 0]), int(uniq[best, 1])
 
 
-def hit_rates(fp: Fingerprinter, waves: list[np.ndarray]) -> dict[str, float]:
-    """Hit rate per condition (see the module docstring)."""
+def measure(fp: Fingerprinter, waves: list[np.ndarray]) -> dict[str, float]:
+    """Per condition: "snippet/<c>" the snippet hit rate through FlowHashIndex with the model's quantizer at
+    the default settings (as FingerprintDB builds it); for the distorted ones also the model alone,
+    "window/<c>" the share of windows whose exact top-1 (faiss.IndexFlatIP) is their clean window and
+    "cosine/<c>" the mean cosine between a distorted window and its clean one."""
     clean = [fp.fingerprint(x) for x in waves]
     n_windows = [len(e) for e in clean]
     first = np.concatenate([[0], np.cumsum(n_windows)[:-1]])
-    index = FlowHashIndex(fp.dim, quantizer=fp.quantizer)
-    index.add_with_ids(np.concatenate(clean), np.arange(sum(n_windows)))
+    ref = np.concatenate(clean)
+    index, exact = FlowHashIndex(fp.dim, quantizer=fp.quantizer), faiss.IndexFlatIP(fp.dim)
+    index.add_with_ids(ref, np.arange(len(ref)))
+    exact.add(ref)
     owner = np.repeat(np.arange(len(waves)), n_windows)
-    rates = {}
+    out = {}
     for c, condition in enumerate(CONDITIONS):
-        emb = [fp.fingerprint(x) for x in distort(waves, condition)]
-        D, I = index.search(np.concatenate(emb), TOP_K)  # every window of every distorted track, once
+        emb = np.concatenate([fp.fingerprint(x) for x in distort(waves, condition)])  # row i: window i distorted
+        D, I = index.search(emb, TOP_K)  # every window of every distorted track, once
         tr = np.where(I >= 0, owner[np.maximum(I, 0)], -1)
         fr = np.where(I >= 0, I - first[np.maximum(tr, 0)], 0)
         hits = []
         for t, s, L in snippets(n_windows, seed=100 + c):
             rows = slice(first[t] + s, first[t] + s + L)
             hits.append(vote(tr[rows], fr[rows], D[rows]) == (t, s))
-        rates[condition] = float(np.mean(hits))
-    return rates
+        out[f"snippet/{condition}"] = float(np.mean(hits))
+        if condition != "clean":
+            out[f"window/{condition}"] = float(np.mean(exact.search(emb, 1)[1][:, 0] == np.arange(len(ref))))
+            out[f"cosine/{condition}"] = float(np.mean(np.sum(emb * ref, axis=1)))
+    return out
 
 
 def checksum_wave() -> np.ndarray:
@@ -130,18 +149,20 @@ def model():
 
 @pytest.fixture(scope="module")
 def measured(model, espeak):
-    return hit_rates(model, tracks(espeak))
+    return measure(model, tracks(espeak))
 
 
-@pytest.mark.parametrize("condition", CONDITIONS)
-def test_hit_rate_floor(measured, condition):
-    assert measured[condition] >= FLOORS[condition], measured
+@pytest.mark.parametrize("key", list(FLOORS))
+def test_hit_rate_floor(measured, key):
+    assert measured[key] >= FLOORS[key], measured
 
 
 def test_harder_conditions_score_lower(measured):
     """The set is not saturated: each condition can still fall, and noise hurts in order."""
-    assert measured["clean"] >= measured["noise10"] >= measured["noise0"]
-    assert measured["noise0"] < 0.9 and measured["reverb"] < 1.0
+    for m in ("window", "cosine"):
+        assert measured[f"{m}/noise10"] > measured[f"{m}/noise0"]
+    assert measured["snippet/clean"] >= measured["snippet/noise10"] >= measured["snippet/noise0"]
+    assert max(measured[f"snippet/{c}"] for c in CONDITIONS[1:]) < 1.0
 
 
 def test_fingerprint_checksum_of_a_fixed_wave(model):
@@ -156,10 +177,10 @@ def main() -> int:
 
     torch.set_num_threads(1)
     fp = Fingerprinter.load()
-    rates = hit_rates(fp, tracks())
-    floors = {c: round(max(0.0, min(rates[c], 1.0 - 0.02) - MARGIN), 3) for c in CONDITIONS}
-    print(f"# measured with model {fp.model_id}: " + ", ".join(f"{c} {rates[c]:.3f}" for c in CONDITIONS))
-    print("FLOORS = {" + ", ".join(f'"{c}": {floors[c]:.3f}' for c in CONDITIONS) + "}")
+    values = measure(fp, tracks())
+    floors = {k: round(max(0.0, min(v, 1.0 - 0.02) - MARGINS[k.split("/")[0]]), 3) for k, v in values.items()}
+    print(f"# measured with model {fp.model_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
+    print("FLOORS = {" + ",\n          ".join(f'"{k}": {v:.3f}' for k, v in floors.items()) + "}")
     values = np.round(checksum(fp), 4).tolist()
     print(f'CHECKSUMS = {{"{fp.model_id}": {values}}}')
     return 0
