@@ -4,13 +4,14 @@ A small calibration run through the real identification path: 15 generated track
 espeak-ng speech, a chirp) saved as files and ingested into a FingerprintDB with the shipped model;
 snippets of 1-5 s go through ``FingerprintDB.query`` as waves. Positives are cut from the ingested
 tracks (clean, noise 10 dB, reverb + noise 5 dB: eval-split noises and rooms); negatives come from
-audio never ingested (other music, other words and voices, noise, noisy music). A positive is a hit when
+audio never ingested (speech with other words and voices, music of other seeds; clean or noise 10 dB). A positive is a hit when
 the best match is its track at an offset within 50 ms; a negative is a false match when anything matches.
 
 Claims checked at ``DEFAULT_MIN_CONFIDENCE`` (the query's and the CLI's default): no-match on negatives
->= 0.97 and hit rate >= FLOOR (measured - 0.05). And the threshold is where it is for a reason: at
-0.05 false matches get in (no-match < 0.97, so a default of 0.01-0.10 fails the first claim), and at 0.60
-hits drop measurably (>= 0.05 below the default's, so a default of 0.60 fails the floor).
+>= NO_MATCH_FLOOR (0.99: the product claims 0.97, this set measures 1.0) and hit rate >= FLOOR (measured
+- 0.05). And the threshold is where it is for a reason: at 0.05 false matches get in (no-match < 0.97;
+a default of 0.01-0.10 fails the first claim), and at 0.60 hits drop measurably (>= 0.05 below the
+default's; a default of 0.60 fails the floor).
 
 Measure (after a model or consensus change; paste FLOOR):  python tests/test_calibration.py
 """
@@ -30,11 +31,15 @@ from faiss_flowhash.db import DEFAULT_MIN_CONFIDENCE, FingerprintDB
 
 SR = 16000
 TRACK_S = 12.0
-N_POSITIVE, N_NEGATIVE = 120, 120
+N_POSITIVE, N_NEGATIVE = 120, 240
 LOW, HIGH = 0.05, 0.60  # thresholds that must visibly let false matches in / lose hits
 
-# measured with model 063ef8c90201e4ef (python tests/test_calibration.py); FLOOR = measured - 0.05
-FLOOR = 0.0
+# Measured with model 063ef8c90201e4ef (python tests/test_calibration.py). At the default threshold:
+# no-match 1.000 (240 of 240), hit 0.925 before the index engine's default became assign="spill" (5a99e63;
+# 0.833 after it: kept red on purpose until the database probes as before or the drop is accepted).
+# At 0.10: no-match 0.933 (0.963 after 5a99e63), at 0.05: 0.875 (0.883); hit at 0.60: 0.783 (0.617).
+FLOOR = 0.875  # hit rate at the default, measured - 0.05
+NO_MATCH_FLOOR = 0.99  # the claim is >= 0.97; measured 1.000, and a default of 0.10 gives 0.93-0.96
 
 _WORDS = ("river mountain signal window quiet orange table seven green paper morning station silver "
           "garden music yellow ocean winter finger candle market engine silent forest pocket number").split()
@@ -57,10 +62,10 @@ def references(rng) -> list[np.ndarray]:
 
 
 def others(rng) -> list[np.ndarray]:
-    """Audio never ingested: 6 music of other seeds, 4 speech with other words and voices."""
-    out = [synth.synthetic_music(TRACK_S, seed=4000 + i) for i in range(6)]
-    out += [_speech(rng, _OTHER_WORDS, v, i) for i, v in enumerate(("es+f3", "it+m3", "nl+f2", "pt+m2"))]
-    return [np.clip(np.asarray(x, np.float32), -1, 1) for x in out]
+    """Audio never ingested: (music of other seeds (6), speech with other words and voices (6))."""
+    music = [synth.synthetic_music(TRACK_S, seed=4000 + i) for i in range(6)]
+    speech = [_speech(rng, _OTHER_WORDS, v, i) for i, v in enumerate(("es+f3", "it+m3", "nl+f2", "pt+m2", "en+f4", "fr+m1"))]
+    return [np.clip(np.asarray(x, np.float32), -1, 1) for x in music], [np.clip(np.asarray(x, np.float32), -1, 1) for x in speech]
 
 
 def queries(refs, negs, rng) -> list[tuple[str, int, float, np.ndarray]]:
@@ -70,19 +75,19 @@ def queries(refs, negs, rng) -> list[tuple[str, int, float, np.ndarray]]:
     out = []
     for q in range(N_POSITIVE + N_NEGATIVE):
         positive = q < N_POSITIVE
-        kind = ("clean", "noise10", "reverb+noise5")[q % 3] if positive else ("other", "other", "noisy", "noise")[q % 4]
+        # negatives: mostly speech, the hardest to tell apart (the same voice engine, other words and voices)
+        kind = (("clean", "noise10", "reverb+noise5")[q % 3] if positive else
+                ("speech", "speech+noise10", "music", "speech+noise10", "music+noise10", "speech")[q % 6])
         length = float(rng.uniform(1.0, 5.0))
-        src = refs if positive else negs
+        src = refs if positive else negs[0] if kind.startswith("music") else negs[1]
         t = int(rng.integers(len(src)))
         start = float(rng.uniform(0, TRACK_S - length))
         x = src[t][int(round(start * SR)): int(round((start + length) * SR))]
         noise = noises[int(rng.integers(len(noises)))][: len(x)]
-        if kind in ("noise10", "noisy"):
+        if kind.endswith("noise10"):
             x = add_noise(x, noise, 10.0, rng=rng)
         elif kind == "reverb+noise5":
             x = add_noise(apply_rir(x, rooms[int(rng.integers(len(rooms)))]), noise, 5.0, rng=rng)
-        elif kind == "noise":
-            x = 0.1 * noise
         out.append((kind, t if positive else -1, start, np.asarray(x, np.float32)))
     return out
 
@@ -134,7 +139,7 @@ def test_default_threshold_is_the_documented_one_everywhere():
 
 
 def test_default_threshold_says_no_match_to_audio_not_ingested(calibration):
-    assert rates(calibration)["no_match"] >= 0.97, rates(calibration)
+    assert rates(calibration)["no_match"] >= max(0.97, NO_MATCH_FLOOR), rates(calibration)
 
 
 def test_default_threshold_keeps_the_hits(calibration):
@@ -167,7 +172,7 @@ def main() -> int:
         print(kind, np.mean([r["right"] and r["confidence"] >= DEFAULT_MIN_CONFIDENCE for r in rows if r["kind"] == kind]))
     neg = sorted((r["confidence"] for r in rows if not r["positive"]), reverse=True)
     print("largest negative confidences", [round(c, 3) for c in neg[:8]])
-    print(f"FLOOR = {round(d['hit'] - 0.05, 3)}")
+    print(f"FLOOR = {round(d['hit'] - 0.05, 3)}  # no-match at the default: {d['no_match']:.3f}")
     return 0
 
 
