@@ -94,3 +94,15 @@ def test_augment_batches_and_bad_input(wave):
         D.Distortion.from_dict({"offset": 0.1})
     with pytest.raises(ValueError, match="length"):
         D.render(wave, D.Distortion(), start=0, length=wave.size + 1)
+
+
+def test_every_condition_renders(wave):
+    rng = np.random.default_rng(2)
+    for name in D.CONDITIONS:
+        d = D.condition(name, rng, n_noises=3, n_rooms=2)
+        assert d.room is None or d.room.split == "eval"
+        assert d.noise is None or d.noise.split == "eval"
+        y = D.render(wave, d, start=SR, length=SR)
+        assert y.shape == (SR,) and np.isfinite(y).all()
+    with pytest.raises(ValueError, match="condition"):
+        D.condition("underwater", rng)

@@ -47,6 +47,8 @@ __all__ = [
     "render",
     "render_window",
     "draw",
+    "CONDITIONS",
+    "condition",
     "noise_clip",
     "room_rir",
     "DistortionAugment",
@@ -446,6 +448,57 @@ def draw(rng: np.random.Generator, profile: str | Profile = "train") -> Distorti
         codec = Codec(str(rng.choice(["mp3", "vorbis", "opus"], p=[0.45, 0.45, 0.1])), float(rng.uniform(0.5, 1.0)))
     offset = float(rng.uniform(-p.max_offset_s, p.max_offset_s)) if p.max_offset_s else 0.0
     return Distortion(offset_s=offset, room=room, noise=noise, eq=eq, gain_db=gain, clip_db=clip, codec=codec)
+
+
+# Named evaluation conditions (Table 1 and the issue-11 extras): each is a recipe; ``condition`` draws the
+# clip, room, phase and jitter from the eval split with the generator it is given.
+CONDITIONS = ("clean", "noise", "reverb", "noise+reverb", "bursty", "phone", "phone+noise", "laptop+room",
+              "codec", "gain+clip")
+
+
+def condition(name: str, rng: np.random.Generator, *, snr_db: float = 10.0, bank_seed: int = 0, n_noises: int = 16,
+              n_rooms: int = 16, split: str = "eval", rt60_range: tuple[float, float] = (0.2, 0.8),
+              offset_s: float = 0.0) -> Distortion:
+    """A :class:`Distortion` for the evaluation condition ``name`` (one of :data:`CONDITIONS`).
+
+    "noise": a steady noise clip at ``snr_db``; "reverb": a room with RT60 in ``rt60_range``;
+    "noise+reverb": both; "bursty": cafe-like bursts (0.2-1.5 s, duty 0.3-0.7, 20-30 dB down between)
+    at ``snr_db`` during bursts; "phone": 300-3400 Hz phone band (playback through a phone: its
+    loudspeaker's band, jittered) + 20 dB noise; "phone+noise": the phone band at ``snr_db``;
+    "laptop+room": a laptop microphone's EQ in a room with ``snr_db`` noise; "codec": MP3 or Opus at
+    a low bitrate; "gain+clip": -12..+6 dB and clipping 3-8 dB below the peak. Noise clips and rooms
+    come from ``split`` of the banks seeded ``bank_seed``.
+    """
+    if name not in CONDITIONS:
+        raise ValueError(f"condition: expected one of {CONDITIONS}, got {name!r}")
+    _check_split(split)
+
+    def room():
+        return Room(bank_seed, int(rng.integers(n_rooms)), split, rt60_range)
+
+    def noise(snr, bursty=0.0):
+        return Noise(bank_seed, int(rng.integers(n_noises)), split, snr_db=float(snr), phase=float(rng.random()),
+                     bursty=bursty, duty=float(rng.uniform(0.3, 0.7)), floor_db=float(rng.uniform(-30, -20)))
+
+    kw: dict = {"offset_s": offset_s}
+    if name in ("noise", "noise+reverb"):
+        kw["noise"] = noise(snr_db)
+    if name in ("reverb", "noise+reverb", "laptop+room"):
+        kw["room"] = room()
+    if name == "bursty":
+        kw["noise"] = noise(snr_db, bursty=float(rng.uniform(0.2, 1.5)))
+    if name in ("phone", "phone+noise"):
+        kw["eq"] = _jitter_eq(EQ_PRESETS[str(rng.choice(["phone", "phone_speaker"]))], rng)
+        kw["noise"] = noise(20.0 if name == "phone" else snr_db)
+    if name == "laptop+room":
+        kw["eq"] = _jitter_eq(EQ_PRESETS["laptop"], rng)
+        kw["noise"] = noise(snr_db)
+    if name == "codec":
+        kw["codec"] = Codec(str(rng.choice(["mp3", "opus"])), float(rng.uniform(0.8, 1.0)))
+    if name == "gain+clip":
+        kw["gain_db"] = float(rng.uniform(-12, 6))
+        kw["clip_db"] = float(rng.uniform(3, 8))
+    return Distortion(**kw)
 
 
 class DistortionAugment:
