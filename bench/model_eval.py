@@ -13,11 +13,13 @@ product search (faiss.IndexFlatIP) over all reference windows (1 s every 100 ms)
 - ``3s track`` / ``3s offset``: the 21 windows of the 3 s snippet vote with their top-1 for
   (track, start = reference time - window offset) in 100 ms bins (two neighbouring bins pooled); the
   winner is the right track / and its mean start is within 50 ms of the truth;
-- ``3s offset FH``: the same vote over the FlowHashIndex (the model's own flow quantizer, r = 1.0,
+- ``+repeats``: ``3s offset``, or the right track at a start whose 3 s of audio correlate >= 0.95 with
+  the true start's (an exact repeat: loops, refrains);
+- ``offset FH``: the 3 s offset (without repeats) from the same vote over the FlowHashIndex (the model's own flow quantizer, r = 1.0,
   r~ = 1.25) instead of exact search.
 
     python bench/model_eval.py --models faiss_flowhash/models/default.pt /work/model_runs/r1/final.pt \
-        --corpus bench/data/corpus --n 150 --md bench/results/model.md
+        --corpus bench/data/corpus --n 100 --cache-dir /work/model_runs/eval_cache --json out.json
 """
 
 from __future__ import annotations
@@ -114,10 +116,35 @@ def vote(tops, ref_track, ref_time):
     return int(best // 10_000_000), float(np.median(st[sel]))
 
 
-def evaluate(fp, names, waves, queries, rendered, *, flowhash=True):
+def _cached(cache_dir, key, fn):
+    """fn() -> list of arrays, cached as an .npz under cache_dir by key (None: no cache)."""
+    import hashlib
+
+    if cache_dir is None:
+        return fn(), False
+    path = os.path.join(cache_dir, hashlib.sha256(key.encode()).hexdigest()[:16] + ".npz")
+    if os.path.exists(path):
+        z = np.load(path)
+        return np.split(z["x"], np.cumsum(z["n"])[:-1]), True
+    out = fn()
+    os.makedirs(cache_dir, exist_ok=True)
+    np.savez(path, x=np.concatenate(out), n=np.array([len(a) for a in out]))
+    return out, False
+
+
+def _repeat(wave, a, b, length, min_corr):
+    """True when the audio at sample a and at sample b (length samples) correlate >= min_corr."""
+    if min(a, b) < 0 or max(a, b) + length > len(wave):
+        return False
+    x, y = wave[a:a + length].astype(np.float64), wave[b:b + length].astype(np.float64)
+    den = np.sqrt(np.dot(x, x) * np.dot(y, y))
+    return bool(den > 0 and np.dot(x, y) / den >= min_corr)
+
+
+def evaluate(fp, names, waves, queries, rendered, *, flowhash=True, cache_dir=None, repeat_corr=0.95):
     t0 = time.perf_counter()
-    refs = [fp.fingerprint(w) for w in waves]
-    t_ref = time.perf_counter() - t0
+    refs, cached = _cached(cache_dir, json.dumps(["ref", fp.model_id, names]), lambda: [fp.fingerprint(w) for w in waves])
+    t_ref = float("nan") if cached else time.perf_counter() - t0
     x = np.concatenate(refs)
     ref_track = np.concatenate([np.full(len(r), t) for t, r in enumerate(refs)])
     ref_time = np.concatenate([np.arange(len(r)) * HOP for r in refs])
@@ -128,7 +155,8 @@ def evaluate(fp, names, waves, queries, rendered, *, flowhash=True):
         index = FlowHashIndex(x.shape[1], quantizer=fp.quantizer, r=1.0, r_query=1.25)
         index.verbose = False
         index.add(x)
-    qf = [fp.fingerprint(a) for a in rendered]
+    qkey = json.dumps(["q", fp.model_id, names, [(lab, t, s, d.to_dict()) for lab, t, s, d in queries]])
+    qf, _ = _cached(cache_dir, qkey, lambda: [fp.fingerprint(a) for a in rendered])
     cnt = [len(q) for q in qf]
     Q = np.concatenate(qf)
     _, I = flat.search(Q, 1)
@@ -140,12 +168,14 @@ def evaluate(fp, names, waves, queries, rendered, *, flowhash=True):
     res = {}
     for qi, (label, t, start, d) in enumerate(queries):
         s_true = (start + round(d.offset_s * SR)) / SR
-        r = res.setdefault(label, {"seg": [], "track": [], "offset": [], "offset_fh": []})
+        r = res.setdefault(label, {"seg": [], "track": [], "offset": [], "offset_rep": [], "offset_fh": []})
         top0 = I[qi][0]
         r["seg"].append(bool(ref_track[top0] == t and abs(ref_time[top0] - s_true) <= 0.05 + 1e-9))
         tr, st = vote(I[qi], ref_track, ref_time)
         r["track"].append(tr == t)
         r["offset"].append(bool(tr == t and abs(st - s_true) <= 0.05 + 1e-9))
+        r["offset_rep"].append(bool(r["offset"][-1] or (tr == t and _repeat(
+            waves[t], int(round(s_true * SR)), int(round(st * SR)), 3 * SR, repeat_corr))))
         if IF is not None:
             tr, st = vote(IF[qi], ref_track, ref_time)
             r["offset_fh"].append(bool(tr == t and abs(st - s_true) <= 0.05 + 1e-9))
@@ -156,18 +186,19 @@ def evaluate(fp, names, waves, queries, rendered, *, flowhash=True):
 
 def md_table(results, models, set_name):
     labels = [c[0] for c in CONDITIONS]
+    keys = ("seg", "track", "offset", "offset_rep", "offset_fh")
     lines = [f"#### {set_name}", "", "| condition | " + " | ".join(
-        f"{m}: seg / 3s track / 3s offset / 3s offset FH" for m in models) + " |",
+        f"{m}: seg / 3s track / 3s offset / +repeats / offset FH" for m in models) + " |",
         "|---|" + "---|" * len(models)]
     for lab in labels + ["mean"]:
         cells = []
         for m in models:
             tb = results[m]["table"]
             if lab == "mean":
-                v = {k: np.mean([tb[lb][k] for lb in labels]) for k in ("seg", "track", "offset", "offset_fh")}
+                v = {k: np.mean([tb[lb][k] for lb in labels]) for k in keys}
             else:
                 v = tb[lab]
-            cells.append(" / ".join(f"{v[k]:.1f}" for k in ("seg", "track", "offset", "offset_fh")))
+            cells.append(" / ".join(f"{v[k]:.1f}" for k in keys))
         lines.append(f"| {lab} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -186,6 +217,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     p.add_argument("--no-flowhash", action="store_true")
+    p.add_argument("--cache-dir", default=None, help="cache reference and query fingerprints per model here")
+    p.add_argument("--repeat-corr", type=float, default=0.95,
+                   help="+repeats: a start that is off still counts when its 3 s of audio correlate this much with the truth")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
@@ -205,7 +239,8 @@ def main(argv=None):
             f"rendered in {time.perf_counter() - t0:.0f} s")
         res = {}
         for m, fp in fps.items():
-            res[m] = evaluate(fp, names, waves, queries, rendered, flowhash=not args.no_flowhash)
+            res[m] = evaluate(fp, names, waves, queries, rendered, flowhash=not args.no_flowhash,
+                              cache_dir=args.cache_dir, repeat_corr=args.repeat_corr)
             log(f"{set_name} {m}: " + json.dumps({k: v for k, v in res[m].items() if k != "table"}, default=float))
         out["sets"][set_name] = {"n_tracks": len(names), "n_per_condition": args.n, "results": res,
                                  "markdown": md_table(res, list(fps), f"{set_name} ({len(names)} tracks, "
