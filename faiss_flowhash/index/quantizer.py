@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from .balance import code_balance
 from .checks import as_matrix
 from .codes import pack_codes
+from .errors import NotTrainedError
 from .flow import RealNVP
 from .gaussianize import Gaussianizer
 from .prior import code_cross_entropy, two_mode_log_prob
@@ -315,8 +316,6 @@ class FlowQuantizer:
     # -- inference --------------------------------------------------------------------------------
     def _require_trained(self) -> None:
         if not self.is_trained:
-            from .index import NotTrainedError
-
             raise NotTrainedError("quantizer is not trained: call train(x) first")
 
     def encode(self, x, *, batch_size: int = 65536) -> np.ndarray:
@@ -346,8 +345,20 @@ class FlowQuantizer:
         arrays.update({f"gauss.{k}": v.detach().cpu().numpy() for k, v in self.gauss.state_dict().items()})
         return header, arrays
 
+    def state_dict(self) -> dict:
+        """Everything to rebuild self as one flat dict of numpy arrays (the header JSON-encoded under
+        ``"__header__"``): the single codec used by :meth:`to_bytes` and by the index's files."""
+        header, arrays = self.state()
+        return {"__header__": np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays}
+
     @classmethod
-    def from_state(cls, header: dict, arrays: dict) -> "FlowQuantizer":
+    def from_state(cls, header: dict, arrays: dict | None = None) -> "FlowQuantizer":
+        """Inverse of :meth:`state_dict` (one dict) or of :meth:`state` (header, arrays)."""
+        if arrays is None:
+            arrays = dict(header)
+            if "__header__" not in arrays:
+                raise ValueError("quantizer state: no '__header__' entry")
+            header = json.loads(np.asarray(arrays.pop("__header__"), np.uint8).tobytes())
         config = QuantizerConfig(**{**header["config"], "device": "cpu"})
         q = cls(header["d"], header["K"], config=config)
         for prefix, module in (("projection.", q.projection), ("flow.", q.flow), ("gauss.", q.gauss)):
@@ -361,9 +372,8 @@ class FlowQuantizer:
 
     def to_bytes(self) -> bytes:
         """Serialize to bytes (npz with a JSON header)."""
-        header, arrays = self.state()
         buf = io.BytesIO()
-        np.savez(buf, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+        np.savez(buf, **self.state_dict())
         return buf.getvalue()
 
     @classmethod
@@ -371,8 +381,7 @@ class FlowQuantizer:
         """Inverse of :meth:`to_bytes`."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-            header = json.loads(arrays.pop("__header__").tobytes())
-        except Exception as e:  # zipfile/json errors of a foreign or truncated payload
+                state = {k: z[k] for k in z.files}
+        except Exception as e:  # zipfile errors of a foreign or truncated payload
             raise ValueError(f"not a serialized FlowQuantizer: {e}") from None
-        return cls.from_state(header, arrays)
+        return cls.from_state(state)
