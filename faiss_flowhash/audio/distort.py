@@ -148,7 +148,7 @@ EQ_PRESETS: dict[str, EQ] = {
 class Codec:
     """Lossy round trip through libsndfile: ``kind`` "mp3", "opus" or "vorbis" at ``level`` in [0, 1]
     (libsndfile's compression level: 0 = best quality, 1 = smallest file; for MP3 at 16 kHz 0.9 is
-    about 26 kbit/s, for Opus about 37 kbit/s)."""
+    about 26 kbit/s, for Opus about 37 kbit/s; levels above 0.95 render as 0.95)."""
 
     kind: str = "mp3"
     level: float = 0.8
@@ -305,7 +305,9 @@ def _codec(x: np.ndarray, c: Codec) -> np.ndarray:
     peak = float(np.max(np.abs(x))) if x.size else 0.0
     scale = 0.95 / peak if peak > 0.95 else 1.0  # the codec sees the float range [-1, 1]
     buf = io.BytesIO()
-    sf.write(buf, (x * scale).astype(np.float32), SAMPLE_RATE, format=fmt, subtype=sub, compression_level=float(c.level))
+    # libsndfile's MP3 encoder rejects some levels near 1 (seen at 0.99993): levels cap at 0.95
+    sf.write(buf, (x * scale).astype(np.float32), SAMPLE_RATE, format=fmt, subtype=sub,
+             compression_level=min(float(c.level), 0.95))
     buf.seek(0)
     y, _ = sf.read(buf, dtype="float32")
     y = y if y.ndim == 1 else y[:, 0]
@@ -445,7 +447,7 @@ def draw(rng: np.random.Generator, profile: str | Profile = "train") -> Distorti
     clip = float(rng.uniform(*p.clip_db)) if u[5] < p.p_clip else 0.0
     codec = None
     if u[6] < p.p_codec:
-        codec = Codec(str(rng.choice(["mp3", "vorbis", "opus"], p=[0.45, 0.45, 0.1])), float(rng.uniform(0.5, 1.0)))
+        codec = Codec(str(rng.choice(["mp3", "vorbis", "opus"], p=[0.45, 0.45, 0.1])), float(rng.uniform(0.5, 0.95)))
     offset = float(rng.uniform(-p.max_offset_s, p.max_offset_s)) if p.max_offset_s else 0.0
     return Distortion(offset_s=offset, room=room, noise=noise, eq=eq, gain_db=gain, clip_db=clip, codec=codec)
 
@@ -494,7 +496,7 @@ def condition(name: str, rng: np.random.Generator, *, snr_db: float = 10.0, bank
         kw["eq"] = _jitter_eq(EQ_PRESETS["laptop"], rng)
         kw["noise"] = noise(snr_db)
     if name == "codec":
-        kw["codec"] = Codec(str(rng.choice(["mp3", "opus"])), float(rng.uniform(0.8, 1.0)))
+        kw["codec"] = Codec(str(rng.choice(["mp3", "opus"])), float(rng.uniform(0.8, 0.95)))
     if name == "gain+clip":
         kw["gain_db"] = float(rng.uniform(-12, 6))
         kw["clip_db"] = float(rng.uniform(3, 8))
