@@ -10,10 +10,8 @@
 ((5, 1), 'int64')
 """
 
-from .balance import bucket_balance
-from .index import FlowHashIndex, NotTrainedError, SearchStats
-from .quantizer import FlowQuantizer, QuantizerConfig, TrainReport
-from .serialize import deserialize_index, read_index, serialize_index, write_index
+from .index import (FlowHashIndex, FlowQuantizer, NotTrainedError, QuantizerConfig, SearchStats, TrainReport,
+                    bucket_balance, deserialize_index, read_index, serialize_index, write_index)
 
 __version__ = "0.1.0"
 

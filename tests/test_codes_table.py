@@ -4,8 +4,8 @@ import numpy as np
 from hypothesis import given, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from faiss_flowhash.codes import expand_codes, pack_codes, probe_codes
-from faiss_flowhash.table import BucketTable, gather_ranges
+from faiss_flowhash.index.codes import expand_codes, pack_codes, probe_codes
+from faiss_flowhash.index.table import BucketTable, gather_ranges
 
 latents = st.integers(1, 8).flatmap(
     lambda K: arrays(np.float32, st.tuples(st.integers(0, 12), st.just(K)),

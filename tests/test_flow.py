@@ -3,9 +3,9 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from faiss_flowhash.flow import RealNVP
-from faiss_flowhash.gaussianize import Gaussianizer, two_mode_quantile
-from faiss_flowhash.prior import code_cross_entropy, two_mode_log_prob, sample_two_mode
+from faiss_flowhash.index.flow import RealNVP
+from faiss_flowhash.index.gaussianize import Gaussianizer, two_mode_quantile
+from faiss_flowhash.index.prior import code_cross_entropy, two_mode_log_prob, sample_two_mode
 
 
 def _random_flow(K, seed=0, n_layers=4):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import faiss_flowhash as ffh
-from faiss_flowhash.projection import contrast_directions, decorrelation_penalty, triplet_loss
+from faiss_flowhash.index.projection import contrast_directions, decorrelation_penalty, triplet_loss
 
 
 def _mixture(n, d=12, seed=0):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import faiss_flowhash as ffh
-from faiss_flowhash.serialize import FORMAT_VERSION, MAGIC
+from faiss_flowhash.index.serialize import FORMAT_VERSION, MAGIC
 
 
 @pytest.fixture(scope="module")

@@ -235,7 +235,7 @@ class Fingerprinter:
             raise ValueError(f"{source}: weights do not match the stored config ({e})") from e
         quantizer, qbytes = None, None
         if state.get("quantizer") is not None:
-            from ..quantizer import FlowQuantizer
+            from ..index import FlowQuantizer
 
             qbytes = state["quantizer"].numpy().tobytes()
             quantizer = FlowQuantizer.from_bytes(qbytes)

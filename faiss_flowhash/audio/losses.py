@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..projection import triplet_loss as _projection_triplet_loss
+from ..index.projection import triplet_loss as _projection_triplet_loss
 
 __all__ = ["contrastive_loss", "triplet_loss", "pretrain_loss"]
 

@@ -210,7 +210,7 @@ def fingerprint_pairs(
 
 def train_quantizer(e: np.ndarray, e_pos: np.ndarray, *, K: int = 16, quantizer: dict | None = None):
     """Train the lead's FlowQuantizer on fingerprints e (n, d) with positives e_pos (n, d); returns it."""
-    from ..quantizer import FlowQuantizer, QuantizerConfig
+    from ..index import FlowQuantizer, QuantizerConfig
 
     q = FlowQuantizer(e.shape[1], K=K, config=QuantizerConfig(**(quantizer or {})))
     q.train(e, x_pos=e_pos)

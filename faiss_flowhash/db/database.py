@@ -55,9 +55,7 @@ from tqdm import tqdm
 
 from ..audio.fingerprinter import Fingerprinter
 from ..audio.io import AudioDecodeError, content_hash, load_audio
-from ..index import FlowHashIndex
-from ..quantizer import FlowQuantizer, QuantizerConfig
-from ..serialize import read_index, write_index
+from ..index import FlowHashIndex, FlowQuantizer, QuantizerConfig, read_index, write_index
 from .consensus import DEFAULT_MIN_CONFIDENCE, match_confidence, refine_offset, vote_offsets
 from .files import expand_paths
 from .ids import decode_ids, encode_ids

@@ -14,18 +14,15 @@ import numpy as np
 
 from .checks import as_ids, as_matrix, check_k
 from .codes import expand_codes, pack_codes, probe_codes
+from .errors import NotTrainedError
 from .balance import code_balance
 from .quantizer import FlowQuantizer, QuantizerConfig
 from .scoring import topk_candidates, worst_value
 from .table import BucketTable
 
-__all__ = ["FlowHashIndex", "SearchStats", "NotTrainedError"]
+__all__ = ["FlowHashIndex", "SearchStats"]
 
 _METRICS = {faiss.METRIC_INNER_PRODUCT: "inner_product", faiss.METRIC_L2: "L2"}
-
-
-class NotTrainedError(RuntimeError, ValueError):
-    """The index (or quantizer) is used before it was trained."""
 
 
 @dataclass
@@ -255,7 +252,7 @@ class FlowHashIndex:
         return np.unique(self._codes, return_counts=True)[1]
 
     def balance(self) -> dict:
-        """Balance of the primary codes (see :func:`faiss_flowhash.balance.bucket_balance`)."""
+        """Balance of the primary codes (see :func:`faiss_flowhash.index.balance.bucket_balance`)."""
         return code_balance(self._codes, self.K)
 
     def memory_bytes(self) -> int:

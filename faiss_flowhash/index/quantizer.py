@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from .balance import code_balance
 from .checks import as_matrix
 from .codes import pack_codes
+from .errors import NotTrainedError
 from .flow import RealNVP
 from .gaussianize import Gaussianizer
 from .prior import code_cross_entropy, two_mode_log_prob
@@ -315,8 +316,6 @@ class FlowQuantizer:
     # -- inference --------------------------------------------------------------------------------
     def _require_trained(self) -> None:
         if not self.is_trained:
-            from .index import NotTrainedError
-
             raise NotTrainedError("quantizer is not trained: call train(x) first")
 
     def encode(self, x, *, batch_size: int = 65536) -> np.ndarray:

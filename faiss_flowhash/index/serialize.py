@@ -13,7 +13,7 @@ import tempfile
 
 import numpy as np
 
-from .index import FlowHashIndex
+from .flowhash_index import FlowHashIndex
 from .quantizer import FlowQuantizer
 
 __all__ = ["FORMAT_VERSION", "serialize_index", "deserialize_index", "write_index", "read_index"]
