@@ -4,10 +4,6 @@ also under concurrent requests; bad uploads get clear 4xx answers."""
 
 import io
 import os
-import signal
-import subprocess
-import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -21,9 +17,9 @@ import soundfile as sf  # noqa: E402
 
 from faiss_flowhash.audio import Fingerprinter, save_audio, synth  # noqa: E402
 from faiss_flowhash.db import FingerprintDB  # noqa: E402
+from faiss_flowhash.serve import ServeProcess  # noqa: E402
 
 SR = 16000
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_UPLOAD_MB = 0.5  # ~16 s of 16-bit PCM: "too large" needs little data
 MAX_DURATION_S = 12.0
 
@@ -32,34 +28,6 @@ def _wav_bytes(wave, subtype="PCM_16") -> bytes:
     buf = io.BytesIO()
     sf.write(buf, wave, SR, format="WAV", subtype=subtype)
     return buf.getvalue()
-
-
-class Server:
-    """``python -m faiss_flowhash.cli serve DB --port 0 ...`` started as a process; ``url`` once it listens."""
-
-    def __init__(self, db_path, *args):
-        cmd = [sys.executable, "-m", "faiss_flowhash.cli", "serve", db_path, "--port", "0", "--workers", "4",
-               "--exit-after", "600", *args]
-        env = {**os.environ, "PYTHONPATH": ROOT}
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = []
-        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout=240)  # imports torch and loads the model: seconds, more on a loaded machine
-        if not line or not line[0].startswith("serving on http://127.0.0.1:"):
-            self.stop()
-            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read()[-2000:]}")
-        self.url = line[0].split()[2]
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +47,14 @@ def served(tmp_path_factory):
     db_path = str(root / "db")
     with FingerprintDB(db_path, model) as db:
         assert db.ingest([str(audio)]).ok
-    server = Server(db_path, "--max-upload-mb", str(MAX_UPLOAD_MB), "--max-duration", str(MAX_DURATION_S),
-                    "--path-root", str(audio))
+    server = ServeProcess(db_path, "--workers", 4, "--max-upload-mb", MAX_UPLOAD_MB, "--max-duration", MAX_DURATION_S,
+                          "--path-root", str(audio))
     db = FingerprintDB(db_path, model, readonly=True)
     try:
         yield {"url": server.url, "db": db, "waves": waves, "audio": audio, "root": root}
     finally:
         db.close()
-        assert server.stop() == 0  # SIGTERM: finished requests, closed, exit status 0
+        assert server.stop() == 0, server.stderr  # SIGTERM: running requests finish, exit status 0
 
 
 def _snippet(served, track: int, start_s: float, length_s: float = 3.0) -> np.ndarray:

@@ -4,9 +4,10 @@ Needs the ``serve`` extra (Flask, waitress): ``pip install "faiss-flowhash[serve
 """
 
 from .config import ServeConfig
+from .process import ServeProcess
 from .server import add_serve_arguments, make_server, run_serve
 
-__all__ = ["ServeConfig", "create_app", "make_server", "add_serve_arguments", "run_serve"]
+__all__ = ["ServeConfig", "ServeProcess", "create_app", "make_server", "add_serve_arguments", "run_serve"]
 
 
 def __getattr__(name):
