@@ -156,6 +156,12 @@ class ShardedFlowHashIndex:
         infos = self._ray.get([s.info.remote() for s in self._shards])
         self._counts = np.array([i["ntotal"] for i in infos], np.int64)
 
+    def start(self) -> "ShardedFlowHashIndex":
+        """Start the actors now (else the first ``add`` does): each is a process importing torch and faiss."""
+        if not self._shards:
+            self._start_shards()
+        return self
+
     def close(self) -> None:
         """End the actors (and the local Ray if this object started it); idempotent."""
         for s in self._shards:
