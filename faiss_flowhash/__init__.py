@@ -10,7 +10,7 @@
 ((5, 1), 'int64')
 """
 
-from .index import (FlowHashIndex, FlowQuantizer, NotTrainedError, QuantizerConfig, SearchStats, TrainReport,
+from .index import (FlowHashIndex, FlowQuantizer, NotTrainedError, QuantizerConfig, SearchParams, SearchStats, TrainReport,
                     bucket_balance, deserialize_index, read_index, serialize_index, write_index)
 
 __version__ = "0.1.0"
@@ -25,6 +25,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'faiss_flowhash' has no attribute {name!r}")
 
 __all__ = [
-    "FlowHashIndex", "FlowQuantizer", "QuantizerConfig", "TrainReport", "SearchStats", "NotTrainedError",
+    "FlowHashIndex", "FlowQuantizer", "QuantizerConfig", "TrainReport", "SearchParams", "SearchStats", "NotTrainedError",
     "write_index", "read_index", "serialize_index", "deserialize_index", "bucket_balance", "Fingerprinter",
 ]

@@ -1,11 +1,12 @@
 import itertools
 
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from faiss_flowhash.index.codes import expand_codes, pack_codes, probe_codes
-from faiss_flowhash.index.table import BucketTable, gather_ranges
+from faiss_flowhash.index.bucket_map import BucketMap, gather_ranges
 
 latents = st.integers(1, 8).flatmap(
     lambda K: arrays(np.float32, st.tuples(st.integers(0, 12), st.just(K)),
@@ -53,43 +54,38 @@ def test_probe_codes_max_probes_keeps_the_cheapest():
     np.testing.assert_allclose(cost, [0, 0.1, 0.2], atol=1e-6)
 
 
-@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 30)), max_size=60), st.integers(0, 3))
-def test_bucket_table_matches_a_dict(entries, n_batches):
-    table, ref = BucketTable(), {}
-    chunks = np.array_split(np.arange(len(entries)), n_batches + 1)
-    for ch in chunks:
-        codes = np.array([entries[i][0] for i in ch], np.uint64)
-        rows = np.array([entries[i][1] for i in ch], np.int64)
-        table.add(codes, rows)
-    for c, r in entries:
-        ref.setdefault(c, []).append(r)
+@given(st.lists(st.integers(0, 40), max_size=60), st.integers(0, 3))
+def test_bucket_map_matches_a_dict(codes, n_batches):
+    """Every code gets one list, the same list on every add; lists are numbered densely in order of
+    first appearance of a batch; absent codes are not found."""
+    m, ref = BucketMap(), {}
+    for ch in np.array_split(np.array(codes, np.uint64), n_batches + 1):
+        lists = m.add_lists(ch)
+        for c, lst in zip(ch.tolist(), lists.tolist()):
+            assert ref.setdefault(c, lst) == lst
+    assert m.n_lists == len(ref) == len(m)
+    assert sorted(ref.values()) == list(range(len(ref)))
     probe = np.arange(45, dtype=np.uint64)
-    starts, lengths = table.lookup(probe)
+    starts, lengths = m.lookup(probe)
     for c, s, n in zip(probe.tolist(), starts, lengths):
-        assert sorted(table.rows[s : s + n].tolist()) == sorted(ref.get(c, []))
+        assert m.lists[s : s + n].tolist() == ([ref[c]] if c in ref else [])
+    back = BucketMap.from_state(m.state())
+    assert back.lists.tolist() == m.lists.tolist() and back.keys.tolist() == m.keys.tolist()
 
 
-def test_bucket_table_remove_rows_renumbers():
-    t = BucketTable()
-    t.add(np.array([5, 5, 7, 9], np.uint64), np.array([0, 1, 2, 3]))
-    keep = np.array([True, False, True, True])
-    t.remove_rows(keep)
-    s, n = t.lookup(np.array([5, 7, 9, 11], np.uint64))
-    assert [t.rows[a : a + b].tolist() for a, b in zip(s, n)] == [[0], [1], [2], []]
+def test_bucket_map_probe_matrix_and_groups():
+    m = BucketMap()
+    m.add_lists(np.array([5, 7, 9], np.uint64))  # lists 0, 1, 2
+    # a split bucket: code 7 owns the group [1, 3] (what splitting an oversized bucket produces)
+    m.lists = np.array([0, 1, 3, 2]); m.offsets = np.array([0, 1, 3, 4]); m.n_lists = 4
+    A = m.probe_matrix(np.array([0, 0, 0, 1]), np.array([9, 11, 7, 5], np.uint64), 3)
+    assert A.tolist() == [[2, 1, 3], [0, -1, -1], [-1, -1, -1]]  # absent code 11 dropped, query 2 probes nothing
+    assert m.add_lists(np.array([7], np.uint64)).tolist() == [3], "new vectors go to the last list of a group"
+    with pytest.raises(ValueError, match="do not fit"):
+        BucketMap.from_state({**m.state(), "offsets": np.array([0, 1, 3])})
 
 
 def test_gather_ranges():
     out = gather_ranges(np.array([5, 0, 10]), np.array([2, 0, 3]))
     assert out.tolist() == [5, 6, 10, 11, 12]
     assert gather_ranges(np.array([], np.int64), np.array([], np.int64)).tolist() == []
-
-
-def test_candidates_budget_and_dedupe():
-    t = BucketTable()
-    t.add(np.array([1, 1, 2, 2, 3], np.uint64), np.array([0, 1, 1, 2, 3]))
-    qidx = np.array([0, 0, 0, 1])
-    codes = np.array([1, 2, 3, 3], np.uint64)
-    q, r, n = t.candidates(qidx, codes, budget=None, n_rows=4)
-    assert (q.tolist(), r.tolist(), n) == ([0, 0, 0, 0, 1], [0, 1, 2, 3, 3], 4)  # row 1 counted once
-    q, r, n = t.candidates(qidx, codes, budget=2, n_rows=4)
-    assert (q.tolist(), r.tolist(), n) == ([0, 0, 1], [0, 1, 3], 2)  # query 0 stops after its first probe

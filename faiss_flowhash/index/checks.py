@@ -4,9 +4,14 @@ import numpy as np
 
 __all__ = ["as_matrix", "as_ids", "check_k"]
 
+_MAX_ID = int(np.iinfo(np.int64).max)
+
 
 def as_matrix(x, d: int, *, name: str = "x", allow_empty: bool = True) -> np.ndarray:
     """Return x as a C-contiguous float32 array of shape (n, d), or raise.
+
+    Integer arrays are accepted and converted (as faiss's Python layer does); bool, complex, string
+    and object arrays are not.
 
     Raises:
         TypeError: x is not an array of real numbers (object, string, complex, bool arrays).
@@ -16,7 +21,7 @@ def as_matrix(x, d: int, *, name: str = "x", allow_empty: bool = True) -> np.nda
         x = x.detach().cpu().numpy()
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
-        raise TypeError(f"{name}: expected a float array, got dtype {arr.dtype}")
+        raise TypeError(f"{name}: expected a float (or integer) array, got dtype {arr.dtype}")
     if arr.ndim != 2:
         raise ValueError(f"{name}: expected shape (n, {d}), got {arr.shape} ({arr.ndim}-D)")
     if arr.shape[1] != d:
@@ -35,11 +40,20 @@ def as_ids(ids, n: int, *, name: str = "ids") -> np.ndarray:
     if hasattr(ids, "detach"):
         ids = ids.detach().cpu().numpy()
     arr = np.asarray(ids)
+    if arr.size == 0 and n == 0:  # an empty list / array of any dtype: no ids
+        return np.zeros(0, np.int64)
+    if arr.dtype == object and all(isinstance(v, int) and not isinstance(v, bool) for v in arr.reshape(-1)):
+        big = [v for v in arr.reshape(-1) if not 0 <= v <= _MAX_ID]
+        if big:
+            raise ValueError(f"{name}: ids must be in [0, 2**63), got {big[0]}")
+        arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer array, got dtype {arr.dtype}")
     arr = arr.reshape(-1) if arr.ndim == 0 else arr
     if arr.shape != (n,):
         raise ValueError(f"{name}: expected shape ({n},), got {arr.shape}")
+    if arr.dtype == np.uint64 and n and arr.max() > _MAX_ID:
+        raise ValueError(f"{name}: ids must be in [0, 2**63), got {int(arr.max())}")
     arr = arr.astype(np.int64)
     if n and arr.min() < 0:
         raise ValueError(f"{name}: ids must be >= 0, got {int(arr.min())}")

@@ -1,28 +1,46 @@
-"""FlowHashIndex: a FAISS-style index over a learned, balanced K-bit hash table (paper sections 3.3-3.4).
+"""FlowHashIndex: a FAISS-style index over a learned K-bit hash (paper sections 3.3-3.4).
 
-Vectors are stored once (float32 or float16). The bucket table maps each code to row numbers; a
-vector is listed under every code its near-zero latent components allow (radius r). A query probes
-its own bucket and those reached by flipping its near-zero components (radius r~), cheapest first,
-optionally stopping once a candidate budget is reached; candidates are de-duplicated and scored
-exactly. ``last_search_stats`` holds the paper's efficiency metric (% of the database evaluated).
+The quantizer maps a vector to K latents z; the sign bits are its bucket code. Each non-empty bucket
+is one faiss inverted list (:mod:`.engine`), found through a compact code -> list map
+(:mod:`.bucket_map`). A query probes its own bucket and those reached by flipping its least certain
+bits (|z_k| < r~), cheapest first, until a candidate budget; faiss's C++ scans the probed lists.
+Multi-assignment (a vector also stored in another bucket): ``"spill"`` (default) copies the most
+uncertain fraction of the vectors once, to the bucket of their cheapest bit flip; ``"radius"`` is
+the paper's r-ball copies; ``"none"`` stores each vector once. Duplicate hits are removed.
+``last_search_stats`` holds the paper's efficiency metric (% of the database evaluated).
 """
 
+import logging
+import math
+import numbers
+import time
 from dataclasses import dataclass
 
 import faiss
 import numpy as np
 
+from .balance import code_balance
 from .checks import as_ids, as_matrix, check_k
 from .codes import expand_codes, pack_codes, probe_codes
+from .engine import IVFEngine, worst_value
+from .bucket_map import BucketMap
 from .errors import NotTrainedError
-from .balance import code_balance
+from .params import DEFAULT, SearchParams
+from .partition import ListCentroids, median_split, nearest_in_groups
+from .probing import flip_candidates, rank_lists
 from .quantizer import FlowQuantizer, QuantizerConfig
-from .scoring import topk_candidates, worst_value
-from .table import BucketTable
 
-__all__ = ["FlowHashIndex", "SearchStats"]
+__all__ = ["FlowHashIndex", "SearchStats", "ASSIGN_MODES"]
 
 _METRICS = {faiss.METRIC_INNER_PRODUCT: "inner_product", faiss.METRIC_L2: "L2"}
+ASSIGN_MODES = ("spill", "none", "radius")
+_MAX_ID = np.iinfo(np.int64).max
+_MAX_RESULT_ELEMS = 1 << 28  # (n, k) results past ntotal are padding: refuse to allocate more than this
+_QUERY_CHUNK = 1024  # queries planned at once (their proposals are (chunk, 2^max_probe_bits))
+_DENSE_LISTS_K = 16
+_DENSE_LOOKUP_K = 22  # K <= 22: code -> bucket through a dense int32 table (<= 16 MB), else binary search  # K <= 16: reserve 2^K lists up front (<= 10 MB), else grow with the buckets
+
+log = logging.getLogger("faiss_flowhash")
 
 
 @dataclass
@@ -32,55 +50,65 @@ class SearchStats:
     Attributes:
         n_queries: queries searched.
         buckets_probed: codes looked up per query (non-empty or not).
-        candidates: unique vectors scored per query.
+        lists_scanned: inverted lists handed to the scan per query (a split bucket has several).
+        candidates: stored entries scanned per query (a spilled vector's copy counts once more).
         eval_percent: 100 * candidates / ntotal, the paper's ``eval``.
     """
 
     n_queries: int = 0
     buckets_probed: float = 0.0
+    lists_scanned: float = 0.0
     candidates: float = 0.0
     eval_percent: float = 0.0
 
 
 class FlowHashIndex:
-    """Learned balanced-hash index with the FAISS Index protocol.
+    """Learned hash index with the FAISS Index protocol.
+
+    ``FlowHashIndex(K=16)`` then ``add(x)`` takes d from the first batch and, if untrained, trains the
+    quantizer on that batch first (one log line). ``FlowHashIndex(d, K=16)`` + ``train(x)`` + ``add``
+    is the FAISS path.
 
     Args:
-        d: vector dimension.
+        d: vector dimension (None: taken from the first ``train``/``add`` batch).
         K: code bits: 2^K buckets (paper: 16; 2..62).
         metric: ``faiss.METRIC_INNER_PRODUCT`` (default) or ``faiss.METRIC_L2``.
-        r: multi-assignment radius at add time (paper: 1.0).
+        assign: multi-assignment: "spill" (default), "none" or "radius" (paper: r-ball copies).
+        spill: fraction of the vectors (the least certain: smallest min_k |z_k|) stored a second time,
+            in the bucket of their cheapest bit flip (assign="spill"; 0.1 keeps memory <= ~1.2x
+            IndexIVFFlat's at d >= 64, bench/results/engine.md).
+        r: radius copies at add time (assign="radius"; paper: 1.0), at most 2^max_assign_bits copies.
         r_query: probe radius at search time (paper: 1.25).
-        max_assign_bits: at most this many near-zero bits expand a stored vector (<= 2^bits entries).
-        max_probe_bits: at most this many near-zero bits expand a query (<= 2^bits probes).
-        budget: stop probing a query once this many candidates are reached (None: probe all).
+        max_probe_bits: at most this many flippable bits per query (<= 2^bits probes).
+        budget: stop scanning a query after this many stored entries (None: probe all).
         max_probes: probe at most this many buckets per query, cheapest first (None: no cap). With
-            ``r_query=float("inf")`` and a budget this probes by flip cost over the
-            ``max_probe_bits`` least certain bits instead of by radius: more recall per candidate
-            scored on hard queries (bench/RESULTS.md, "Probing by radius or by budget").
+            ``r_query=float("inf")`` and a budget this probes by flip cost over the ``max_probe_bits``
+            least certain bits (bench/RESULTS.md, "Probing by radius or by budget").
         storage: "float32" or "float16" for the stored vectors (scores are computed in float32).
-        device: torch device of the quantizer and, when ``backend="torch"``, of scoring.
-        backend: "faiss" (CPU, float32 storage), "numpy" (CPU) or "torch" (any device) scoring;
-            "auto" picks torch on a non-CPU device, else faiss for float32 and numpy for float16.
+        device: where the quantizer and the scans run ("cpu"; "cuda[:N]" needs faiss-gpu). See ``to``.
         config: :class:`QuantizerConfig` for training (ignored when ``quantizer`` is given).
         quantizer: a trained :class:`FlowQuantizer` to use as is (then ``train`` is not needed).
     """
 
     def __init__(
         self,
-        d: int,
+        d: int | None = None,
         K: int = 16,
         metric: int = faiss.METRIC_INNER_PRODUCT,
         *,
+        assign: str = "spill",
+        spill: float = 0.1,
         r: float = 1.0,
-        r_query: float = 1.25,
         max_assign_bits: int = 6,
-        max_probe_bits: int = 10,
+        r_query: float = 1.25,
+        max_probe_bits: int = 12,
         budget: int | None = None,
-        max_probes: int | None = None,
+        max_probes: int | None = 1024,
+        probe: str = "centroid",
+        nprobe: int | None = 64,
+        bucket_cap: int | None = None,
         storage: str = "float32",
         device: str = "cpu",
-        backend: str = "auto",
         config: QuantizerConfig | None = None,
         quantizer: FlowQuantizer | None = None,
     ):
@@ -88,167 +116,236 @@ class FlowHashIndex:
             raise ValueError(f"metric: expected faiss.METRIC_INNER_PRODUCT or faiss.METRIC_L2, got {metric!r}")
         if storage not in ("float32", "float16"):
             raise ValueError(f"storage: expected 'float32' or 'float16', got {storage!r}")
-        if backend not in ("auto", "faiss", "numpy", "torch"):
-            raise ValueError(f"backend: expected 'auto', 'faiss', 'numpy' or 'torch', got {backend!r}")
-        if backend == "faiss" and storage != "float32":
-            raise ValueError(f"backend='faiss' scores float32 storage only, got storage={storage!r}")
-        if r < 0 or r_query < 0:
-            raise ValueError(f"r, r_query: expected >= 0, got {r}, {r_query}")
-        for name, v in (("max_assign_bits", max_assign_bits), ("max_probe_bits", max_probe_bits)):
-            if not 0 <= v <= 20:
-                raise ValueError(f"{name}: expected in [0, 20], got {v}")
-        self._check_budget(budget)
-        self._check_budget(max_probes, "max_probes")
+        if assign not in ASSIGN_MODES:
+            raise ValueError(f"assign: expected one of {ASSIGN_MODES}, got {assign!r}")
+        if isinstance(spill, bool) or not isinstance(spill, numbers.Real) or not 0 <= spill <= 1:
+            raise ValueError(f"spill: expected a fraction in [0, 1], got {spill!r}")
+        if isinstance(r, bool) or not isinstance(r, numbers.Real) or math.isnan(r) or r < 0:
+            raise ValueError(f"r: expected a number >= 0, got {r!r}")
+        if not 0 <= max_assign_bits <= 20:
+            raise ValueError(f"max_assign_bits: expected in [0, 20], got {max_assign_bits}")
+        if d is not None and (isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1):
+            raise ValueError(f"d: expected None or an int >= 1, got {d!r}")
+        if bucket_cap is not None and (isinstance(bucket_cap, bool) or not isinstance(bucket_cap, numbers.Integral)
+                                       or bucket_cap < 1):
+            raise ValueError(f"bucket_cap: expected None or an int >= 1, got {bucket_cap!r}")
+        self.params = SearchParams(r_query=r_query, budget=budget, max_probes=max_probes,
+                                   max_probe_bits=max_probe_bits, probe=probe, nprobe=nprobe)
+        self.bucket_cap = None if bucket_cap is None else int(bucket_cap)
         if quantizer is not None:
-            if quantizer.d != d:
+            if d is not None and quantizer.d != d:
                 raise ValueError(f"quantizer: expected d={d}, got a quantizer with d={quantizer.d}")
-            K = quantizer.K
-        else:
-            quantizer = FlowQuantizer(d, K, config=config or QuantizerConfig(device=device))
+            d, K = quantizer.d, quantizer.K
+        self._config = config
+        self.d, self.K, self.metric_type = (None if d is None else int(d)), int(K), metric
         self.quantizer = quantizer
-        self.d, self.K, self.metric_type = int(d), int(K), metric
-        self.r, self.r_query = float(r), float(r_query)
-        self.max_assign_bits, self.max_probe_bits, self.budget = int(max_assign_bits), int(max_probe_bits), budget
-        self.max_probes = max_probes
+        self.assign, self.spill, self.r, self.max_assign_bits = assign, float(spill), float(r), int(max_assign_bits)
         self.storage, self.device = storage, str(device)
-        if backend == "auto":
-            backend = "torch" if self.device != "cpu" else ("faiss" if storage == "float32" else "numpy")
-        self.backend = backend
         self.verbose = True
         self.last_search_stats = SearchStats()
+        self._ref_norm = None  # typical database norm: queries are encoded at this scale (inner product)
+        self._spill_t = None  # min |z| below which a vector spills (the ``spill`` quantile of the first add)
+        if self.d is not None:
+            self._setup()
+
+    def _setup(self) -> None:
+        """Create the quantizer (unless given) and the empty storage once d is known."""
+        if self.quantizer is None:
+            self.quantizer = FlowQuantizer(self.d, self.K, config=self._config or QuantizerConfig(device=self.device))
+        self._engine = IVFEngine(self.d, self.metric_type, self.storage)
+        if self.device != "cpu":
+            self._engine.to(self.device)
         self.reset()
+
+    # -- search settings (thin aliases of ``params``) ----------------------------------------------
+    r_query = property(lambda self: self.params.r_query)
+    budget = property(lambda self: self.params.budget)
+    max_probes = property(lambda self: self.params.max_probes)
+    max_probe_bits = property(lambda self: self.params.max_probe_bits)
+    probe = property(lambda self: self.params.probe)
+    nprobe = property(lambda self: self.params.nprobe)
 
     # -- FAISS protocol ---------------------------------------------------------------------------
     @property
     def is_trained(self) -> bool:
-        return self.quantizer.is_trained
+        return self.quantizer is not None and self.quantizer.is_trained
 
     @property
     def ntotal(self) -> int:
-        return self._n
+        return self._n if self.d is not None else 0
 
     def train(self, x, x_pos=None):
-        """Train the quantizer on x (n, d); x_pos (n, d) are optional positives (distorted views)."""
-        x = as_matrix(x, self.d, name="x")
-        self.quantizer.train(x, x_pos)
-        return self.quantizer.report
+        """Train the quantizer on x (n, d); x_pos (n, d) are optional positives (distorted views).
+
+        On an index that holds vectors, the stored vectors are re-bucketed under the new quantizer
+        (same ids, same order), so the index stays exact-consistent; this costs one pass over them.
+        """
+        x = self._as_batch(x)
+        if x_pos is not None:
+            x_pos = as_matrix(x_pos, self.d, name="x_pos")
+            if len(x_pos) != len(x):
+                raise ValueError(f"x_pos: expected shape {x.shape} (one positive per row of x), got {x_pos.shape}")
+        if len(x) >= 2 and float(np.ptp(x, axis=0).max()) == 0.0:
+            raise ValueError(f"x: all {len(x)} training rows are identical; the quantizer needs varied vectors")
+        if len(x) < 2:
+            raise ValueError(f"x: expected at least 2 training rows, got {len(x)}")
+        stored = (self.reconstruct_n(), self._ids.copy()) if self._n else None
+        report = self.quantizer.train(x, x_pos)
+        if report is not None and report.nll is not None and not np.isfinite(report.nll):
+            raise ValueError(f"training diverged (nll={report.nll}); the training vectors may be degenerate")
+        self._ref_norm = float(np.median(np.linalg.norm(x, axis=1)))
+        if stored is not None:
+            self.reset()
+            self._add(*stored)
+        return report
 
     def add(self, x) -> None:
-        """Add vectors x (n, d) with ids continuing after the largest id present (0.. on a new index)."""
-        x = self._check_add(x)
-        self._add(x, np.arange(self._next_id, self._next_id + len(x), dtype=np.int64))
+        """Add vectors x (n, d) with ids continuing after the largest id present (0.. on a new index).
+
+        An untrained index first trains its quantizer on x (logged with n and seconds)."""
+        x = self._as_batch(x)
+        self._auto_train(x)
+        self._add(x, self._new_ids(len(x)))
 
     def add_with_ids(self, x, ids) -> None:
-        """Add vectors x (n, d) under ids (n,) int64 >= 0, unique and not already in the index."""
-        x = self._check_add(x)
+        """Add vectors x (n, d) under ids (n,) int64 in [0, 2^63), unique and not already in the index."""
+        x = self._as_batch(x)
         ids = as_ids(ids, len(x))
+        if len(x) == 0:
+            return
         uniq, counts = np.unique(ids, return_counts=True)
         if (counts > 1).any():
             raise ValueError(f"ids: duplicate id {int(uniq[counts > 1][0])} in the batch")
         present = self._rows_of(ids) >= 0
         if present.any():
             raise ValueError(f"ids: id {int(ids[present][0])} is already in the index")
+        self._auto_train(x)
         self._add(x, ids)
 
-    def search(self, x, k: int, *, r_query: float | None = None, budget: int | None = None,
-               max_probes: int | None = None, params=None):
+    def search(self, x, k: int, *, params: SearchParams | None = None, r_query=DEFAULT, budget=DEFAULT,
+               max_probes=DEFAULT):
         """k nearest neighbours of each query.
 
         Args:
             x: queries (n, d).
             k: neighbours per query (>= 1; results past ntotal are padded).
-            r_query, budget, max_probes: override the index's settings for this call.
-            params: accepted for FAISS signature compatibility; must be None.
+            params: :class:`SearchParams` for this call (fields left DEFAULT: the index's settings).
+            r_query, budget, max_probes: thin aliases of the same fields (None for budget/max_probes
+                here means the index's setting, as before; ``params=SearchParams(budget=None)`` switches
+                the budget off).
 
         Returns:
             D (n, k) float32 scores (inner product, or squared L2) and I (n, k) int64 ids, best first,
             -1 / the metric's worst value where fewer than k candidates were found.
         """
-        if params is not None:
-            raise ValueError("params: FlowHashIndex takes r_query= and budget= instead of SearchParameters")
+        if params is not None and not isinstance(params, SearchParams):
+            raise TypeError(f"params: expected a faiss_flowhash SearchParams, got {type(params).__name__}")
+        alias = SearchParams(r_query=DEFAULT if r_query is None else r_query,
+                             budget=DEFAULT if budget is None else budget,
+                             max_probes=DEFAULT if max_probes is None else max_probes)
+        p = alias.over((params or SearchParams()).over(self.params))
         k = check_k(k)
-        x = as_matrix(x, self.d, name="x")
-        r_query = self.r_query if r_query is None else float(r_query)
-        if r_query < 0:
-            raise ValueError(f"r_query: expected >= 0, got {r_query}")
-        budget = self.budget if budget is None else budget
-        self._check_budget(budget)
-        max_probes = self.max_probes if max_probes is None else max_probes
-        self._check_budget(max_probes, "max_probes")
         self._require_trained("search")
+        x = as_matrix(x, self.d, name="x")
         n = len(x)
-        D = np.full((n, k), worst_value(self.metric_type), np.float32)
-        I = np.full((n, k), -1, np.int64)
+        kk = min(k, max(self._n, 1))
+        if n * k > _MAX_RESULT_ELEMS and k > kk:
+            raise ValueError(f"k={k} with {n} queries asks for {n * k:,} results but the index holds "
+                             f"{self._n} vectors: use k <= ntotal")
         if n == 0 or self._n == 0:
             self.last_search_stats = SearchStats(n_queries=n)
-            return D, I
-        qidx, rows, n_probes = self._candidates(self.quantizer.encode(x), r_query, budget, max_probes)
-        xb = self._scoring_store()
-        D, R = topk_candidates(x, xb, qidx, rows, k, metric=self.metric_type,
-                               norms=self._scoring_norms(), backend=self.backend)
-        I = np.where(R >= 0, self._ids[np.maximum(R, 0)], -1)
+            return np.full((n, k), worst_value(self.metric_type), np.float32), np.full((n, k), -1, np.int64)
+        D, I, scanned, probed, lists = [], [], 0, 0, 0
+        for i in range(0, n, _QUERY_CHUNK):  # the proposal matrices grow with 2^max_probe_bits per query
+            A, m = self._plan(x[i: i + _QUERY_CHUNK], p)
+            Di, Ii, si = self._engine.search(x[i: i + _QUERY_CHUNK], A, kk, max_codes=p.budget or 0)
+            D.append(Di), I.append(Ii)
+            scanned, probed, lists = scanned + si, probed + m, lists + int((A >= 0).sum())
+        D, I = np.concatenate(D), np.concatenate(I)
+        if kk < k:
+            D = np.pad(D, ((0, 0), (0, k - kk)), constant_values=worst_value(self.metric_type))
+            I = np.pad(I, ((0, 0), (0, k - kk)), constant_values=-1)
         self.last_search_stats = SearchStats(
-            n_queries=n, buckets_probed=n_probes / n, candidates=len(rows) / n,
-            eval_percent=100.0 * len(rows) / n / self._n,
+            n_queries=n, buckets_probed=probed / n, lists_scanned=lists / n, candidates=scanned / n,
+            eval_percent=100.0 * scanned / n / self._n,
         )
         return D, I
 
     def remove_ids(self, ids) -> int:
         """Remove the vectors with these ids; returns how many were removed (unknown ids are skipped)."""
-        if isinstance(ids, (int, np.integer)):
-            ids = np.array([ids])
-        ids = np.asarray(ids)
-        ids = as_ids(ids.reshape(-1), ids.size)
+        if isinstance(ids, (int, np.integer)) and not isinstance(ids, bool):
+            ids = [ids]
+        arr = np.asarray(ids)
+        if arr.size == 0:
+            return 0
+        ids = as_ids(arr.reshape(-1), arr.size)
+        if self.d is None:
+            return 0
         rows = self._rows_of(np.unique(ids))
         rows = rows[rows >= 0]
         if len(rows) == 0:
             return 0
+        self._engine.remove_ids(self._ids[rows])
+        self._rebuild_centroids()
         keep = np.ones(self._n, bool)
         keep[rows] = False
-        self._table.remove_rows(keep)
-        self._xb[: len(keep) - len(rows)] = self._xb[: self._n][keep]
-        self._norms = self._norms[keep]
-        self._ids = self._ids[keep]
-        self._codes = self._codes[keep]
+        self._ids, self._codes = self._ids[keep], self._codes[keep]
         self._n -= len(rows)
-        self._invalidate()
+        self._id_order = None
         return int(len(rows))
 
     def reset(self) -> None:
         """Remove every vector (the quantizer stays trained)."""
-        self._xb = np.zeros((0, self.d), self.storage)
-        self._norms = np.zeros(0, np.float32)
+        if self.d is None:
+            return
+        self._engine.reset()
+        self._map = BucketMap()
+        self._map.dense_bits = self.K if self.K <= _DENSE_LOOKUP_K else None
+        self._cent = ListCentroids(self.d)
         self._ids = np.zeros(0, np.int64)
         self._codes = np.zeros(0, np.uint64)
         self._n = 0
         self._next_id = 0
-        self._table = BucketTable()
-        self._invalidate()
+        self._id_order = None
 
     def reconstruct(self, key: int) -> np.ndarray:
         """The stored vector with id ``key`` (d,) float32."""
         if isinstance(key, bool) or not isinstance(key, (int, np.integer)):
             raise TypeError(f"key: expected an int id, got {type(key).__name__}")
-        row = self._rows_of(np.array([key], np.int64))[0]
-        if row < 0:
+        if not 0 <= int(key) <= _MAX_ID:
+            raise KeyError(f"id {key} is not in the index (ids are in [0, 2**63))")
+        key = int(key)
+        if self.d is None or self._rows_of(np.array([key], np.int64))[0] < 0:
             raise KeyError(f"id {key} is not in the index")
-        return self._xb[row].astype(np.float32)
+        return self._engine.reconstruct(np.array([key], np.int64))[0]
 
     def reconstruct_n(self, i0: int = 0, ni: int | None = None) -> np.ndarray:
         """Stored vectors in insertion order, rows i0 .. i0+ni (ni, d) float32."""
-        ni = self._n - i0 if ni is None else ni
-        if i0 < 0 or ni < 0 or i0 + ni > self._n:
-            raise ValueError(f"rows {i0}..{i0 + ni}: expected within 0..{self._n}")
-        return self._xb[i0 : i0 + ni].astype(np.float32)
+        ni = self.ntotal - i0 if ni is None else ni
+        if i0 < 0 or ni < 0 or i0 + ni > self.ntotal:
+            raise ValueError(f"rows {i0}..{i0 + ni}: expected within 0..{self.ntotal}")
+        if ni == 0:
+            return np.zeros((0, self.d or 0), np.float32)
+        return self._engine.reconstruct(self._ids[i0 : i0 + ni])
+
+    def to(self, device) -> "FlowHashIndex":
+        """Move the quantizer (torch) and the scans (faiss-gpu when not "cpu") to ``device``."""
+        device = str(device)
+        if self.d is not None:
+            self._engine.to(device)
+        if self.quantizer is not None:
+            self.quantizer.to(device)
+        self.device = device
+        return self
 
     # -- introspection ----------------------------------------------------------------------------
     @property
     def ids(self) -> np.ndarray:
         """Ids of the stored vectors in insertion order (ntotal,) int64 (a copy)."""
-        return self._ids.copy()
+        return self._ids.copy() if self.d is not None else np.zeros(0, np.int64)
 
     def bucket_sizes(self) -> np.ndarray:
-        """Vectors per non-empty bucket under the primary code (r = 0) (B,)."""
+        """Vectors per non-empty bucket under the primary code (B,)."""
         return np.unique(self._codes, return_counts=True)[1]
 
     def balance(self) -> dict:
@@ -256,60 +353,255 @@ class FlowHashIndex:
         return code_balance(self._codes, self.K)
 
     def memory_bytes(self) -> int:
-        """Bytes held for vectors, ids, codes and the bucket table."""
-        return (self._n * self.d * np.dtype(self.storage).itemsize + self._norms.nbytes + self._ids.nbytes
-                + self._codes.nbytes + self._table.nbytes)
+        """Bytes held for vectors and ids in the lists (copies included), the per-list overhead, the
+        insertion-order ids and codes, and the bucket map."""
+        if self.d is None:
+            return 0
+        return self._engine.nbytes() + self._ids.nbytes + self._codes.nbytes + self._map.nbytes
 
     @property
     def table_entries(self) -> int:
-        """(code, row) entries in the table: ntotal x the mean number of buckets per vector."""
-        return self._table.n_entries
+        """Stored entries: ntotal plus the copies of multi-assignment."""
+        return self._engine.n_entries if self.d is not None else 0
 
     def __repr__(self) -> str:
-        return (f"FlowHashIndex(d={self.d}, K={self.K}, metric={_METRICS[self.metric_type]}, ntotal={self._n}, "
-                f"is_trained={self.is_trained}, r={self.r}, r_query={self.r_query})")
+        return (f"FlowHashIndex(d={self.d}, K={self.K}, metric={_METRICS[self.metric_type]}, ntotal={self.ntotal}, "
+                f"is_trained={self.is_trained}, assign={self.assign!r}, r_query={self.r_query})")
+
+    # -- public state (serialize.py writes it to bytes) --------------------------------------------
+    def state(self) -> tuple[dict, dict]:
+        """(header, arrays): a JSON-able header and numpy arrays that rebuild the index exactly."""
+        self._require_d("state")
+        p = self.params.as_dict()
+        header = {
+            "d": self.d, "K": self.K, "metric": int(self.metric_type), "assign": self.assign, "spill": self.spill,
+            "r": self.r, "max_assign_bits": self.max_assign_bits, "storage": self.storage, "params": p,
+            "ntotal": self._n, "next_id": self._next_id, "ref_norm": self._ref_norm, "spill_t": self._spill_t,
+            "bucket_cap": self.bucket_cap,
+        }
+        arrays = {"ids": self._ids, "codes": self._codes}
+        arrays.update({f"map/{k}": v for k, v in self._map.state().items()})
+        arrays.update({f"cent/{k}": v for k, v in self._cent.state().items()})
+        arrays.update({f"engine/{k}": v for k, v in self._engine.state().items()})
+        arrays.update({f"q/{k}": v for k, v in self.quantizer.state_dict().items()})
+        return header, arrays
+
+    @classmethod
+    def from_state(cls, header: dict, arrays: dict, *, device: str = "cpu") -> "FlowHashIndex":
+        """Inverse of :meth:`state`. Raises ValueError on arrays that do not fit the header."""
+        quantizer = FlowQuantizer.from_state({k[2:]: v for k, v in arrays.items() if k.startswith("q/")})
+        p = header["params"]
+        index = cls(header["d"], header["K"], header["metric"], assign=header["assign"], spill=header["spill"],
+                    r=header["r"], max_assign_bits=header["max_assign_bits"], r_query=p["r_query"],
+                    max_probe_bits=p["max_probe_bits"], budget=p["budget"], max_probes=p["max_probes"],
+                    probe=p["probe"], nprobe=p["nprobe"], bucket_cap=header["bucket_cap"],
+                    storage=header["storage"], quantizer=quantizer)
+        n = int(header["ntotal"])
+        ids, codes = np.asarray(arrays["ids"], np.int64), np.asarray(arrays["codes"], np.uint64)
+        if ids.shape != (n,) or codes.shape != (n,):
+            raise ValueError(f"arrays do not match ntotal={n}: ids {ids.shape}, codes {codes.shape}")
+        index._engine = IVFEngine.from_state({k[7:]: v for k, v in arrays.items() if k.startswith("engine/")},
+                                             d=index.d, metric=index.metric_type, storage=index.storage)
+        index._map = BucketMap.from_state({k[4:]: v for k, v in arrays.items() if k.startswith("map/")})
+        index._map.dense_bits = index.K if index.K <= _DENSE_LOOKUP_K else None
+        if index._map.n_lists > index._engine.nlist:
+            raise ValueError(f"bucket map refers to {index._map.n_lists} lists, the engine has {index._engine.nlist}")
+        if index._engine.n_entries < n:
+            raise ValueError(f"the engine holds {index._engine.n_entries} entries, fewer than ntotal={n}")
+        index._cent = ListCentroids.from_state({k[5:]: v for k, v in arrays.items() if k.startswith("cent/")})
+        if len(index._cent) < index._map.n_lists:
+            raise ValueError(f"list centroids: {len(index._cent)} for {index._map.n_lists} lists")
+        index._ids, index._codes, index._n = ids, codes, n
+        index._next_id, index._ref_norm, index._spill_t = int(header["next_id"]), header["ref_norm"], header["spill_t"]
+        return index.to(device) if device != "cpu" else index
 
     # -- internals --------------------------------------------------------------------------------
-    @staticmethod
-    def _check_budget(budget, name: str = "budget") -> None:
-        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1):
-            raise ValueError(f"{name}: expected None or an int >= 1, got {budget!r}")
+    def _require_d(self, what: str) -> None:
+        if self.d is None:
+            raise NotTrainedError(f"cannot {what}: the index has no dimension yet; add or train a batch first")
 
     def _require_trained(self, what: str) -> None:
         if not self.is_trained:
-            raise NotTrainedError(f"cannot {what}: the index is not trained; call index.train(x) first")
+            raise NotTrainedError(f"cannot {what}: the index is not trained; call index.train(x) or index.add(x) first")
 
-    def _check_add(self, x) -> np.ndarray:
-        x = as_matrix(x, self.d, name="x")
-        self._require_trained("add")
+    def _as_batch(self, x) -> np.ndarray:
+        """x as (n, d) float32; the first batch of an index built without d sets d."""
+        if self.d is None:
+            arr = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
+            if arr.ndim != 2 or arr.shape[1] < 1:
+                raise ValueError(f"x: expected shape (n, d) with d >= 1, got {arr.shape}")
+            x = as_matrix(arr, arr.shape[1], name="x")
+            self.d = int(arr.shape[1])
+            self._setup()
+            return x
+        return as_matrix(x, self.d, name="x")
+
+    def _auto_train(self, x: np.ndarray) -> None:
+        if self.is_trained or len(x) == 0:
+            return
+        t0 = time.perf_counter()
+        self.train(x)
+        log.warning("FlowHashIndex: not trained; trained the quantizer on the first added batch "
+                    "(n=%d, %.1f s)", len(x), time.perf_counter() - t0)
+
+    def _new_ids(self, n: int) -> np.ndarray:
+        """Ids for a plain add: continuing after the largest id, or (past 2^63 - 1) the smallest free ones."""
+        if self._next_id + n - 1 <= _MAX_ID:
+            return np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+        used = np.sort(self._ids)
+        free, out, start = [], 0, 0
+        for u in np.r_[used, _MAX_ID].tolist():  # gaps between used ids, smallest first
+            take = min(n - out, u - start)
+            if take > 0:
+                free.append(np.arange(start, start + take, dtype=np.int64))
+                out += take
+            if out == n:
+                break
+            start = u + 1
+        if out < n:
+            raise ValueError(f"no {n} free ids left below 2**63")
+        return np.concatenate(free)
+
+    def _encode(self, x: np.ndarray) -> np.ndarray:
+        return self.quantizer.encode(x)
+
+    def _scaled(self, x: np.ndarray) -> np.ndarray:
+        """Under inner product each query is scaled to the database's typical norm before it is encoded
+        and compared with centroids: its ranking does not depend on its scale, its code would."""
+        if self.metric_type == faiss.METRIC_INNER_PRODUCT and self._ref_norm:
+            norm = np.linalg.norm(x, axis=1, keepdims=True)
+            x = np.where(norm > 0, x * (self._ref_norm / np.maximum(norm, 1e-30)), x).astype(np.float32)
         return x
+
+    def _encode_queries(self, x: np.ndarray) -> np.ndarray:
+        return self._encode(self._scaled(x))
 
     def _add(self, x: np.ndarray, ids: np.ndarray) -> None:
         if len(x) == 0:
             return
-        z = self.quantizer.encode(x)
-        rows0 = self._n
-        need = rows0 + len(x)
-        if need > len(self._xb):  # amortised growth: no O(N^2) copying over many small adds
-            grown = np.zeros((max(need, 2 * len(self._xb), 1024), self.d), self.storage)
-            grown[:rows0] = self._xb[:rows0]
-            self._xb = grown
-        self._xb[rows0:need] = x
-        self._norms = np.concatenate([self._norms, (x.astype(np.float64) ** 2).sum(1).astype(np.float32)])
+        if self._ref_norm is None:
+            self._ref_norm = float(np.median(np.linalg.norm(x, axis=1)))
+        z = self._encode(x)
+        codes = pack_codes(z)
+        spill = None
+        if self.assign == "spill" and self.spill > 0:
+            a = np.abs(z)
+            cheapest = a.argmin(1)
+            margin = a[np.arange(len(z)), cheapest]
+            if self._spill_t is None or (len(z) >= 1024 and self._n < 1024):
+                self._spill_t = float(np.quantile(margin, self.spill)) if self.spill < 1 else math.inf
+            sel = margin <= self._spill_t if self.spill < 1 else np.ones(len(z), bool)
+            spill_codes = codes ^ np.left_shift(np.uint64(1), cheapest.astype(np.uint64))
+            spill = np.where(sel, 0, -1)[:, None].astype(np.int64)
+            if sel.any():
+                spill[sel, 0] = self._lists_for(spill_codes[sel], x[sel])
+        elif self.assign == "radius":
+            rows, all_codes = expand_codes(z, radius=self.r, max_bits=self.max_assign_bits)
+            # expand_codes lists each row's own code first, then its flips
+            order = np.argsort(rows, kind="stable")
+            rows, all_codes = rows[order], all_codes[order]
+            counts = np.bincount(rows, minlength=len(z))
+            pos = np.arange(len(rows)) - np.repeat(np.r_[0, np.cumsum(counts)[:-1]], counts)
+            extra = pos > 0
+            spill = np.full((len(z), max(int(counts.max()) - 1, 0)), -1, np.int64)
+            if extra.any():
+                spill[rows[extra], pos[extra] - 1] = self._lists_for(all_codes[extra], x[rows[extra]])
+        lists = self._lists_for(codes, x)
+        self._engine.add(x, ids, lists, spill)
+        self._cent.update(lists, x)
+        if spill is not None:
+            for col in spill.T:
+                sel = col >= 0
+                self._cent.update(col[sel], x[sel])
         self._ids = np.concatenate([self._ids, ids])
-        self._codes = np.concatenate([self._codes, pack_codes(z)])
-        rows, codes = expand_codes(z, radius=self.r, max_bits=self.max_assign_bits)
-        self._table.add(codes, rows + rows0)
-        self._n = need
+        self._codes = np.concatenate([self._codes, codes])
+        self._n += len(x)
         self._next_id = max(self._next_id, int(ids.max()) + 1)
-        self._invalidate()
-
-    def _invalidate(self) -> None:
         self._id_order = None
-        self._torch_store = None
+        self._split_oversized()
+
+    def _lists_for(self, codes: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """List of each vector: its bucket's list, or in a split bucket the sub-list of nearest centroid."""
+        lists = self._map.add_lists(codes)
+        if self.K <= _DENSE_LISTS_K:
+            self._engine.reserve(1 << self.K)
+        self._cent.reserve(self._map.n_lists)
+        starts, lengths = self._map.lookup(codes)
+        multi = np.flatnonzero(lengths > 1)
+        if len(multi):
+            lists[multi] = nearest_in_groups(x[multi], self._map.groups(codes[multi]), self._cent.centroids())
+        return lists
+
+    def cap(self) -> int:
+        """Largest list allowed before it is split: ``bucket_cap``, or 2 x the mean vectors per code
+        (ntotal / 2^K), at least 8."""
+        if self.bucket_cap is not None:
+            return self.bucket_cap
+        return max(8, int(math.ceil(2 * self._n / 2.0 ** self.K)))
+
+    def _split_oversized(self) -> None:
+        """Cut every list over :meth:`cap` into sub-lists by median cuts (:func:`.partition.median_split`)
+        along the quantizer's principal coordinates; the sub-lists join their bucket's group."""
+        cap = self.cap()
+        over = np.flatnonzero(self._cent.counts > cap)
+        if len(over) == 0:
+            return
+        entries = [self._engine.list_entries(int(l)) for l in over]
+        xs = np.concatenate([e[1] for e in entries])
+        cell = np.repeat(over, [len(e[0]) for e in entries])
+        labels = median_split(self.quantizer.coords(xs), cell, cap)
+        # per old list: its first label keeps the list id, every other label becomes a new list
+        first = np.r_[0, np.cumsum([len(e[0]) for e in entries])[:-1]]
+        uniq_lab, inv = np.unique(labels, return_inverse=True)
+        lab_cell = np.zeros(len(uniq_lab), np.int64)
+        lab_cell[inv] = cell
+        keeps = labels[first]
+        is_new = ~np.isin(uniq_lab, keeps)
+        owner_code = self._owner_codes()[lab_cell[is_new]]
+        order = np.argsort(owner_code, kind="stable")  # group the new lists by bucket code
+        codes_u, counts = np.unique(owner_code[order], return_counts=True)
+        new_ids = np.empty(int(is_new.sum()), np.int64)
+        new_ids[order] = self._map.extend_groups(codes_u, counts)
+        dest_of_label = np.empty(len(uniq_lab), np.int64)
+        dest_of_label[np.flatnonzero(is_new)] = new_ids
+        keep_idx = np.flatnonzero(~is_new)
+        dest_of_label[keep_idx] = lab_cell[keep_idx]
+        dest = dest_of_label[inv]
+        self._engine.reserve(self._map.n_lists)
+        self._cent.reserve(self._map.n_lists)
+        for j, l in enumerate(over):
+            self._engine.split_list(int(l), dest[first[j]: first[j] + len(entries[j][0])])
+        self._cent.clear(over)
+        self._cent.update(dest, xs)
+
+    def _owner_codes(self) -> np.ndarray:
+        """Bucket code of every list id (n_lists,) uint64."""
+        owner = np.zeros(self._map.n_lists, np.uint64)
+        owner[self._map.lists] = np.repeat(self._map.keys, np.diff(self._map.offsets))
+        return owner
+
+    def _rebuild_centroids(self) -> None:
+        self._cent = ListCentroids(self.d)
+        self._cent.reserve(self._map.n_lists)
+        for l in np.flatnonzero(self._engine.list_sizes()):
+            _, xs = self._engine.list_entries(int(l))
+            self._cent.update(np.full(len(xs), l, np.int64), xs)
+
+    def _plan(self, x: np.ndarray, p: SearchParams):
+        """Lists to scan for queries x (n, d): (assign (n, P) int64 -1 padded, lists proposed)."""
+        xs = self._scaled(x)
+        z = self._encode(xs)
+        n = len(x)
+        if p.probe == "flip":
+            qidx, codes, _ = probe_codes(z, radius=p.r_query, max_bits=p.max_probe_bits, max_probes=p.max_probes)
+            A = self._map.probe_matrix(qidx, codes, n)
+            return A, len(qidx)
+        codes, _ = flip_candidates(z, p.max_probe_bits, p.max_probes, ordered=False)
+        A = self._map.probe_matrix(np.repeat(np.arange(n), codes.shape[1]), codes.reshape(-1), n)
+        return rank_lists(xs, self._cent.centroids(), A, p.nprobe or A.shape[1]), codes.size
 
     def _rows_of(self, ids: np.ndarray) -> np.ndarray:
-        """Row of each id, -1 where absent."""
+        """Row (insertion position) of each id, -1 where absent."""
         if self._n == 0:
             return np.full(len(ids), -1, np.int64)
         if self._id_order is None:
@@ -317,22 +609,3 @@ class FlowHashIndex:
         sorted_ids = self._ids[self._id_order]
         pos = np.minimum(np.searchsorted(sorted_ids, ids), self._n - 1)
         return np.where(sorted_ids[pos] == ids, self._id_order[pos], -1)
-
-    def _candidates(self, z: np.ndarray, r_query: float, budget: int | None, max_probes: int | None):
-        """Unique candidate rows per query: (qidx (m,) ascending, rows (m,), number of probes)."""
-        qidx, codes, _ = probe_codes(z, radius=r_query, max_bits=self.max_probe_bits, max_probes=max_probes)
-        return self._table.candidates(qidx, codes, budget=budget, n_rows=self._n)
-
-    def _scoring_store(self):
-        xb = self._xb[: self._n]
-        if self.backend != "torch":
-            return xb
-        if self._torch_store is None:
-            import torch
-
-            self._torch_store = (torch.as_tensor(xb, device=self.device),
-                                 torch.as_tensor(self._norms, device=self.device))
-        return self._torch_store[0]
-
-    def _scoring_norms(self):
-        return self._torch_store[1] if self.backend == "torch" else self._norms

@@ -1,21 +1,16 @@
-"""Exact scoring of candidate sets: per query, score its candidate rows and keep the top k.
+"""Reference scorer (the engine's test oracle): per query, score its candidate rows exactly in numpy.
 
-One function, three backends: ``faiss`` (faiss's multi-threaded ``knn_*_by_idx`` kernels on the CPU,
-the default for float32 storage), ``numpy`` (batched BLAS; any storage dtype) and ``torch`` (any
-device; the GPU path is the same code the CPU tests run). Candidates arrive flat, grouped by query; queries are
-processed in chunks of similar candidate counts so the padded (chunk, C, d) gather stays small.
+The index scans with faiss (:mod:`.engine`); this plain-numpy path states what that scan must return.
+Candidates arrive flat, grouped by query; queries are processed in chunks of similar candidate
+counts so the padded (chunk, C, d) gather stays small.
 """
 
 import numpy as np
 import faiss
 
+from .engine import worst_value
+
 __all__ = ["topk_candidates", "worst_value"]
-
-
-def worst_value(metric: int) -> float:
-    """Padding distance for missing results, as faiss: -FLT_MAX for inner product, +FLT_MAX for L2."""
-    big = float(np.finfo(np.float32).max)
-    return -big if metric == faiss.METRIC_INNER_PRODUCT else big
 
 
 def _chunks(counts: np.ndarray, budget: int):
@@ -43,19 +38,6 @@ def _score_numpy(q, xb, norms, cand, valid, metric):
     return np.where(valid, score, -np.inf)
 
 
-def _topk_faiss(q, xb, cand, valid, metric, k):
-    """faiss's by-index kernels: padded candidates (n, C) with -1 skipped; results best first."""
-    n, C = cand.shape
-    cand = np.ascontiguousarray(np.where(valid, cand, -1), dtype=np.int64)
-    q = np.ascontiguousarray(q, dtype=np.float32)
-    D = np.empty((n, k), np.float32)
-    I = np.empty((n, k), np.int64)
-    fn = faiss.knn_inner_products_by_idx if metric == faiss.METRIC_INNER_PRODUCT else faiss.knn_L2sqr_by_idx
-    fn(faiss.swig_ptr(q), faiss.swig_ptr(xb), faiss.swig_ptr(cand), q.shape[1], n, len(xb), C, k,
-       faiss.swig_ptr(D), faiss.swig_ptr(I), C)
-    return D, I
-
-
 def _topk_numpy(score, k):
     n, C = score.shape
     kk = min(k, C)
@@ -74,20 +56,17 @@ def topk_candidates(
     *,
     metric: int = faiss.METRIC_INNER_PRODUCT,
     norms=None,
-    backend: str = "numpy",
     chunk_elems: int = 1 << 17,
 ):
     """Top-k of each query's candidates by exact score.
 
     Args:
         q: queries (n, d) float32.
-        xb: database vectors (N, d): numpy float32/float16 for ``numpy``, a torch tensor for ``torch``
-            (its device is where the scoring runs).
+        xb: database vectors (N, d) float32 or float16.
         qidx, rows: the candidates, flat (m,): query index (ascending) and database row; no duplicates.
         k: results per query.
         metric: faiss.METRIC_INNER_PRODUCT or faiss.METRIC_L2 (squared distances, as faiss).
-        norms: squared norms of xb (N,), required for L2 (same kind of array as xb).
-        backend: "faiss", "numpy" or "torch" (see the module docstring).
+        norms: squared norms of xb (N,), required for L2.
         chunk_elems: padded candidates per chunk (bounds memory at chunk_elems * d values).
 
     Returns:
@@ -102,25 +81,13 @@ def topk_candidates(
     has = np.flatnonzero(counts)
     if len(has) == 0:
         return D, R
-    if backend == "torch":
-        import torch
-
-        device = xb.device
-        q_t = torch.as_tensor(q, device=device)
     for chunk in _chunks(counts[has], chunk_elems):
         qs = has[chunk]
         C = int(counts[qs].max())
         slot = np.arange(C)[None, :]
         valid = slot < counts[qs][:, None]  # (n_c, C)
         cand = np.where(valid, rows[np.minimum(starts[qs][:, None] + slot, len(rows) - 1)], 0)
-        if backend == "faiss":
-            d_, r_ = _topk_faiss(q[qs], xb, cand, valid, metric, k)
-            D[qs], R[qs] = d_, r_
-            continue
-        if backend == "torch":
-            s, p = _score_topk_torch(q_t[torch.as_tensor(qs, device=device)], xb, norms, cand, valid, metric, k)
-        else:
-            s, p = _topk_numpy(_score_numpy(q[qs], xb, norms, cand, valid, metric), k)
+        s, p = _topk_numpy(_score_numpy(q[qs], xb, norms, cand, valid, metric), k)
         got = np.isfinite(s)
         r = np.where(got, np.take_along_axis(cand, p, axis=1), -1)
         if metric != faiss.METRIC_INNER_PRODUCT:
@@ -129,17 +96,3 @@ def topk_candidates(
         D[qs, :kk] = np.where(got, s, worst_value(metric))
         R[qs, :kk] = r
     return D, R
-
-
-def _score_topk_torch(q, xb, norms, cand, valid, metric, k):
-    import torch
-
-    device = xb.device
-    cand_t = torch.as_tensor(cand, device=device)
-    valid_t = torch.as_tensor(valid, device=device)
-    vecs = xb[cand_t].float()  # (n, C, d)
-    dots = torch.bmm(vecs, q[:, :, None]).squeeze(-1)  # (n, C)
-    score = dots if metric == faiss.METRIC_INNER_PRODUCT else -(norms[cand_t] - 2 * dots)
-    score = score.masked_fill(~valid_t, float("-inf"))
-    s, p = torch.topk(score, min(k, score.shape[1]), dim=1)
-    return s.cpu().numpy().astype(np.float32), p.cpu().numpy()
