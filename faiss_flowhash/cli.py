@@ -8,6 +8,7 @@
     flowhash remove DB TRACK...         track ids or paths
     flowhash train --out MODEL ...      see faiss_flowhash.audio.train
     flowhash eval DB QUERIES ...        see faiss_flowhash.eval.command
+    flowhash serve DB [--port N]        HTTP query service, see faiss_flowhash.serve
 
 Subcommands come from ``COMMANDS``: adding one (e.g. ``flowhash eval``) is one ``Command(...)`` line
 there. Exit status: 0 success; 1 some inputs failed (files not ingested, snippets not decoded, unknown
@@ -274,6 +275,8 @@ COMMANDS: list[Command] = [
     Command("train", "train a fingerprint model (encoder + flow)", _train_arguments, _train),
     Command("eval", "the paper's Table 1 protocol on a database (faiss_flowhash.eval.command)",
             lambda p: _lazy("eval.command", "add_eval_arguments")(p), lambda a: _lazy("eval.command", "run_eval_command")(a)),
+    Command("serve", "answer queries over HTTP with the model and index kept loaded (faiss_flowhash.serve)",
+            lambda p: _lazy("serve", "add_serve_arguments")(p), lambda a: _lazy("serve", "run_serve")(a)),
 ]
 
 
