@@ -115,7 +115,6 @@ def test_load_checkpoint_rejects_foreign_files(tmp_path):
 
 
 def test_flow_on_frozen_fingerprints():
-    pytest.importorskip("faiss_flowhash.index.quantizer")
     torch.manual_seed(0)
     cfg = TrainConfig(encoder="tiny", batch_pairs=8, steps=2, K=4)
     enc, _, _ = pretrain(_sources(3, 2.0), cfg, augment=_augment(), progress=False)
