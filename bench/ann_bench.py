@@ -2,10 +2,10 @@
 
 Examples::
 
-    python bench/ann_bench.py --quick --json bench/out/quick.json
-    python bench/ann_bench.py --n 200000 --nq 1000 --json bench/out/ann_200k.json \\
+    python -m bench.ann_bench --quick --json bench/out/quick.json
+    python -m bench.ann_bench --n 200000 --nq 1000 --json bench/out/ann_200k.json \\
         --plots bench/plots --md bench/RESULTS.md
-    python bench/ann_bench.py --vectors fp.npy [--queries q.npy --truth t.npy] [--positives p.npy]
+    python -m bench.ann_bench --vectors fp.npy [--queries q.npy --truth t.npy] [--positives p.npy]
 
 Metrics per configuration (means over the queries):
   R@1      exact search's top-1 is returned at rank 1
@@ -34,12 +34,10 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import faiss
 
-import faiss  # noqa: E402
-
-import baselines as B  # noqa: E402
-import datasets  # noqa: E402
+from bench import baselines as B
+from bench import datasets
 
 __all__ = ["main", "run"]
 
@@ -234,7 +232,7 @@ def _result(args, ds, rows, builds, skipped, balance, exact_hit, t_start, load0)
     n, d = ds.x.shape
     out = dict(
         meta=dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  command="python " + " ".join(sys.argv), machine=machine_info(),
+                  command="python -m bench.ann_bench " + " ".join(sys.argv[1:]), machine=machine_info(),
                   threads=args.threads, hist_K=args.hist_K, loadavg_start=load0, loadavg_end=os.getloadavg(),
                   seconds=time.time() - t_start, git=git_rev()),
         data=dict(name=ds.name, n=n, d=d, nq=int(ds.q.shape[0]), n_train=int(ds.x_train.shape[0]),
@@ -352,7 +350,7 @@ def balance_table(balance, n):
         lines.append(f"| {label} | {cells} | {100 * c.sum() / cells:.1f} | {100 * within:.1f} | "
                      f"{s.max() / mean:.1f} | {100 * s.max() / n:.3f} |")
     # ideal: Poisson(N / cells) occupancy for each distinct cell count
-    from plots import poisson_reference
+    from bench.plots import poisson_reference
     for cells in sorted({b["cells"] for b in balance.values()}):
         ne, within = poisson_reference(n, cells)
         lines.append(f"| ideal (Poisson, N/cells={n / cells:.2f}) | {cells} | {100 * ne:.1f} | "

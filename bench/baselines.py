@@ -444,7 +444,7 @@ class FlowHash:
         if "verbose" in {f.name for f in dataclasses.fields(ffh.QuantizerConfig)}:
             kw.setdefault("verbose", False)
         cfg = ffh.QuantizerConfig(**kw)
-        index = ffh.FlowHashIndex(self.d, K=self.K, metric=faiss.METRIC_INNER_PRODUCT,
+        index = ffh.FlowHashIndex(self.d, K=self.K, metric=faiss.METRIC_INNER_PRODUCT, assign="radius",
                                   r=self.rs[0], config=cfg)
         t0 = time.perf_counter()
         index.train(_f32(ds.x_train), x_pos=None if ds.x_pos is None else _f32(ds.x_pos))

@@ -26,7 +26,7 @@ def quick_run(tmp_path_factory):
     md.write_text("# Results\n\n## Other section\n\nkept\n")
     env = dict(os.environ, PYTHONHASHSEED="0")
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "bench", "ann_bench.py"), "--quick",
+        [sys.executable, "-m", "bench.ann_bench", "--quick",
          "--json", str(js), "--md", str(md), "--plots", str(plots)],
         capture_output=True, text=True, timeout=1200, cwd=ROOT, env=env)  # busy shared CI boxes
     return proc, js, md, plots
