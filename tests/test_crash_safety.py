@@ -111,8 +111,8 @@ def test_killed_inside_the_index_write_of_an_ingest(corpus, tmp_path):
     proc = writer(["ingest", db, *new, "--no-progress"], limit=old_size)  # the new index is larger
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGXFSZ, err[-3000:]
-    assert stray(db), "the killed write left no partial file: was it written in place?"
     answers(db, corpus["waves"], corpus["paths"][:3])  # the old index still reads; nothing new committed
+    assert stray(db), "the killed write left no partial file: was it written in place?"
     consistent(db)  # the partial file goes, nothing to repair in the records
     with FingerprintDB(db) as w:  # ingesting again adds exactly the files the killed writer lost
         assert sorted(r.path for r in w.ingest(new).added) == new
@@ -127,9 +127,9 @@ def test_killed_inside_the_index_write_of_a_remove(corpus, tmp_path):
     proc = writer(["remove", db, gone], limit=old_size // 2)  # the index without one of 3 tracks: > half
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGXFSZ, err[-3000:]
-    assert stray(db), "the killed write left no partial file: was it written in place?"
     kept = corpus["paths"][1:3]
     answers(db, {p: corpus["waves"][p] for p in corpus["paths"][:3]}, kept)  # removed at once for readers
+    assert stray(db), "the killed write left no partial file: was it written in place?"
     repair = consistent(db)  # the next writer drops the removed track's ids from the index
     assert repair["dropped_index_tracks"] == [0], repair
     answers(db, {p: corpus["waves"][p] for p in corpus["paths"][:3]}, kept)
