@@ -9,10 +9,15 @@ own buckets (1/S of them: the per-list cost of K = 24 is divided too). All copie
 (spill / radius) stay in its shard.
 
 A search goes to every shard at once (the query's probed buckets can carry any prefix); each shard
-scans its part of the probed buckets and returns its top k; the k best of the S lists
-(``faiss.merge_knn_results``) are exactly the single index's answer on the same data when there is
-no candidate budget. A budget (``max_codes``) applies per shard: up to S x budget entries are
-scanned, a superset of the single index's candidates.
+scans its part of the probed buckets and returns its top k, and the k best of the S lists are kept
+(``faiss.merge_knn_results``). Under flip probing (``probe="flip"``) without a candidate budget the
+probed buckets are scanned whole, so the shards' candidates together are the single index's and the
+answer is exactly the single index's on the same data. Under centroid ranking (the default) each
+shard ranks its own lists by its own centroids and scans ``nprobe`` of them: S x nprobe lists in
+all, but a shard splits its buckets at its own size (``cap`` = 2 x its vectors / 2^K), so its lists are
+smaller and the entries scanned are about the single index's: a different candidate set, not the
+same answer (bench/results/scale.md measures recall and agreement). A budget (``max_codes``)
+likewise applies per shard.
 
 Ray: a local Ray is started (``ray.init(num_cpus=...)``) when none is running and no ``address`` is
 given, else the given cluster (``address="ray://host:10001"`` or ``"auto"``) is joined; the cluster's
@@ -83,7 +88,7 @@ class _ShardWorker:
     def search(self, x: np.ndarray, k: int, kwargs: dict):
         D, I = self.index.search(x, k, **kwargs)
         s = self.index.last_search_stats  # one call at a time in an actor: no other search overwrote it
-        return D, I, (s.buckets_probed, s.candidates)
+        return D, I, (s.buckets_probed, s.candidates, getattr(s, "lists_scanned", 0.0))
 
     def remove_ids(self, ids: np.ndarray) -> int:
         return self.index.remove_ids(ids)
@@ -288,6 +293,7 @@ class ShardedFlowHashIndex:
                                        keep_max=self.metric_type == faiss.METRIC_INNER_PRODUCT)
         cand = float(sum(o[2][1] for o in out))
         self.last_search_stats = SearchStats(n_queries=n, buckets_probed=float(out[0][2][0]), candidates=cand,
+                                             lists_scanned=float(sum(o[2][2] for o in out)),
                                              eval_percent=100.0 * cand / max(self.ntotal, 1))
         return D, I
 
