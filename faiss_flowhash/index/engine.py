@@ -264,8 +264,10 @@ class IVFEngine:
         coarse = np.zeros((n, P), np.float32)
         gpu = self._gpu[1]
         gpu.nprobe = P
-        gpu.search_preassigned(n, faiss.swig_ptr(q), k, faiss.swig_ptr(np.ascontiguousarray(assign)),
-                               faiss.swig_ptr(coarse), faiss.swig_ptr(D), faiss.swig_ptr(I), False)
+        assign = np.ascontiguousarray(assign, np.int64)
+        # faiss's Python layer renames the C++ method to *_c on every Index class, GPU ones included
+        gpu.search_preassigned_c(n, faiss.swig_ptr(q), k, faiss.swig_ptr(assign), faiss.swig_ptr(coarse),
+                                 faiss.swig_ptr(D), faiss.swig_ptr(I), False)
         return D, I, int(sizes.sum())
 
     # -- persistence ------------------------------------------------------------------------------
