@@ -246,15 +246,13 @@ class FlowHashIndex:
         if n == 0 or self._n == 0:
             self.last_search_stats = SearchStats(n_queries=n)
             return np.full((n, k), worst_value(self.metric_type), np.float32), np.full((n, k), -1, np.int64)
-        qidx, codes, _ = probe_codes(self._encode_queries(x), radius=p.r_query, max_bits=p.max_probe_bits,
-                                     max_probes=p.max_probes)
-        A = self._map.probe_matrix(qidx, codes, n)
+        A, n_probes = self._assign(self._encode_queries(x), p)
         D, I, scanned = self._engine.search(x, A, kk, max_codes=p.budget or 0)
         if kk < k:
             D = np.pad(D, ((0, 0), (0, k - kk)), constant_values=worst_value(self.metric_type))
             I = np.pad(I, ((0, 0), (0, k - kk)), constant_values=-1)
         self.last_search_stats = SearchStats(
-            n_queries=n, buckets_probed=len(qidx) / n, candidates=scanned / n,
+            n_queries=n, buckets_probed=n_probes / n, candidates=scanned / n,
             eval_percent=100.0 * scanned / n / self._n,
         )
         return D, I
@@ -488,6 +486,35 @@ class FlowHashIndex:
         self._n += len(x)
         self._next_id = max(self._next_id, int(ids.max()) + 1)
         self._id_order = None
+
+    def _assign(self, z: np.ndarray, p: SearchParams):
+        """faiss's assign matrix (n, P) for query latents z, and the number of probe codes looked up.
+
+        Under a budget, probes come cheapest first and faiss stops at the budget, so only a prefix of
+        each query's probe order is needed: it is built for the first ``cap`` probes, and again with
+        4x the cap only for the queries whose prefix holds fewer than ``budget`` entries (until the
+        whole order). The result equals building every probe (the prefix of a stable sort)."""
+        n = len(z)
+        kw = dict(radius=p.r_query, max_bits=p.max_probe_bits)
+        if not p.budget or self._n == 0:
+            qidx, codes, _ = probe_codes(z, max_probes=p.max_probes, **kw)
+            return self._map.probe_matrix(qidx, codes, n, self._engine.nlist), len(qidx)
+        full = 1 << p.max_probe_bits if p.max_probes is None else min(p.max_probes, 1 << p.max_probe_bits)
+        mean_bucket = self._engine.n_entries / max(len(self._map), 1)
+        cap = int(min(full, max(32, 2 * p.budget / mean_bucket)))
+        blocks, todo, n_probes = [], np.arange(n), 0
+        while len(todo):
+            qidx, codes, _ = probe_codes(z[todo], max_probes=cap, **kw)
+            A = self._map.probe_matrix(qidx, codes, len(todo), self._engine.nlist)
+            got = np.bincount(qidx, minlength=len(todo))
+            done = (got < cap) | (cap >= full) | (self._engine.scanned_per_query(A, p.budget) >= p.budget)
+            blocks.append((todo[done], A[done]))
+            n_probes += int(got[done].sum())
+            todo, cap = todo[~done], min(full, 4 * cap)
+        out = np.full((n, max(b.shape[1] for _, b in blocks)), -1, np.int64)
+        for idx, b in blocks:
+            out[idx, : b.shape[1]] = b
+        return out, n_probes
 
     def _lists_for(self, codes: np.ndarray) -> np.ndarray:
         # compact at every K: a list per non-empty bucket (160 B each even when empty: 2^16 dense lists
