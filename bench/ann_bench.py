@@ -565,7 +565,7 @@ def main(argv=None):
     if args.json:
         _dump(out, args.json)
     if args.plots:
-        import plots
+        from bench import plots
         for path in plots.plot_all(out, args.plots):
             log(f"wrote {path}")
     if args.md:

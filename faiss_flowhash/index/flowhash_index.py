@@ -183,6 +183,7 @@ class FlowHashIndex:
         stored = (self.reconstruct_n(), self._ids.copy()) if self._n else None
         report = self.quantizer.train(x, x_pos)
         if report is not None and not np.isfinite(getattr(report, "nll", 0.0)):
+            self.quantizer.is_trained = False  # a NaN flow is no quantizer: the index stays untrained
             raise ValueError(f"training diverged (nll={report.nll}); the training vectors may be degenerate")
         self._ref_norm = float(np.median(np.linalg.norm(x, axis=1)))
         if stored is not None:
