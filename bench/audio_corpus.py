@@ -1,8 +1,8 @@
 """Assemble a real-music corpus offline from Debian game-music packages.
 
-    python bench/audio_corpus.py                 # all default packages
-    python bench/audio_corpus.py --quick         # ~10 files, for a smoke test
-    python bench/audio_corpus.py --min-hours 4   # stop adding packages once 4 h are in
+    python -m bench.audio_corpus                 # all default packages
+    python -m bench.audio_corpus --quick         # ~10 files, for a smoke test
+    python -m bench.audio_corpus --min-hours 4   # stop adding packages once 4 h are in
 
 Steps: ``apt-get download PKG`` into ``bench/data/debs/`` (kept, so reruns are offline),
 ``dpkg -x`` into ``bench/data/pkgs/PKG/``, find audio files (ogg/opus/mp3/flac/wav) at
@@ -32,10 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from faiss_flowhash.audio.io import AudioDecodeError, audio_duration, content_hash, load_audio, save_audio  # noqa: E402
+from faiss_flowhash.audio.files import audio_files_in
+from faiss_flowhash.audio.io import AudioDecodeError, audio_duration, content_hash, load_audio, save_audio
 
-AUDIO_SUFFIXES = {".ogg", ".oga", ".opus", ".mp3", ".flac", ".wav"}
 DEFAULT_PACKAGES = (
     "wesnoth-1.16-music",
     "singularity-music",
@@ -144,7 +143,7 @@ def detect_licence(copyright_text: str, rel: str) -> tuple[str | None, str]:
 # ----------------------------------------------------------------------------- corpus
 
 def find_audio(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    return sorted(Path(p) for p in audio_files_in(root))
 
 
 def assign_splits(entries: list[dict], mode: str, test_fraction: float, seed: int) -> None:

@@ -21,7 +21,6 @@ import platform
 import time
 
 import faiss
-import numpy as np
 
 import faiss_flowhash as ffh
 from bench.datasets import exact_top1, make_synthetic

@@ -1,8 +1,8 @@
 """Fingerprinter benchmark: speed (x real time), training steps/s, and segment hit rate under distortion.
 
-    python bench/fingerprint_speed.py                  # shipped model, table on stdout
-    python bench/fingerprint_speed.py --json           # one JSON object instead
-    python bench/fingerprint_speed.py --model m.pt --queries 500 --corpus bench/data/corpus
+    python -m bench.fingerprint_speed                  # shipped model, table on stdout
+    python -m bench.fingerprint_speed --json           # one JSON object instead
+    python -m bench.fingerprint_speed --model m.pt --queries 500 --corpus bench/data/corpus
 
 Hit rate: reference audio the model never saw (synthetic music and espeak-ng speech from seeds the
 training did not use, plus the corpus's test split when --corpus is given) is fingerprinted every
@@ -25,7 +25,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -33,14 +32,13 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from faiss_flowhash.audio.augment import add_noise, apply_rir  # noqa: E402
-from faiss_flowhash.audio.fingerprinter import Fingerprinter  # noqa: E402
-from faiss_flowhash.audio.noise import noise_bank  # noqa: E402
-from faiss_flowhash.audio.rooms import rir_bank  # noqa: E402
-from faiss_flowhash.audio.pairs import default_augment, synthetic_sources  # noqa: E402
-from faiss_flowhash.audio.train import TrainConfig, pretrain  # noqa: E402
+from faiss_flowhash.audio.augment import add_noise, apply_rir
+from faiss_flowhash.audio.fingerprinter import Fingerprinter
+from faiss_flowhash.audio.noise import noise_bank
+from faiss_flowhash.audio.rooms import rir_bank
+from faiss_flowhash.audio.pairs import default_augment, synthetic_sources
+from faiss_flowhash.audio.train import TrainConfig, pretrain
 
 SR = 16000
 EVAL_SEED = 1  # synthetic_sources(seed=1): music seeds 100003+i and speech texts the training (seed 0) never drew

@@ -1,22 +1,19 @@
 """Issue-3 figures for FlowHashIndex at its defaults (K=16, 3,000 flow steps, r=1.0, r~=1.25) on the
 ANN benchmark's 200k synthetic set: training time, bucket balance, recall@1 and % evaluated, QPS.
 
-    python bench/flowhash_defaults.py [--n 200000] [--no-positives]
+    python -m bench.flowhash_defaults [--n 200000] [--no-positives]
 """
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import faiss
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.datasets import exact_top1, make_synthetic  # noqa: E402
+from bench.datasets import exact_top1, make_synthetic
 
-import faiss_flowhash as ffh  # noqa: E402
+import faiss_flowhash as ffh
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """PNG plots of an ann_bench.py result (the dict it writes as JSON).
 
-    python bench/plots.py bench/out/ann_200k.json bench/plots
+    python -m bench.plots bench/out/ann_200k.json bench/plots
 """
 
 from __future__ import annotations

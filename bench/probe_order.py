@@ -2,23 +2,21 @@
 under a candidate budget (the cheapest flips over the 12 least certain bits, r~ = inf), on the ANN
 benchmark's synthetic data, for a trained and an untrained (preconditioner only) quantizer.
 
-    python bench/probe_order.py [--n 200000] [--json out.json]
+    python -m bench.probe_order [--n 200000] [--json out.json]
 """
 
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.datasets import exact_top1, make_synthetic  # noqa: E402
+from bench.datasets import exact_top1, make_synthetic
 
-import faiss_flowhash as ffh  # noqa: E402
+import faiss_flowhash as ffh
 
 VARIANTS = {
     # name: (QuantizerConfig fields, train with positives)
@@ -39,7 +37,7 @@ def main() -> None:
     rows = []
     for name, (cfg, pos) in VARIANTS.items():
         for r in (0.0, 0.5, 1.0):
-            index = ffh.FlowHashIndex(ds.x.shape[1], K=16, r=r, max_probe_bits=12,
+            index = ffh.FlowHashIndex(ds.x.shape[1], K=16, assign="radius", r=r, max_probe_bits=12,
                                       config=ffh.QuantizerConfig(verbose=False, **cfg))
             t0 = time.perf_counter()
             index.train(ds.x_train, ds.x_pos if pos else None)

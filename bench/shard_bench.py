@@ -27,7 +27,7 @@ import faiss
 import numpy as np
 import torch
 
-from datasets import make_synthetic  # bench/ is the script's folder: on sys.path when run as a script
+from bench.datasets import make_synthetic
 from faiss_flowhash.distributed import ShardedFlowHashIndex
 from faiss_flowhash.index import FlowHashIndex, QuantizerConfig
 

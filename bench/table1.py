@@ -4,14 +4,14 @@ Every reference track is fingerprinted once (1 s windows every 100 ms; cached un
 a reference .npz that ``flowhash eval`` also reads), then the same fingerprints go into every index:
 FlowHash (TE+NF, the shipped model's quantizer), bucketed multi-probe LSH (the paper's FALCONN-style
 LSH, K=16, 1000 probes), faiss.IndexLSH (+ exact re-ranking), IndexIVFFlat and exact search. Queries
-(faiss_flowhash.evaluation.make_queries: 1/2/3/5 s x 15 distortions, eval-split noises and rooms)
+(faiss_flowhash.eval.make_queries: 1/2/3/5 s x 15 distortions, eval-split noises and rooms)
 are saved to --queries so reruns are comparable; each query is one search call, then the offset
 consensus of eq. 12-13, identical for every method.
 
 Examples::
 
-    python bench/table1.py --quick --out-dir /tmp/t1          # synthetic music, < 60 s (CI)
-    python bench/table1.py --n-per-cell 100 --md bench/RESULTS.md --plot bench/plots/hit_rate_vs_snr.png
+    python -m bench.table1 --quick --out-dir /tmp/t1          # synthetic music, < 60 s (CI)
+    python -m bench.table1 --n-per-cell 100 --md bench/RESULTS.md --plot bench/plots/hit_rate_vs_snr.png
 """
 
 from __future__ import annotations
@@ -28,16 +28,14 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, ROOT)
 
-import faiss  # noqa: E402
-import torch  # noqa: E402
+import faiss
+import torch
 
-from faiss_flowhash import FlowHashIndex  # noqa: E402
-from faiss_flowhash import evaluation as ev  # noqa: E402
-from faiss_flowhash.audio import Fingerprinter, load_audio, synthetic_music  # noqa: E402
-from faiss_flowhash.eval_command import save_reference  # noqa: E402
+from faiss_flowhash import FlowHashIndex
+from faiss_flowhash import eval as ev
+from faiss_flowhash.audio import Fingerprinter, load_audio, synthetic_music
+from faiss_flowhash.eval.command import save_reference
 
 PAPER_FLOWHASH_2S = [82.0, 90.1, 94.1, 94.8, 95.9, 55.9, 78.6, 84.7, 85.9, 86.9, 90.2, 87.6, 87.6, 79.6, 74.9]
 PAPER_LSH_2S = [82.6, 90.0, 92.3, 93.8, 94.6, 61.5, 81.2, 85.5, 86.3, 87.1, 90.0, 88.6, 87.0, 80.6, 76.9]
@@ -69,7 +67,7 @@ def corpus_tracks(args):
         return [f"synthetic_music(seed={50_000 + i})" for i in range(len(waves))], (lambda t: waves[t])
     man_path = os.path.join(args.corpus, "manifest.json")
     if not os.path.exists(man_path):
-        raise SystemExit(f"{man_path}: missing; build the corpus first: python bench/audio_corpus.py")
+        raise SystemExit(f"{man_path}: missing; build the corpus first: python -m bench.audio_corpus")
     files = json.load(open(man_path))["files"]
     names = [os.path.join(args.corpus, f["file"]) for f in files]
     if args.max_hours:
@@ -190,7 +188,7 @@ def method_builders(x, fp, args, flow2=None):
     """name -> build() returning (searcher, build info), over the same fingerprints x (N, d); built only
     when its results are not cached. ``flow2``: (quantizer, info) of a flow retrained on the corpus's
     train split, an extra FlowHash row."""
-    from baselines import FaissLSH, IVFFlat, MultiProbeLSH
+    from bench.baselines import FaissLSH, IVFFlat, MultiProbeLSH
 
     N, d = x.shape
 
@@ -204,7 +202,7 @@ def method_builders(x, fp, args, flow2=None):
 
     def flowhash(quantizer, extra):
         def build():
-            index = FlowHashIndex(d, quantizer=quantizer, r=1.0, r_query=1.25)
+            index = FlowHashIndex(d, quantizer=quantizer, assign="radius", r=1.0, r_query=1.25)
             index.verbose = False
             index.add(x)
             return ev.index_searcher(index), {"balance": index.balance(), "table_entries_per_vec": index.table_entries / N,
@@ -357,7 +355,7 @@ def track_vs_offset(rows, length_s=2.0):
 
 def flowhash_probe_stats(x, quantizer, q, r_query=1.25):
     """Buckets probed / vectors scored per query segment of a FlowHashIndex over x, on segments q."""
-    index = FlowHashIndex(x.shape[1], quantizer=quantizer, r=1.0, r_query=r_query)
+    index = FlowHashIndex(x.shape[1], quantizer=quantizer, assign="radius", r=1.0, r_query=r_query)
     index.verbose = False
     index.add(x)
     index.search(q, 1)
@@ -470,7 +468,7 @@ def plot_hit_rate(summary, conditions, path, length_s=2.0):
 
 
 def report_md(res, args, info):
-    from ann_bench import machine_info
+    from bench.ann_bench import machine_info
 
     summary = res["table"]
     cell = {(s["method"], s["length_s"], s["condition"]): s for s in summary}
@@ -638,7 +636,7 @@ def main(argv=None):
     rows_by = {m: r["rows"] for m, r in results.items()}
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python bench/table1.py " + " ".join(_without_note(sys.argv[1:] if argv is None else argv)),
+        "command": "python -m bench.table1 " + " ".join(_without_note(sys.argv[1:] if argv is None else argv)),
         "threads": args.threads, "latency_queries": args.latency_queries, "k": args.k, "consensus": args.consensus, "model_id": fp.model_id,
         "n_tracks": len(names), "ingest": ingest, "n_queries": len(queries), "n_per_cell": args.n_per_cell,
         "seed": args.seed, "queries": os.path.relpath(args.queries, ROOT), "reference": ref_path,
@@ -665,7 +663,7 @@ def main(argv=None):
         plot_hit_rate(table, queries.conditions, args.plot, length_s=2.0 if 2.0 in lengths else lengths[0])
         log(f"wrote {args.plot}")
     if args.md:
-        from ann_bench import write_md_section
+        from bench.ann_bench import write_md_section
 
         write_md_section(args.md, report_md(out, args, info), heading="## Table 1 protocol on real music")
         log(f"wrote section '## Table 1 protocol on real music' of {args.md}")

@@ -17,7 +17,7 @@ def quick_run(tmp_path_factory):
     md = out / "RESULTS.md"
     md.write_text("# Results\n\n## Other section\n\nkept\n")
     env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "table1.py"), "--quick", "--out-dir", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "bench.table1", "--quick", "--out-dir", str(out)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     return proc, out
 
@@ -46,6 +46,6 @@ def test_quick_run_writes_section_plot_and_queries(quick_run):
     assert proc.returncode == 0, proc.stderr[-4000:]
     text = (out / "RESULTS.md").read_text()
     assert "## Other section\n\nkept" in text and "## Table 1 protocol on real music" in text
-    assert "| 2s | FlowHash (TE+NF) |" in text and "Command: `python bench/table1.py --quick" in text
+    assert "| 2s | FlowHash (TE+NF) |" in text and "Command: `python -m bench.table1 --quick" in text
     assert (out / "hit_rate_vs_snr.png").stat().st_size > 10_000
     assert (out / "queries.npz").exists()

@@ -11,7 +11,7 @@ from faiss_flowhash.index.serialize import FORMAT_VERSION, MAGIC
 def index():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1500, 16)).astype(np.float32)
-    idx = ffh.FlowHashIndex(16, K=5, r=0.8, r_query=1.1, budget=300,
+    idx = ffh.FlowHashIndex(16, K=5, assign="radius", r=0.8, r_query=1.1, budget=300,
                             config=ffh.QuantizerConfig(steps=30, batch_size=256, verbose=False))
     idx.train(x)
     idx.add_with_ids(x, np.arange(len(x)) * 3)

@@ -7,6 +7,8 @@ number of ambiguous bits is capped, so one vector can never expand into 2^K buck
 All functions are pure numpy.
 """
 
+import functools
+
 import numpy as np
 
 __all__ = ["pack_codes", "subset_masks", "expand_codes", "probe_codes"]
@@ -24,8 +26,18 @@ def pack_codes(z: np.ndarray) -> np.ndarray:
 
 
 def subset_masks(b: int) -> np.ndarray:
-    """All 2^b subsets of b items as a bool matrix (2^b, b), row i = binary digits of i."""
-    return ((np.arange(1 << b)[:, None] >> np.arange(b)) & 1).astype(bool)
+    """All 2^b subsets of b items as a bool matrix (2^b, b), row i = binary digits of i (read-only)."""
+    return _subset_masks(int(b))[0]
+
+
+@functools.lru_cache(maxsize=32)
+def _subset_masks(b: int):
+    """The subsets as bool, float64 (b, 2^b) and uint64 (b, 2^b) matrices, cached (read-only)."""
+    m = ((np.arange(1 << b)[:, None] >> np.arange(b)) & 1).astype(bool)
+    out = (m, m.T.astype(np.float64), m.T.astype(np.uint64))
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 def _ambiguous(z: np.ndarray, radius: float, max_bits: int):
@@ -85,10 +97,10 @@ def probe_codes(z: np.ndarray, *, radius: float, max_bits: int, max_probes: int 
     for b in np.unique(count):
         b = int(b)
         sel = np.flatnonzero(count == b)
-        masks = subset_masks(b)  # (2^b, b)
+        _, masks_f, masks_u = _subset_masks(b)  # (b, 2^b)
         pos = order[sel, :b]  # (n_b, b) ambiguous bit positions, cheapest first
-        cost = np.take_along_axis(a[sel], pos, axis=1) @ masks.T.astype(np.float64)  # (n_b, 2^b)
-        flips = np.left_shift(np.uint64(1), pos.astype(np.uint64)) @ masks.T.astype(np.uint64)  # (n_b, 2^b)
+        cost = np.take_along_axis(a[sel], pos, axis=1) @ masks_f  # (n_b, 2^b)
+        flips = np.left_shift(np.uint64(1), pos.astype(np.uint64)) @ masks_u  # (n_b, 2^b)
         rank = np.argsort(cost, axis=1, kind="stable")
         if max_probes is not None and max_probes < rank.shape[1]:
             rank = rank[:, :max_probes]

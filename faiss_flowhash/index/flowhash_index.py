@@ -4,9 +4,11 @@ The quantizer maps a vector to K latents z; the sign bits are its bucket code. E
 is one faiss inverted list (:mod:`.engine`), found through a compact code -> list map
 (:mod:`.bucket_map`). A query probes its own bucket and those reached by flipping its least certain
 bits (|z_k| < r~), cheapest first, until a candidate budget; faiss's C++ scans the probed lists.
-Multi-assignment (a vector also stored in another bucket): ``"spill"`` (default) copies the most
-uncertain fraction of the vectors once, to the bucket of their cheapest bit flip; ``"radius"`` is
-the paper's r-ball copies; ``"none"`` stores each vector once. Duplicate hits are removed.
+Multi-assignment (a vector also stored in another bucket): ``"none"`` (default) stores each vector
+once; ``"spill"`` copies the most uncertain fraction once, to the bucket of its cheapest bit flip;
+``"radius"`` is the paper's r-ball copies. At equal % evaluated neither copy scheme bought recall
+over "none" in bench/results/engine.md (cheapest-first probing already visits those buckets), and
+they cost memory, hence the default. Duplicate hits are removed.
 ``last_search_stats`` holds the paper's efficiency metric (% of the database evaluated).
 """
 
@@ -36,9 +38,7 @@ _METRICS = {faiss.METRIC_INNER_PRODUCT: "inner_product", faiss.METRIC_L2: "L2"}
 ASSIGN_MODES = ("spill", "none", "radius")
 _MAX_ID = np.iinfo(np.int64).max
 _MAX_RESULT_ELEMS = 1 << 28  # (n, k) results past ntotal are padding: refuse to allocate more than this
-_QUERY_CHUNK = 1024  # queries planned at once (their proposals are (chunk, 2^max_probe_bits))
-_DENSE_LISTS_K = 16
-_DENSE_LOOKUP_K = 22  # K <= 22: code -> bucket through a dense int32 table (<= 16 MB), else binary search  # K <= 16: reserve 2^K lists up front (<= 10 MB), else grow with the buckets
+_QUERY_CHUNK = 1024  # queries planned at once (their proposals are (chunk, max_probes))
 
 log = logging.getLogger("faiss_flowhash")
 
@@ -73,11 +73,12 @@ class FlowHashIndex:
         d: vector dimension (None: taken from the first ``train``/``add`` batch).
         K: code bits: 2^K buckets (paper: 16; 2..62).
         metric: ``faiss.METRIC_INNER_PRODUCT`` (default) or ``faiss.METRIC_L2``.
-        assign: multi-assignment: "spill" (default), "none" or "radius" (paper: r-ball copies).
+        assign: multi-assignment: "none" (default), "spill" or "radius" (paper: r-ball copies).
         spill: fraction of the vectors (the least certain: smallest min_k |z_k|) stored a second time,
-            in the bucket of their cheapest bit flip (assign="spill"; 0.1 keeps memory <= ~1.2x
-            IndexIVFFlat's at d >= 64, bench/results/engine.md).
-        r: radius copies at add time (assign="radius"; paper: 1.0), at most 2^max_assign_bits copies.
+            in the bucket of their cheapest bit flip (assign="spill"; 0.1 costs ~1.1x the memory).
+        r: radius of the copies (assign="radius" only; default, and paper: 1.0): a vector is copied
+            under every flip of its bits with |z_k| < r, at most max_assign_bits of them (2: <= 4 copies;
+            the paper listed row numbers, these are whole vectors, 4d bytes each).
         r_query: probe radius at search time (paper: 1.25).
         max_probe_bits: at most this many flippable bits per query (<= 2^bits probes).
         budget: stop scanning a query after this many stored entries (None: probe all).
@@ -96,10 +97,10 @@ class FlowHashIndex:
         K: int = 16,
         metric: int = faiss.METRIC_INNER_PRODUCT,
         *,
-        assign: str = "spill",
+        assign: str = "none",
         spill: float = 0.1,
-        r: float = 1.0,
-        max_assign_bits: int = 6,
+        r: float | None = None,
+        max_assign_bits: int = 2,
         r_query: float = 1.25,
         max_probe_bits: int = 12,
         budget: int | None = None,
@@ -120,6 +121,10 @@ class FlowHashIndex:
             raise ValueError(f"assign: expected one of {ASSIGN_MODES}, got {assign!r}")
         if isinstance(spill, bool) or not isinstance(spill, numbers.Real) or not 0 <= spill <= 1:
             raise ValueError(f"spill: expected a fraction in [0, 1], got {spill!r}")
+        if r is not None and assign != "radius":
+            raise ValueError(f"r: the radius of assign='radius' copies; got r={r!r} with assign={assign!r} "
+                             "(pass assign='radius' too, or drop r)")
+        r = 1.0 if r is None else r
         if isinstance(r, bool) or not isinstance(r, numbers.Real) or math.isnan(r) or r < 0:
             raise ValueError(f"r: expected a number >= 0, got {r!r}")
         if not 0 <= max_assign_bits <= 20:
@@ -299,8 +304,7 @@ class FlowHashIndex:
         if self.d is None:
             return
         self._engine.reset()
-        self._map = BucketMap()
-        self._map.dense_bits = self.K if self.K <= _DENSE_LOOKUP_K else None
+        self._map = BucketMap(self.K)
         self._cent = ListCentroids(self.d)
         self._ids = np.zeros(0, np.int64)
         self._codes = np.zeros(0, np.uint64)
@@ -318,6 +322,16 @@ class FlowHashIndex:
         if self.d is None or self._rows_of(np.array([key], np.int64))[0] < 0:
             raise KeyError(f"id {key} is not in the index")
         return self._engine.reconstruct(np.array([key], np.int64))[0]
+
+    def reconstruct_batch(self, keys) -> np.ndarray:
+        """The stored vectors with ids ``keys`` (m,) as (m, d) float32, in one call; KeyError when one is absent."""
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+        if len(keys) == 0:
+            return np.zeros((0, self.d or 0), np.float32)
+        missing = np.ones(len(keys), bool) if self.d is None else self._rows_of(keys) < 0
+        if missing.any():
+            raise KeyError(f"id {int(keys[np.argmax(missing)])} is not in the index")
+        return self._engine.reconstruct(keys)
 
     def reconstruct_n(self, i0: int = 0, ni: int | None = None) -> np.ndarray:
         """Stored vectors in insertion order, rows i0 .. i0+ni (ni, d) float32."""
@@ -392,7 +406,7 @@ class FlowHashIndex:
         quantizer = FlowQuantizer.from_state({k[2:]: v for k, v in arrays.items() if k.startswith("q/")})
         p = header["params"]
         index = cls(header["d"], header["K"], header["metric"], assign=header["assign"], spill=header["spill"],
-                    r=header["r"], max_assign_bits=header["max_assign_bits"], r_query=p["r_query"],
+                    r=header["r"] if header["assign"] == "radius" else None, max_assign_bits=header["max_assign_bits"], r_query=p["r_query"],
                     max_probe_bits=p["max_probe_bits"], budget=p["budget"], max_probes=p["max_probes"],
                     probe=p["probe"], nprobe=p["nprobe"], bucket_cap=header["bucket_cap"],
                     storage=header["storage"], quantizer=quantizer)
@@ -402,8 +416,7 @@ class FlowHashIndex:
             raise ValueError(f"arrays do not match ntotal={n}: ids {ids.shape}, codes {codes.shape}")
         index._engine = IVFEngine.from_state({k[7:]: v for k, v in arrays.items() if k.startswith("engine/")},
                                              d=index.d, metric=index.metric_type, storage=index.storage)
-        index._map = BucketMap.from_state({k[4:]: v for k, v in arrays.items() if k.startswith("map/")})
-        index._map.dense_bits = index.K if index.K <= _DENSE_LOOKUP_K else None
+        index._map = BucketMap.from_state({k[4:]: v for k, v in arrays.items() if k.startswith("map/")}, index.K)
         if index._map.n_lists > index._engine.nlist:
             raise ValueError(f"bucket map refers to {index._map.n_lists} lists, the engine has {index._engine.nlist}")
         if index._engine.n_entries < n:
@@ -521,10 +534,9 @@ class FlowHashIndex:
         self._split_oversized()
 
     def _lists_for(self, codes: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """List of each vector: its bucket's list, or in a split bucket the sub-list of nearest centroid."""
+        """List of each vector: its bucket's list, or in a split bucket the sub-list of nearest centroid.
+        Lists are compact at every K (one per non-empty bucket or sub-list)."""
         lists = self._map.add_lists(codes)
-        if self.K <= _DENSE_LISTS_K:
-            self._engine.reserve(1 << self.K)
         self._cent.reserve(self._map.n_lists)
         starts, lengths = self._map.lookup(codes)
         multi = np.flatnonzero(lengths > 1)
