@@ -172,3 +172,24 @@ def test_bad_path_queries_and_routes(served):
     _error(requests.get(served["url"] + "/nothing", timeout=60), 404, "not found")
     errors = requests.get(served["url"] + "/stats", timeout=60).json()["service"]["errors"]
     assert errors["403"] >= 2 and errors["405"] >= 1
+
+
+def test_stops_by_itself_when_started_with_sigint_ignored(served):
+    """A shell starts background jobs with SIGINT ignored: --exit-after must still stop the server."""
+    import signal
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-m", "faiss_flowhash.cli", "serve", str(served["root"] / "db"),
+                             "--port", "0", "--exit-after", "1"], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-2000:]
+    assert out.startswith("serving on http://127.0.0.1:") and "stopped" in err

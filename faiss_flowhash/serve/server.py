@@ -63,7 +63,10 @@ def run_serve(args) -> int:
                              max_body_bytes=2 * config.max_upload_bytes + (1 << 16))
         print(f"serving on http://{server.effective_host}:{server.effective_port} ({args.workers} workers, "
               f"{db.index.ntotal if db.index is not None else 0} fingerprints)", flush=True)
-        # SIGTERM and --exit-after end the loop like Ctrl-C: waitress then lets running requests finish
+        # SIGTERM and --exit-after end the loop like Ctrl-C: waitress then lets running requests finish.
+        # A shell starts background jobs with SIGINT ignored, and interrupt_main() then does nothing:
+        # restore Python's KeyboardInterrupt handler first.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, lambda *_: _thread.interrupt_main())
         if args.exit_after is not None:
             timer = threading.Timer(args.exit_after, _thread.interrupt_main)
