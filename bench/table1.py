@@ -468,7 +468,7 @@ def plot_hit_rate(summary, conditions, path, length_s=2.0):
 
 
 def report_md(res, args, info):
-    from ann_bench import machine_info
+    from bench.ann_bench import machine_info
 
     summary = res["table"]
     cell = {(s["method"], s["length_s"], s["condition"]): s for s in summary}
@@ -663,7 +663,7 @@ def main(argv=None):
         plot_hit_rate(table, queries.conditions, args.plot, length_s=2.0 if 2.0 in lengths else lengths[0])
         log(f"wrote {args.plot}")
     if args.md:
-        from ann_bench import write_md_section
+        from bench.ann_bench import write_md_section
 
         write_md_section(args.md, report_md(out, args, info), heading="## Table 1 protocol on real music")
         log(f"wrote section '## Table 1 protocol on real music' of {args.md}")
