@@ -12,6 +12,9 @@ fraction to the cheapest flip's bucket, and the paper's radius copies (r = 1.0).
 
     OMP_WAIT_POLICY=PASSIVE python -m bench.engine_bench --part engine --n 200000,1000000
     OMP_WAIT_POLICY=PASSIVE python -m bench.engine_bench --part assign --n 200000
+    OMP_WAIT_POLICY=PASSIVE python -m bench.engine_bench --part lists --n 200000
+Part "lists": the engine on IVFFlat's own lists and probe order (equal results, pure engine cost) and
+on finer partitions (8192, 65536 lists): what a visited list costs.
 """
 
 import argparse
@@ -21,6 +24,7 @@ import platform
 import time
 
 import faiss
+import numpy as np
 
 import faiss_flowhash as ffh
 from bench.datasets import exact_top1, make_synthetic
@@ -71,7 +75,7 @@ def engine_part(ds, q, budgets, nq_single: int) -> dict:
         res[mode] = dict(add_s=time.perf_counter() - t0, rss_per_vec=(rss() - r0) / n,
                          bytes_per_vec=index.memory_bytes() / n, entries_per_vec=index.table_entries / n,
                          n_lists=len(index._map))
-        if mode == "spill":
+        if mode == "none":  # the default is timed; spill is built for its memory only
             fh = index
         else:
             del index
@@ -92,6 +96,8 @@ def engine_part(ds, q, budgets, nq_single: int) -> dict:
         sp = ffh.SearchParams(budget=B)
         index.search(xq, 1, params=sp)
         row["fh_scanned"] = index.last_search_stats.candidates
+        sizes = index._engine.list_sizes()
+        row["fh_mean_bucket"] = float(sizes[sizes > 0].mean())
         row["fh_qps_batch"] = len(xq) / best_time(lambda: index.search(xq, 1, params=sp))
         row["fh_qps_single"] = len(single) / best_time(lambda: [index.search(single[i:i + 1], 1, params=sp)
                                                                 for i in range(len(single))], reps=2)
@@ -101,6 +107,8 @@ def engine_part(ds, q, budgets, nq_single: int) -> dict:
         A = index._map.probe_matrix(qi, codes, len(xq))
         eng = index._engine
         row["engine_qps_batch"] = len(xq) / best_time(lambda: eng.search(xq, A, 1, B))
+        row["probe_ms_batch_per_q"] = 1e3 * best_time(lambda: index._map.probe_matrix(*ffh.index.codes.probe_codes(
+            z, radius=float("inf"), max_bits=10)[:2], len(xq)), reps=2) / len(xq)
         row["engine_qps_single"] = len(single) / best_time(lambda: [eng.search(single[i:i + 1], A[i:i + 1], 1, B)
                                                                     for i in range(len(single))], reps=2)
         row["encode_ms_single"] = 1e3 * best_time(lambda: [index._encode_queries(single[i:i + 1])
@@ -138,9 +146,49 @@ def assign_part(ds, q, fractions) -> dict:
     return out
 
 
+def lists_part(ds, budgets, nq_single: int) -> dict:
+    """The engine on IVFFlat's own lists (same vectors in the same lists, probe order from IVF's coarse
+    quantizer) vs IVFFlat itself, then on finer random partitions: the cost of a visited list."""
+    n, d = ds.x.shape
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, 1024, faiss.METRIC_INNER_PRODUCT)
+    ivf.train(ds.x_train[:50_000])
+    ivf.add(ds.x)
+    xq, single = ds.q, ds.q[:nq_single]
+    nprobe = 128
+    _, A = ivf.quantizer.search(xq, nprobe)
+    _, lists = ivf.quantizer.search(ds.x, 1)
+    rng = np.random.default_rng(0)
+    out = {"n": n, "d": d, "rows": []}
+    setups = [("IVF's 1024 lists", lists[:, 0], A)]
+    for nl in (8192, 65536):
+        rl = rng.integers(0, nl, n)
+        setups.append((f"{nl} random lists", rl, np.stack([rng.permutation(nl)[:1024] for _ in range(len(xq))])))
+    for name, lst, assign in setups:
+        eng = ffh.index.IVFEngine(d)
+        eng.reserve(int(assign.max()) + 1)
+        eng.add(ds.x, np.arange(n, dtype=np.int64), lst)
+        for B in budgets:
+            params = faiss.SearchParametersIVF(nprobe=nprobe, max_codes=B)
+            row = {"lists": name, "budget": B, "mean_list": n / len(np.unique(lst)),
+                   "engine_qps_batch": len(xq) / best_time(lambda: eng.search(xq, assign, 1, B)),
+                   "engine_qps_single": len(single) / best_time(lambda: [eng.search(single[i:i + 1], assign[i:i + 1], 1, B)
+                                                                         for i in range(len(single))], reps=2)}
+            if name.startswith("IVF"):
+                Di, Ii = ivf.search(xq, 1, params=params)
+                De, Ie, _ = eng.search(xq, assign, 1, B)
+                row["same_results_as_ivf"] = float((Ii == Ie).mean())
+                row["ivf_qps_batch"] = len(xq) / best_time(lambda: ivf.search(xq, 1, params=params))
+                row["ivf_qps_single"] = len(single) / best_time(lambda: [ivf.search(single[i:i + 1], 1, params=params)
+                                                                         for i in range(len(single))], reps=2)
+                row["ivf_coarse_qps_batch"] = len(xq) / best_time(lambda: ivf.quantizer.search(xq, nprobe))
+            out["rows"].append(row)
+            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=("engine", "assign"), default="engine")
+    p.add_argument("--part", choices=("engine", "assign", "lists"), default="engine")
     p.add_argument("--n", default="200000", help="database sizes, comma separated")
     p.add_argument("--nq", type=int, default=1000)
     p.add_argument("--nq-single", type=int, default=200)
@@ -158,6 +206,9 @@ def main(argv=None) -> None:
     results = []
     for n in [int(v) for v in a.n.split(",")]:
         ds = make_synthetic(n, a.nq, seed=0)
+        if a.part == "lists":
+            results.append(lists_part(ds, [int(f * n) for f in (0.001, 0.005, 0.02)], a.nq_single))
+            continue
         q, train_s = train_quantizer(ds, a.K, a.steps)
         print(f"n={n}: quantizer trained in {train_s:.1f} s", flush=True)
         if a.part == "engine":

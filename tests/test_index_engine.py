@@ -168,3 +168,25 @@ def test_assign_modes_store_the_expected_copies():
     assert entries["none"] == 3000
     assert 3000 * 1.08 <= entries["spill"] <= 3000 * 1.12
     assert 3000 < entries["radius"] <= 4 * 3000
+
+
+@pytest.mark.parametrize("budget", [1, 40, 300, 5000])
+def test_budgeted_search_builds_only_a_probe_prefix_with_the_same_result(budget):
+    """Under a budget the index builds the cheapest probes first and more only where needed: the result
+    must equal scanning the assign matrix of every probe."""
+    from faiss_flowhash.index.codes import probe_codes
+
+    rng = np.random.default_rng(3)
+    d = 12
+    x = rng.standard_normal((4000, d)).astype(np.float32)
+    index = ffh.FlowHashIndex(quantizer=_cheap_quantizer(d, 10, x), metric=faiss.METRIC_L2, r_query=float("inf"),
+                              max_probe_bits=10, probe="flip", max_probes=None)
+    index.add(x)
+    q = rng.standard_normal((40, d)).astype(np.float32)
+    D, I = index.search(q, 5, params=ffh.SearchParams(budget=budget))
+    qidx, codes, _ = probe_codes(index._encode_queries(q), radius=float("inf"), max_bits=10)
+    A = index._map.probe_matrix(qidx, codes, len(q))
+    De, Ie, scanned = index._engine.search(q, A, 5, budget)
+    np.testing.assert_array_equal(I, Ie)
+    np.testing.assert_array_equal(D, De)
+    assert index.last_search_stats.candidates == scanned / len(q)

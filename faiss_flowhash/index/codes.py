@@ -114,5 +114,7 @@ def probe_codes(z: np.ndarray, *, radius: float, max_bits: int, max_probes: int 
     qidx = np.concatenate(q_out).astype(np.int64)
     codes = np.concatenate(c_out)
     cost = np.concatenate(cost_out).astype(np.float32)
+    if len(q_out) == 1:  # one ambiguity count for all queries: already in query order
+        return qidx, codes, cost
     regroup = np.argsort(qidx, kind="stable")  # groups were by ambiguity count; restore query order
     return qidx[regroup], codes[regroup], cost[regroup]

@@ -114,13 +114,13 @@ class IVFEngine:
         old = self._ivf
         old.set_direct_map_type(faiss.DirectMap.NoMap)
         oil, nil = old.invlists, new.invlists
-        for lst in range(old.nlist):
-            size = oil.list_size(lst)
-            if size:
-                nil.add_entries(lst, size, oil.get_ids(lst), oil.get_codes(lst))
+        old_sizes = self.list_sizes()
+        for lst in np.flatnonzero(old_sizes).tolist():
+            nil.add_entries(lst, int(old_sizes[lst]), oil.get_ids(lst), oil.get_codes(lst))
         new.ntotal = old.ntotal
         self._ivf = new
-        self._changed()
+        self._gpu = None
+        self._sizes = np.r_[old_sizes, np.zeros(cap - len(old_sizes), np.int64)]
 
     def _changed(self) -> None:
         self._sizes = None
@@ -142,16 +142,19 @@ class IVFEngine:
             top = max(top, int(spill_list_ids.max()))
         self.reserve(top + 1)
         ivf = self._ivf
+        sizes = self.list_sizes()  # kept exact through adds (bincount), recounted only after removals
         ivf.add_core(len(x), faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(list_ids))
+        sizes += np.bincount(list_ids, minlength=len(sizes))
         if spill_list_ids is not None and spill_list_ids.size:
             for col in spill_list_ids.T:
                 sel = np.flatnonzero(col >= 0)
                 if len(sel):
                     xs, ids_s, ls = np.ascontiguousarray(x[sel]), np.ascontiguousarray(ids[sel]), np.ascontiguousarray(col[sel])
                     ivf.add_core(len(sel), faiss.swig_ptr(xs), faiss.swig_ptr(ids_s), faiss.swig_ptr(ls))
+                    sizes += np.bincount(ls, minlength=len(sizes))
             copies = 1 + (spill_list_ids >= 0).sum(1).max()
             self.max_copies = max(self.max_copies, int(copies))
-        self._changed()
+        self._gpu = None
 
     def remove_ids(self, ids: np.ndarray) -> int:
         """Remove every entry (copies too) of these ids; returns the entries removed."""
@@ -299,8 +302,10 @@ class IVFEngine:
         coarse = np.zeros((n, P), np.float32)
         gpu = self._gpu[1]
         gpu.nprobe = P
-        gpu.search_preassigned(n, faiss.swig_ptr(q), k, faiss.swig_ptr(np.ascontiguousarray(assign)),
-                               faiss.swig_ptr(coarse), faiss.swig_ptr(D), faiss.swig_ptr(I), False)
+        assign = np.ascontiguousarray(assign, np.int64)
+        # faiss's Python layer renames the C++ method to *_c on every Index class, GPU ones included
+        gpu.search_preassigned_c(n, faiss.swig_ptr(q), k, faiss.swig_ptr(assign), faiss.swig_ptr(coarse),
+                                 faiss.swig_ptr(D), faiss.swig_ptr(I), False)
         return D, I, int(sizes.sum())
 
     # -- persistence ------------------------------------------------------------------------------

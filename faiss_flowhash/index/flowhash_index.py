@@ -197,6 +197,7 @@ class FlowHashIndex:
         stored = (self.reconstruct_n(), self._ids.copy()) if self._n else None
         report = self.quantizer.train(x, x_pos)
         if report is not None and report.nll is not None and not np.isfinite(report.nll):
+            self.quantizer.is_trained = False  # a NaN flow is no quantizer: the index stays untrained
             raise ValueError(f"training diverged (nll={report.nll}); the training vectors may be degenerate")
         self._ref_norm = float(np.median(np.linalg.norm(x, axis=1)))
         if stored is not None:
@@ -605,12 +606,41 @@ class FlowHashIndex:
         z = self._encode(xs)
         n = len(x)
         if p.probe == "flip":
-            qidx, codes, _ = probe_codes(z, radius=p.r_query, max_bits=p.max_probe_bits, max_probes=p.max_probes)
-            A = self._map.probe_matrix(qidx, codes, n)
-            return A, len(qidx)
+            return self._assign(z, p)
         codes, _ = flip_candidates(z, p.max_probe_bits, p.max_probes, ordered=False)
-        A = self._map.probe_matrix(np.repeat(np.arange(n), codes.shape[1]), codes.reshape(-1), n)
+        A = self._map.probe_matrix(np.repeat(np.arange(n), codes.shape[1]), codes.reshape(-1), n, self._engine.nlist)
+        if (A[:, 1:] >= 0).any() and ((A[:, :-1] < 0) & (A[:, 1:] >= 0)).any():
+            A = np.sort(A, axis=1)[:, ::-1]  # the ranking kernel stops at the first -1: holes go last
         return rank_lists(xs, self._cent.centroids(), A, p.nprobe or A.shape[1]), codes.size
+
+    def _assign(self, z: np.ndarray, p: SearchParams):
+        """faiss's assign matrix (n, P) for query latents z, and the number of probe codes looked up.
+
+        Under a budget, probes come cheapest first and faiss stops at the budget, so only a prefix of
+        each query's probe order is needed: it is built for the first ``cap`` probes, and again with
+        4x the cap only for the queries whose prefix holds fewer than ``budget`` entries (until the
+        whole order). The result equals building every probe (the prefix of a stable sort)."""
+        n = len(z)
+        kw = dict(radius=p.r_query, max_bits=p.max_probe_bits)
+        if not p.budget or self._n == 0:
+            qidx, codes, _ = probe_codes(z, max_probes=p.max_probes, **kw)
+            return self._map.probe_matrix(qidx, codes, n, self._engine.nlist), len(qidx)
+        full = 1 << p.max_probe_bits if p.max_probes is None else min(p.max_probes, 1 << p.max_probe_bits)
+        mean_bucket = self._engine.n_entries / max(len(self._map), 1)
+        cap = int(min(full, max(32, 2 * p.budget / mean_bucket)))
+        blocks, todo, n_probes = [], np.arange(n), 0
+        while len(todo):
+            qidx, codes, _ = probe_codes(z[todo], max_probes=cap, **kw)
+            A = self._map.probe_matrix(qidx, codes, len(todo), self._engine.nlist)
+            got = np.bincount(qidx, minlength=len(todo))
+            done = (got < cap) | (cap >= full) | (self._engine.scanned_per_query(A, p.budget) >= p.budget)
+            blocks.append((todo[done], A[done]))
+            n_probes += int(got[done].sum())
+            todo, cap = todo[~done], min(full, 4 * cap)
+        out = np.full((n, max(b.shape[1] for _, b in blocks)), -1, np.int64)
+        for idx, b in blocks:
+            out[idx, : b.shape[1]] = b
+        return out, n_probes
 
     def _rows_of(self, ids: np.ndarray) -> np.ndarray:
         """Row (insertion position) of each id, -1 where absent."""

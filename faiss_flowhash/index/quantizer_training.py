@@ -73,15 +73,23 @@ def flip_rank_score(z_query: np.ndarray, z_target: np.ndarray, probe_bits: int =
     """Mean over pairs of [target code within the query's cheapest 1, 16, 256 flips], averaged.
 
     z_query, z_target: (m, K) latents of the queries and of the vectors they should find.
-    Scale-free: only the ranking of each query's flip costs matters.
+    Scale-free: only the ranking of each query's flip costs matters. The target is reachable when the
+    bits where the codes differ are all among the query's ``probe_bits`` least certain ones; its rank is
+    the number of subsets of those bits that cost less.
     """
-    codes, cost = flip_candidates(z_query, probe_bits)  # (m, 2^b)
-    target = pack_codes(z_target)
-    where = codes == target[:, None]
-    found = where.any(1)
-    tcost = np.where(found, (cost * where).sum(1), np.inf)
-    rank = (cost < tcost[:, None]).sum(1)  # codes strictly cheaper than the target's
-    rank = np.where(found, rank, np.iinfo(np.int64).max)
+    from .codes import subset_masks
+
+    a = np.abs(z_query)
+    b = min(probe_bits, z_query.shape[1])
+    pos = np.argsort(a, axis=1, kind="stable")[:, :b]
+    differ = (z_query > 0) != (z_target > 0)  # (m, K)
+    inside = np.take_along_axis(differ, pos, axis=1)  # (m, b) differing bits among the flippable ones
+    reachable = inside.sum(1) == differ.sum(1)
+    ca = np.take_along_axis(a, pos, axis=1)
+    tcost = (ca * inside).sum(1)
+    cost = ca @ subset_masks(b).astype(np.float32).T  # (m, 2^b) all flip costs (BLAS)
+    rank = (cost < tcost[:, None] - 1e-6).sum(1)
+    rank = np.where(reachable, rank, np.iinfo(np.int64).max)
     return float(np.mean([(rank < p).mean() for p in (1, 16, 256)]))
 
 
@@ -176,6 +184,7 @@ def train_quantizer(q, x: np.ndarray, x_pos: np.ndarray | None) -> TrainReport:
         finally:
             torch.set_num_threads(threads_before)
         q.flow_active = nll is not None
+        q._np = None  # the numpy copy of the chain is stale after training
         if q.flow_active and n_hold:
             trained = flip_rank_score(q.latent(y_b[hold]), q.latent(y_a[hold]))
             q.flow_active = trained > start
@@ -183,6 +192,7 @@ def train_quantizer(q, x: np.ndarray, x_pos: np.ndarray | None) -> TrainReport:
             kept = "trained"
         else:
             q.flow.load_state_dict(snapshot)
+            q._np = None
     elif degenerate:
         q.say("training vectors are (almost) identical: codes carry no information; keeping the identity start")
     codes = pack_codes(q.latent(q.project(x[: min(len(x), 200_000)])))
