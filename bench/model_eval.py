@@ -18,7 +18,7 @@ product search (faiss.IndexFlatIP) over all reference windows (1 s every 100 ms)
 - ``2s``: the offset from the vote of the snippet's first 11 windows (its first 2 s; a 2 s query up to
   the edge frames of its last window and the codec's last frame); ``FH 1s / 2s``: the FlowHash vote of
   the first 1 / 11 windows;
-- ``offset FH``: the 3 s offset (without repeats) from the same vote over the FlowHashIndex (the model's own flow quantizer, r = 1.0,
+- ``offset FH``: the 3 s offset (without repeats) from the same vote over the FlowHashIndex (the model's own flow quantizer, index defaults,
   r~ = 1.25) instead of exact search.
 
     python bench/model_eval.py --models faiss_flowhash/models/default.pt /work/model_runs/r1/final.pt \
@@ -155,7 +155,7 @@ def evaluate(fp, names, waves, queries, rendered, *, flowhash=True, cache_dir=No
     flat.add(x)
     index = None
     if flowhash and fp.quantizer is not None:
-        index = FlowHashIndex(x.shape[1], quantizer=fp.quantizer, r=1.0, r_query=1.25)
+        index = FlowHashIndex(x.shape[1], quantizer=fp.quantizer)  # the index defaults (r~ = 1.25)
         index.verbose = False
         index.add(x)
     qkey = json.dumps(["q", fp.model_id, names, [(lab, t, s, d.to_dict()) for lab, t, s, d in queries]])
