@@ -73,10 +73,11 @@ def method_specs(args, d, n):
     if args.fh_config:
         cfg.update(json.loads(args.fh_config))
     for K in Ks:
-        specs.append(("FlowHash", lambda K=K: B.FlowHash(d, K, rs=rs, r_queries=rqs,
-                                                         budgets=budgets, config_kw=cfg,
-                                                         seed=args.seed)))
-    order = ["Exact", "IVFFlat", "HNSWFlat", "FlowHash", "MP-LSH", "PCA-sign", "IndexLSH"]
+        specs.append(("FlowHash", lambda K=K: B.FlowHash(d, K, config_kw=cfg, seed=args.seed)))
+        if not args.no_paper:
+            specs.append(("FlowHash-paper", lambda K=K: B.FlowHash(d, K, rs=rs, r_queries=rqs, budgets=budgets,
+                                                                   config_kw=cfg, seed=args.seed, mode="paper")))
+    order = ["Exact", "IVFFlat", "HNSWFlat", "FlowHash", "FlowHash-paper", "MP-LSH", "PCA-sign", "IndexLSH"]
     specs.sort(key=lambda s: order.index(s[0]))      # stable: the key comparisons first
     if args.methods:
         keep = {m.strip().lower() for m in args.methods.split(",")}
@@ -183,7 +184,7 @@ def run(args):
     ok_fh, why_fh = B.flowhash_available()
     rows, builds, skipped, balance = [], [], [], {}
     for family, make in method_specs(args, d, n):
-        if family == "FlowHash" and not ok_fh:
+        if family.startswith("FlowHash") and not ok_fh:
             skipped.append(dict(family=family, reason=why_fh))
             log(f"FlowHash skipped: {why_fh}")
             continue
@@ -251,7 +252,7 @@ def _collect_balance(m, family, b, balance, hist_K):
                 return
             if family == "MP-LSH" and b["params"].get("L") != 1:
                 return
-            if family == "FlowHash" and b["params"].get("r") != min(m.rs):
+            if family == "FlowHash-paper":
                 return
             sizes, cells = m.bucket_sizes(), 2**hist_K
         elif family == "IVFFlat":
@@ -359,7 +360,7 @@ def balance_table(balance, n):
 
 
 def flowhash_table(builds):
-    rows = [b for b in builds if b["family"] == "FlowHash"]
+    rows = [b for b in builds if b["family"].startswith("FlowHash")]
     if not rows:
         return ""
     lines = ["| build | train s | add s | B/vec | table entries / vector | empty buckets % "
@@ -489,6 +490,7 @@ def parse_args(argv=None):
                    "IndexLSH,MP-LSH,PCA-sign,IVFFlat,HNSWFlat,FlowHash")
     p.add_argument("--nlists", default="1024,4096,16384,65536")
     p.add_argument("--fh-K", default="16,20,24")
+    p.add_argument("--no-paper", action="store_true", help="skip FlowHash's paper mode (radius copies, r~ probing)")
     p.add_argument("--fh-r", default="0.5,1.0", help="multi-assignment radii (re-add per value)")
     p.add_argument("--fh-rq", default="0.5,1.0,1.25,1.5,2.0", help="query radii r~")
     p.add_argument("--fh-budget", default="0.002,0.01",

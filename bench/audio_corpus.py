@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from faiss_flowhash.audio.files import audio_files_in
 from faiss_flowhash.audio.io import AudioDecodeError, audio_duration, content_hash, load_audio, save_audio
 
-AUDIO_SUFFIXES = {".ogg", ".oga", ".opus", ".mp3", ".flac", ".wav"}
 DEFAULT_PACKAGES = (
     "wesnoth-1.16-music",
     "singularity-music",
@@ -143,7 +143,7 @@ def detect_licence(copyright_text: str, rel: str) -> tuple[str | None, str]:
 # ----------------------------------------------------------------------------- corpus
 
 def find_audio(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    return sorted(Path(p) for p in audio_files_in(root))
 
 
 def assign_splits(entries: list[dict], mode: str, test_fraction: float, seed: int) -> None:

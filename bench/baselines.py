@@ -423,40 +423,48 @@ def flowhash_available():
 
 
 class FlowHash:
-    """faiss_flowhash.FlowHashIndex: trained once per K, re-added for each r (multi-
-    assignment radius), then swept over r~ (r_query) and candidate budgets."""
+    """faiss_flowhash.FlowHashIndex, trained once per K.
+
+    mode="default": the index's defaults (centroid-ranked probing, bounded buckets, one copy per
+    vector), swept over ``nprobes`` (lists scanned). mode="paper": the paper's radius copies (re-added
+    for each r) and flip-cost probing by radius r~ (``r_queries``) under ``budgets``."""
 
     family = "FlowHash"
 
     def __init__(self, d: int, K: int = 16, rs=(0.5, 1.0), r_queries=(0.5, 1.0, 1.25, 1.5, 2.0),
-                 budgets=(None,), config_kw=None, seed: int = 0):
-        self.d, self.K, self.rs = d, K, rs
+                 budgets=(None,), config_kw=None, seed: int = 0, mode: str = "default",
+                 nprobes=(2, 4, 8, 16, 32, 64, 128, 256, 512)):
+        if mode not in ("default", "paper"):
+            raise ValueError(f"mode: expected 'default' or 'paper', got {mode!r}")
+        self.d, self.K, self.rs, self.mode, self.nprobes = d, K, rs, mode, nprobes
+        self.family = "FlowHash" if mode == "default" else "FlowHash-paper"
         self.r_queries, self.budgets = r_queries, budgets
         self.config_kw = dict(config_kw or {})
         self.config_kw.setdefault("seed", seed)
         self.index = None
 
     def builds(self, ds):
-        import dataclasses
-
         import faiss_flowhash as ffh
-        kw = dict(self.config_kw)
-        if "verbose" in {f.name for f in dataclasses.fields(ffh.QuantizerConfig)}:
-            kw.setdefault("verbose", False)
-        cfg = ffh.QuantizerConfig(**kw)
-        index = ffh.FlowHashIndex(self.d, K=self.K, metric=faiss.METRIC_INNER_PRODUCT, assign="radius",
-                                  r=self.rs[0], config=cfg)
+
+        cfg = ffh.QuantizerConfig(**{"verbose": False, **self.config_kw})
+        if self.mode == "default":
+            index = ffh.FlowHashIndex(self.d, K=self.K, metric=faiss.METRIC_INNER_PRODUCT, config=cfg)
+        else:
+            index = ffh.FlowHashIndex(self.d, K=self.K, metric=faiss.METRIC_INNER_PRODUCT, assign="radius",
+                                      r=self.rs[0], probe="flip", max_probes=None, max_probe_bits=10, config=cfg)
         t0 = time.perf_counter()
         index.train(_f32(ds.x_train), x_pos=None if ds.x_pos is None else _f32(ds.x_pos))
         train_s = time.perf_counter() - t0
         self.index = index
-        for r in self.rs:
+        for r in (self.rs if self.mode == "paper" else (None,)):
             index.reset()
-            index.r = r
+            if r is not None:
+                index.r = r
             t1 = time.perf_counter()
             index.add(_f32(ds.x))
             add_s = time.perf_counter() - t1
-            yield dict(label=f"FlowHash K{self.K} r{r:g}", params=dict(K=self.K, r=r),
+            label = f"FlowHash K{self.K}" + (f" paper r{r:g}" if r is not None else "")
+            yield dict(label=label, params=dict(K=self.K, r=r, mode=self.mode),
                        train_s=train_s, add_s=add_s, extra=self._diagnostics(ds))
 
     def _diagnostics(self, ds):
@@ -483,7 +491,9 @@ class FlowHash:
         rep = getattr(ix.quantizer, "report", None)
         if rep is not None:
             out["train_report"] = dict(projection=getattr(rep, "projection", None),
-                                       steps=getattr(rep, "steps", None),
+                                       steps=getattr(rep, "steps", None), kept=getattr(rep, "kept", None),
+                                       heldout_start=getattr(rep, "heldout_start", None),
+                                       heldout_trained=getattr(rep, "heldout_trained", None),
                                        seconds=getattr(rep, "seconds", None),
                                        balance=getattr(rep, "balance", None))
         return out
@@ -492,13 +502,19 @@ class FlowHash:
         return np.asarray(self.index.bucket_sizes())
 
     def search_grid(self):
+        if self.mode == "default":
+            return [dict(nprobe=p) for p in self.nprobes]
         return [dict(r_query=rq, budget=b) for rq in self.r_queries for b in self.budgets]
 
-    def search(self, q, k, r_query=1.25, budget=None):
-        D, I = self.index.search(_f32(q), k, r_query=r_query, budget=budget)
+    def search(self, q, k, r_query=None, budget=None, nprobe=None):
+        import faiss_flowhash as ffh
+
+        p = (ffh.SearchParams(nprobe=nprobe) if self.mode == "default"
+             else ffh.SearchParams(r_query=r_query, budget=budget))
+        D, I = self.index.search(_f32(q), k, params=p)
         st = self.index.last_search_stats
         cand = float(st.candidates)
-        return D, I, dict(candidates=cand, touched=cand, probes=float(st.buckets_probed))
+        return D, I, dict(candidates=cand, touched=cand, probes=float(st.lists_scanned))
 
     def memory_bytes(self):
         return int(self.index.memory_bytes())

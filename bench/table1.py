@@ -4,7 +4,7 @@ Every reference track is fingerprinted once (1 s windows every 100 ms; cached un
 a reference .npz that ``flowhash eval`` also reads), then the same fingerprints go into every index:
 FlowHash (TE+NF, the shipped model's quantizer), bucketed multi-probe LSH (the paper's FALCONN-style
 LSH, K=16, 1000 probes), faiss.IndexLSH (+ exact re-ranking), IndexIVFFlat and exact search. Queries
-(faiss_flowhash.evaluation.make_queries: 1/2/3/5 s x 15 distortions, eval-split noises and rooms)
+(faiss_flowhash.eval.make_queries: 1/2/3/5 s x 15 distortions, eval-split noises and rooms)
 are saved to --queries so reruns are comparable; each query is one search call, then the offset
 consensus of eq. 12-13, identical for every method.
 
@@ -33,9 +33,9 @@ import faiss
 import torch
 
 from faiss_flowhash import FlowHashIndex
-from faiss_flowhash import evaluation as ev
+from faiss_flowhash import eval as ev
 from faiss_flowhash.audio import Fingerprinter, load_audio, synthetic_music
-from faiss_flowhash.eval_command import save_reference
+from faiss_flowhash.eval.command import save_reference
 
 PAPER_FLOWHASH_2S = [82.0, 90.1, 94.1, 94.8, 95.9, 55.9, 78.6, 84.7, 85.9, 86.9, 90.2, 87.6, 87.6, 79.6, 74.9]
 PAPER_LSH_2S = [82.6, 90.0, 92.3, 93.8, 94.6, 61.5, 81.2, 85.5, 86.3, 87.1, 90.0, 88.6, 87.0, 80.6, 76.9]

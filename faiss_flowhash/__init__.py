@@ -10,19 +10,31 @@
 ((5, 1), 'int64')
 """
 
-from .index import (FlowHashIndex, FlowQuantizer, NotTrainedError, QuantizerConfig, SearchParams, SearchStats, TrainReport,
-                    bucket_balance, deserialize_index, read_index, serialize_index, write_index)
-
 __version__ = "0.1.0"
+
+# Everything loads at first use (PEP 562): the index and the quantizer import torch (seconds), which
+# commands like ``flowhash list`` / ``stats`` never need.
+_LAZY = {
+    **{name: ".index" for name in ("FlowHashIndex", "FlowQuantizer", "NotTrainedError", "QuantizerConfig", "SearchParams",
+                                   "SearchStats", "TrainReport", "bucket_balance", "deserialize_index", "read_index",
+                                   "serialize_index", "write_index")},
+    "Fingerprinter": ".audio",
+}
 
 
 def __getattr__(name):
-    # the audio stack (and its model file) loads only when asked for
-    if name == "Fingerprinter":
-        from .audio import Fingerprinter
+    if name in _LAZY:
+        import importlib
 
-        return Fingerprinter
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'faiss_flowhash' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
 
 __all__ = [
     "FlowHashIndex", "FlowQuantizer", "QuantizerConfig", "TrainReport", "SearchParams", "SearchStats", "NotTrainedError",

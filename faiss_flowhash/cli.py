@@ -2,11 +2,13 @@
 
     flowhash ingest DB PATH...          files, folders (recursive) or globs
     flowhash query DB SNIPPET... [--top N] [--json] [--min-confidence C]
+    flowhash query DB --all RECORDING|- [--json]   every matched span of a long recording or stream
     flowhash stats DB [--json]
     flowhash list DB [--json]
     flowhash remove DB TRACK...         track ids or paths
     flowhash train --out MODEL ...      see faiss_flowhash.audio.train
-    flowhash eval DB QUERIES ...        see faiss_flowhash.eval_command
+    flowhash eval DB QUERIES ...        see faiss_flowhash.eval.command
+    flowhash serve DB [--port N]        HTTP query service, see faiss_flowhash.serve
 
 Subcommands come from ``COMMANDS``: adding one (e.g. ``flowhash eval``) is one ``Command(...)`` line
 there. Exit status: 0 success; 1 some inputs failed (files not ingested, snippets not decoded, unknown
@@ -46,14 +48,24 @@ def _db_arguments(p: argparse.ArgumentParser) -> None:
                         "and far faster than 2+ threads on a loaded machine; raise it on an idle many-core one)")
 
 
-def _open(args, *, readonly: bool, create: bool = False, **kw):
-    import torch
+def _lock_wait_message(args):
+    return lambda: _eprint(f"flowhash {args.command}: another process is writing {args.db}; waiting for its lock "
+                           "(up to 60 s) ...")
 
+
+def _open(args, *, readonly: bool, create: bool = False, model: bool = False, **kw):
+    """The database of ``args.db``; ``model``: the command fingerprints (torch is imported and set up only then:
+    list and stats start without it)."""
     from .db import FingerprintDB
 
     if args.threads < 1:
         raise ValueError(f"--threads: expected an int >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
+    if model or args.model is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if not readonly:
+        kw.setdefault("on_lock_wait", _lock_wait_message(args))
     return FingerprintDB(args.db, model=args.model, readonly=readonly, create=create, **kw)
 
 
@@ -67,7 +79,7 @@ def _ingest_arguments(p):
 
 
 def _ingest(args) -> int:
-    with _open(args, readonly=False, create=True, batch_files=args.batch_files) as db:
+    with _open(args, readonly=False, create=True, model=True, batch_files=args.batch_files) as db:
         report = db.ingest(args.paths, progress=not args.no_progress)
     for path, reason in report.failed:
         _eprint(f"flowhash ingest: skipped {path}: {reason}")
@@ -85,46 +97,96 @@ def _query_arguments(p):
     from .db.consensus import DEFAULT_MIN_CONFIDENCE
 
     _db_arguments(p)
-    p.add_argument("snippets", nargs="+", metavar="SNIPPET", help="audio files to identify")
+    p.add_argument("snippets", nargs="+", metavar="SNIPPET",
+                   help="audio files to identify; '-' reads standard input (WAV, or raw 16 kHz mono s16le)")
+    p.add_argument("--all", action="store_true",
+                   help="long recordings and streams: every matched span (track, start in the recording, start in "
+                        "the track, duration, confidence), printed as each one ends; memory stays bounded")
     p.add_argument("--top", type=int, default=1, help="tracks to report per snippet (default 1)")
     p.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
                    help=f"answer 'no match' below this confidence in [0, 1] (default {DEFAULT_MIN_CONFIDENCE}, "
                         "calibrated on synthetic audio: see faiss_flowhash.db.database)")
-    p.add_argument("--json", action="store_true", help="one JSON object per snippet, one per line")
+    p.add_argument("--json", action="store_true", help="one JSON object per snippet (--all: per span), one per line")
 
 
 def _query(args) -> int:
-    from .audio.io import AudioDecodeError
-
     if args.top < 1:
         _eprint(f"flowhash query: error: --top: expected an int >= 1, got {args.top}")
         return 2
     if not 0 <= args.min_confidence <= 1:
         _eprint(f"flowhash query: error: --min-confidence: expected a number in [0, 1], got {args.min_confidence}")
         return 2
+    if args.snippets.count("-") > 1:
+        _eprint("flowhash query: error: '-' (standard input) can be given once")
+        return 2
     status = 0
-    with _open(args, readonly=True) as db:
+    with _open(args, readonly=True, model=True) as db:
         for snippet in args.snippets:
-            try:
-                res = db.query(snippet, top=args.top, min_confidence=args.min_confidence)
-            except (AudioDecodeError, FileNotFoundError) as e:
-                status = 1
-                _eprint(f"flowhash query: {e}")
-                if args.json:
-                    print(json.dumps({"query": snippet, "matches": [], "eval_percent": 0.0, "elapsed_ms": 0.0,
-                                      "error": str(e)}), flush=True)
-                continue
-            if args.json:
-                print(json.dumps(res.to_dict()), flush=True)
-                continue
-            tail = f"[{res.n_segments} segments, {res.eval_percent:.2f}% evaluated, {res.elapsed_ms:.0f} ms]"
-            if not res.matches:
-                print(f"{snippet}: no match {tail}", flush=True)
-            for i, m in enumerate(res.matches):
-                head = f"{snippet}:" if i == 0 else " " * len(snippet) + f" #{i + 1}"
-                print(f"{head} track {m.track_id} {m.path} at {m.offset_s:.2f} s "
-                      f"(score {m.score:.3f}, confidence {m.confidence:.2f})" + (f" {tail}" if i == 0 else ""), flush=True)
+            status = max(status, (_scan_one if args.all else _query_one)(db, snippet, args))
     return status
+
+
+def _query_error(snippet: str, e: Exception, args, **empty) -> int:
+    _eprint(f"flowhash query: {e}")
+    if args.json:
+        print(json.dumps({"query": snippet, **empty, "error": str(e)}), flush=True)
+    return 1
+
+
+def _query_one(db, snippet: str, args) -> int:
+    """One snippet, one answer (best tracks, each with its repeats)."""
+    from .audio.io import AudioDecodeError
+    from .db import SnippetTooShortError
+
+    try:
+        source = _stdin_wave(db) if snippet == "-" else snippet
+        res = db.query(source, top=args.top, min_confidence=args.min_confidence)
+    except (AudioDecodeError, FileNotFoundError, SnippetTooShortError) as e:
+        return _query_error(snippet, e, args, matches=[], eval_percent=0.0, elapsed_ms=0.0)
+    if snippet == "-":
+        res.query = "-"
+    if args.json:
+        print(json.dumps(res.to_dict()), flush=True)
+        return 0
+    tail = f"[{res.n_segments} segments, {res.eval_percent:.2f}% evaluated, {res.elapsed_ms:.0f} ms]"
+    if not res.matches:
+        print(f"{snippet}: no match {tail}", flush=True)
+    for i, m in enumerate(res.matches):
+        head = f"{snippet}:" if i == 0 else " " * len(snippet) + f" #{i + 1}"
+        also = ", also at " + ", ".join(f"{o:.2f} s" for o, _ in m.alternates) if m.alternates else ""
+        print(f"{head} track {m.track_id} {m.path} at {m.offset_s:.2f} s{also} "
+              f"(score {m.score:.3f}, confidence {m.confidence:.2f})" + (f" {tail}" if i == 0 else ""), flush=True)
+    return 0
+
+
+def _stdin_wave(db):
+    """Standard input (WAV or raw 16 kHz s16le) as one wave, for a plain query."""
+    import numpy as np
+
+    from .audio.stream import audio_chunks
+
+    return np.concatenate([np.zeros(0, np.float32), *audio_chunks(sys.stdin.buffer, sample_rate=db.fingerprinter.sample_rate)])
+
+
+def _scan_one(db, snippet: str, args) -> int:
+    """``--all``: every matched span of a recording (or of standard input), printed as each one ends."""
+    from .audio.io import AudioDecodeError
+
+    found = 0
+    try:
+        for span in db.scan(sys.stdin.buffer if snippet == "-" else snippet, min_confidence=args.min_confidence):
+            found += 1
+            if args.json:
+                print(json.dumps({"query": snippet, **span.to_dict()}), flush=True)
+            else:
+                print(f"{snippet}: {span.start_s:.2f}-{span.start_s + span.duration_s:.2f} s: track {span.track_id} "
+                      f"{span.path} from {span.track_start_s:.2f} s ({span.duration_s:.1f} s, confidence "
+                      f"{span.confidence:.2f})", flush=True)
+    except (AudioDecodeError, FileNotFoundError) as e:
+        return _query_error(snippet, e, args)
+    if not found and not args.json:
+        print(f"{snippet}: no match", flush=True)
+    return 0
 
 
 # -- stats, list, remove --------------------------------------------------------------------------
@@ -211,18 +273,24 @@ COMMANDS: list[Command] = [
     Command("list", "list the tracks", lambda p: (_db_arguments(p), _json_flag(p)), _list),
     Command("remove", "remove tracks by id or path", _remove_arguments, _remove),
     Command("train", "train a fingerprint model (encoder + flow)", _train_arguments, _train),
-    Command("eval", "the paper's Table 1 protocol on a database (faiss_flowhash.eval_command)",
-            lambda p: _lazy("eval_command", "add_eval_arguments")(p), lambda a: _lazy("eval_command", "run_eval_command")(a)),
+    Command("eval", "the paper's Table 1 protocol on a database (faiss_flowhash.eval.command)",
+            lambda p: _lazy("eval.command", "add_eval_arguments")(p), lambda a: _lazy("eval.command", "run_eval_command")(a)),
+    Command("serve", "answer queries over HTTP with the model and index kept loaded (faiss_flowhash.serve)",
+            lambda p: _lazy("serve", "add_serve_arguments")(p), lambda a: _lazy("serve", "run_serve")(a)),
 ]
 
 
-def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentParser:
-    """The ``flowhash`` parser with one subparser per command (``COMMANDS`` by default)."""
+def build_parser(commands: list[Command] | None = None, *, only: str | None = None) -> argparse.ArgumentParser:
+    """The ``flowhash`` parser with one subparser per command (``COMMANDS`` by default).
+
+    ``only``: fill in the arguments of that command alone (what :func:`main` does with the command named
+    on the command line: the others' argument builders may import heavy modules, e.g. train's torch)."""
     parser = argparse.ArgumentParser(prog="flowhash", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for c in COMMANDS if commands is None else commands:
         p = sub.add_parser(c.name, help=c.help, description=c.help)
-        c.add_arguments(p)
+        if only is None or c.name == only:
+            c.add_arguments(p)
         p.set_defaults(_run=c.run)
     return parser
 
@@ -231,11 +299,20 @@ def main(argv=None) -> int:
     """Entry point of ``flowhash`` and ``python -m faiss_flowhash``; returns the exit status."""
     from .db import DatabaseMismatchError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    names = {c.name for c in COMMANDS}
+    named = next((a for a in argv if a in names), "")  # the subcommand: only its arguments are built
+    args = build_parser(only=named).parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (DatabaseMismatchError, FileNotFoundError, TimeoutError) as e:
-        _eprint(f"flowhash {args.command}: error: {e}")
+    except (DatabaseMismatchError, FileNotFoundError, NotADirectoryError, TimeoutError) as e:
+        hint = ""
+        if isinstance(e, NotADirectoryError) and args.command == "ingest":
+            hint = " (usage: flowhash ingest DB PATH...: the first argument is the database directory)"
+        _eprint(f"flowhash {args.command}: error: {e}{hint}")
+        return 2
+    except OSError as e:  # permissions, a full disk, ...: a message, not a traceback
+        _eprint(f"flowhash {args.command}: error: {type(e).__name__}: {e}")
         return 2
     except ValueError as e:  # a database file that does not read (corrupted index, ...)
         _eprint(f"flowhash {args.command}: error: {e}")

@@ -115,7 +115,6 @@ def test_load_checkpoint_rejects_foreign_files(tmp_path):
 
 
 def test_flow_on_frozen_fingerprints():
-    pytest.importorskip("faiss_flowhash.index.quantizer")
     torch.manual_seed(0)
     cfg = TrainConfig(encoder="tiny", batch_pairs=8, steps=2, K=4)
     enc, _, _ = pretrain(_sources(3, 2.0), cfg, augment=_augment(), progress=False)
@@ -169,3 +168,19 @@ def test_load_sources_reads_folders_and_skips_bad_files(tmp_path, capsys):
     assert "skipping" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):
         load_sources([tmp_path / "missing"])
+
+
+def test_lr_schedule_and_warm_start():
+    cfg = TrainConfig(encoder="tiny", batch_pairs=4, steps=100, lr=1e-3, schedule="cosine", warmup_steps=10)
+    lrs = [cfg.lr_at(s) for s in range(101)]
+    assert lrs[0] == pytest.approx(5e-5) and max(lrs) == pytest.approx(1e-3, rel=0.03)
+    assert lrs[100] == pytest.approx(5e-5) and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert TrainConfig(encoder="tiny", lr=2e-4).lr_at(7) == 2e-4
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear")
+    enc, head, _ = pretrain(_sources(2, 2.0), TrainConfig(encoder="tiny", batch_pairs=4, steps=2), augment=_augment(),
+                            progress=False, max_steps=1)
+    init = {"encoder": enc.state_dict(), "head": head.state_dict()}
+    enc2, head2, hist = pretrain(_sources(2, 2.0), TrainConfig(encoder="tiny", batch_pairs=4, steps=2, seed=5),
+                                 augment=_augment(), progress=False, max_steps=0, init=init)
+    assert hist == [] and all(torch.equal(v, enc2.state_dict()[k]) for k, v in init["encoder"].items())

@@ -69,7 +69,7 @@ def test_query_json_schema(db, corpus, capsys):
         assert isinstance(r["query"], str) and isinstance(r["matches"], list)
         assert isinstance(r["eval_percent"], float) and isinstance(r["elapsed_ms"], float)
         for m in r["matches"]:
-            assert set(m) == {"track_id", "path", "offset_s", "score", "confidence"}
+            assert set(m) == {"track_id", "path", "offset_s", "score", "confidence", "alternates"}
             assert isinstance(m["track_id"], int) and isinstance(m["path"], str)
             assert all(isinstance(m[k], float) for k in ("offset_s", "score", "confidence"))
             assert 0 <= m["confidence"] <= 1
@@ -237,3 +237,105 @@ def test_python_dash_m(monkeypatch, capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ("ingest", "query", "stats", "list", "remove", "train"))
+
+
+# -- long recordings, messages, start-up ------------------------------------------------------------
+def test_query_all_on_a_file_and_on_stdin(db, corpus, tmp_path, capsys, monkeypatch):
+    import io
+
+    from test_db import _check_spans, _recording
+    from faiss_flowhash.db import Span
+
+    rec, truth = _recording({"corpus": corpus["waves"]})
+    f = str(tmp_path / "rec.wav")
+    save_audio(f, rec)
+    assert main(["query", db, "--all", f, "--json"]) == 0
+    lines = _json_lines(capsys.readouterr().out)
+    assert all(set(r) == {"query", "track_id", "path", "start_s", "track_start_s", "duration_s", "confidence"}
+               for r in lines)
+    _check_spans([Span(**{k: v for k, v in r.items() if k != "query"}) for r in lines], truth)
+    with open(f, "rb") as fh:  # the same recording as a WAV stream on standard input
+        monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": io.BytesIO(fh.read())})())
+    assert main(["query", db, "--all", "-"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3 and all(line.startswith("-: ") and " from " in line and "confidence" in line for line in out)
+    assert truth[1][0] in out[1]
+
+
+def test_repeats_in_the_human_output(db, corpus, tmp_path, capsys):
+    import shutil
+
+    from faiss_flowhash.audio import synth
+
+    path = str(tmp_path / "db")
+    shutil.copytree(db, path)
+    a = synth.synthetic_music(4.0, seed=777)
+    track = np.clip(np.concatenate([a, synth.synthetic_music(4.0, seed=778), a]), -1, 1).astype(np.float32)
+    save_audio(str(tmp_path / "aba.wav"), track)
+    assert main(["ingest", path, str(tmp_path / "aba.wav"), "--no-progress"]) == 0
+    save_audio(str(tmp_path / "q.wav"), snippet(track, 0.5, 3.0))
+    capsys.readouterr()
+    assert main(["query", path, str(tmp_path / "q.wav")]) == 0
+    line = capsys.readouterr().out
+    assert "aba.wav at " in line and ", also at " in line and ("8.50 s" in line or "8.49 s" in line or "8.51 s" in line)
+
+
+def test_messages_not_tracebacks(db, corpus, tmp_path, capsys):
+    from faiss_flowhash.audio import synth
+
+    f = next(iter(corpus["waves"]))
+    assert main(["ingest", f, corpus["folder"], "--no-progress"]) == 2  # DB and PATH swapped
+    err = capsys.readouterr().err
+    assert "is a file, not a fingerprint database directory" in err and "Traceback" not in err
+    short = str(tmp_path / "short.wav")
+    save_audio(short, synth.tone(440.0, 0.2))
+    assert main(["query", db, short]) == 1
+    err = capsys.readouterr().err
+    assert "0.20 s of audio is shorter than one 1 s fingerprint window" in err
+    assert main(["query", db, short, "--json"]) == 1
+    r = _json_lines(capsys.readouterr().out)[0]
+    assert r["matches"] == [] and "shorter than one 1 s" in r["error"]
+
+
+def test_a_waiting_writer_says_so(db, corpus, tmp_path, capsys):
+    import shutil
+    import threading
+
+    from faiss_flowhash.db import write_lock
+
+    path = str(tmp_path / "db")
+    shutil.copytree(db, path)
+    held = threading.Event()
+
+    def hold():
+        with write_lock(os.path.join(path, "write.lock")):
+            held.set()
+            threading.Event().wait(1.0)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    try:
+        assert main(["ingest", path, next(iter(corpus["waves"])), "--no-progress"]) == 0
+    finally:
+        holder.join()
+    out, err = capsys.readouterr()
+    assert "another process is writing" in err and "waiting for its lock" in err
+    assert "after waiting" in out
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list", "DB"], ["stats", "DB", "--json"], ["query", "--help"]])
+def test_commands_without_a_model_do_not_import_torch(db, tmp_path, argv):
+    import shutil
+
+    path = str(tmp_path / "db")
+    shutil.copytree(db, path)
+    assert main(["remove", path, "0"]) == 0  # a write records the index summary that stats reads
+    code = ("import sys\nfrom faiss_flowhash.cli import main\n"
+            f"try:\n    status = main({[path if a == 'DB' else a for a in argv]!r})\n"
+            "except SystemExit as e:\n    status = e.code\n"
+            "print('STATUS', status, 'TORCH', 'torch' in sys.modules)\n")
+    proc = _spawn(code)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert out.decode().strip().splitlines()[-1] == "STATUS 0 TORCH False", out.decode()[-2000:]

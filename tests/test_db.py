@@ -3,6 +3,7 @@ for audio not ingested, idempotence, remove, crash repair, format/model mismatch
 
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -11,8 +12,9 @@ from hypothesis import strategies as st
 
 from faiss_flowhash import QuantizerConfig, read_index, write_index
 from faiss_flowhash.audio import Fingerprinter, add_noise, apply_rir, noise_bank, rir_bank, save_audio, synth
-from faiss_flowhash.db import (DatabaseMismatchError, FingerprintDB, TrackRecord, TrackStore, decode_ids, encode_ids,
-                               expand_paths)
+from faiss_flowhash.audio.files import expand_paths
+from faiss_flowhash.db import (DatabaseMismatchError, FingerprintDB, SnippetTooShortError, TrackRecord, TrackStore,
+                               decode_ids, encode_ids)
 from faiss_flowhash.db.repair import plan_repair
 from faiss_flowhash.db.database import INDEX_FILE, TRACKS_DIR
 
@@ -165,8 +167,8 @@ def test_top_n_and_short_query(built, model):
         res = db.query(snippet(wave, 2.0, 3.0), top=3, min_confidence=0.0)
         assert 1 <= len(res.matches) <= 3 and len({m.track_id for m in res.matches}) == len(res.matches)
         assert res.matches[0].confidence == max(m.confidence for m in res.matches)
-        short = db.query(wave[:8000])
-        assert short.matches == [] and short.n_segments == 0
+        with pytest.raises(SnippetTooShortError, match="0.50 s of audio is shorter than one 1 s"):
+            db.query(wave[:8000])  # not a silent "no match"
         with pytest.raises(ValueError, match="top"):
             db.query(wave, top=0)
         with pytest.raises(TypeError, match="query"):
@@ -342,3 +344,122 @@ def test_closed_database_is_a_clear_error(built, model):
     for call in (lambda: db.tracks(), lambda: db.stats(), lambda: db.query(np.zeros(SR, np.float32))):
         with pytest.raises(ValueError, match="closed"):
             call()
+
+
+# -- long recordings, repeats, one identification path ---------------------------------------------
+def _recording(built):
+    """Silence, three ingested tracks (parts of them; the last two back to back), silence: and the truth."""
+    names = [p for p in built["corpus"] if "chirp" not in p and "speech" not in p][:3]
+    w = [built["corpus"][n] for n in names]
+    z = lambda s: np.zeros(int(s * SR), np.float32)  # noqa: E731
+    rec = np.concatenate([z(1.5), w[0][: 8 * SR], z(2.0), w[1][3 * SR: 10 * SR], w[2][1 * SR: 9 * SR], z(1.0)])
+    return rec, [(names[0], 1.5, 0.0), (names[1], 11.5, 3.0), (names[2], 18.5, 1.0)]
+
+
+def _check_spans(spans, truth):
+    assert [s.path for s in spans] == [t[0] for t in truth], spans
+    for s, (_, start, track_start) in zip(spans, truth):
+        assert abs(s.start_s - start) <= 0.2 and abs(s.track_start_s - track_start) <= 0.2, s
+        assert s.confidence >= 0.35 and 6.0 <= s.duration_s <= 9.5
+
+
+def test_scan_a_long_recording_gives_every_span(built, model, tmp_path):
+    import io
+
+    rec, truth = _recording(built)
+    f = str(tmp_path / "rec.wav")
+    save_audio(f, rec)
+    with FingerprintDB(built["path"], model, readonly=True) as db:
+        _check_spans(list(db.scan(f, chunk_s=4.0)), truth)  # chunks far shorter than a track: spans cross them
+        raw = io.BytesIO((np.clip(rec, -1, 1) * 32767).astype("<i2").tobytes())  # a headerless stream
+        _check_spans(list(db.scan(raw)), truth)
+        # the plain query of the whole recording answers one track only: what --all is for
+        assert len(db.query(rec, top=1).matches) <= 1
+
+
+def _with_repeat(built, db_path, model, tmp_path):
+    """A track whose 4 s opening comes back at 8 s (A B A), ingested into the copy ``db_path``."""
+    a = synth.synthetic_music(4.0, seed=777)
+    b = synth.synthetic_music(4.0, seed=778)
+    track = np.clip(np.concatenate([a, b, a, synth.synthetic_music(2.0, seed=779)]), -1, 1).astype(np.float32)
+    f = str(tmp_path / "aba.wav")
+    save_audio(f, track)
+    with FingerprintDB(db_path, model) as db:
+        assert db.ingest([f]).ok
+    return f, track
+
+
+def test_repeats_are_answers_with_confidence_of_the_track(built, db_copy, model, tmp_path):
+    f, track = _with_repeat(built, db_copy, model, tmp_path)
+    with FingerprintDB(db_copy, model, readonly=True) as db:
+        m = db.query(snippet(track, 0.5, 3.0)).best
+        assert m is not None and m.path == os.path.abspath(f)
+        offsets = [m.offset_s] + [o for o, _ in m.alternates]
+        assert len(offsets) == 2, m  # the passage is at 0.5 s and at 8.5 s: both are given
+        assert sorted(round(o, 1) for o in offsets) == [0.5, 8.5]
+        assert all(abs(o - t) <= 0.05 for o, t in zip(sorted(offsets), (0.5, 8.5)))
+        assert m.alternates[0][1] <= m.score and m.confidence >= 0.8  # the track is certain, the place is not
+        assert m.to_dict()["alternates"] == [{"offset_s": o, "score": sc} for o, sc in m.alternates]
+        # a snippet of the unrepeated middle part has no alternates
+        u = db.query(snippet(track, 4.5, 3.0)).best
+        assert u.path == os.path.abspath(f) and u.alternates == () and abs(u.offset_s - 4.5) <= 0.05
+
+
+def test_evaluation_and_database_give_the_same_answer(built, model):
+    """The same hits go through the evaluation's answer and the database's query: the same answer."""
+    from faiss_flowhash.db import ReferenceWindows
+    from faiss_flowhash.eval import answer
+
+    rng = np.random.default_rng(3)
+    noises = noise_bank(4, 2, split="eval")
+    with FingerprintDB(built["path"], model, readonly=True) as db:
+        index, records = db.index, sorted(db.tracks(), key=lambda r: r.track_id)
+        pos = {r.track_id: i for i, r in enumerate(records)}
+        rows = [index.reconstruct_batch(np.arange(r.first_id, r.first_id + r.n_fingerprints)) for r in records]
+        reference = ReferenceWindows.from_tracks(rows)  # the evaluation's view: tracks 0..T-1, one array
+        for i, (path, wave) in enumerate(built["corpus"].items()):
+            x = add_noise(snippet(wave, float(rng.uniform(0, 8)), 2.5), noises[i % 2], 5.0, rng=rng)
+            res = db.query(x, min_confidence=0.0)
+            e = model.fingerprint(x)
+            D, I = index.search(e, db.hits_per_segment)
+            t, frame = decode_ids(I)
+            t = np.array([[pos.get(int(v), -1) for v in row] for row in t])
+            a = answer(t, np.where(t >= 0, frame, -1), D, hop_s=model.hop_s, query=e, reference=reference)
+            m = res.best
+            assert records[a["track"]].track_id == m.track_id
+            assert a["start_s"] == pytest.approx(m.offset_s, abs=1e-9)
+            assert a["confidence"] == pytest.approx(m.confidence, abs=1e-12)
+            assert a["alternates"] == pytest.approx([o for o, _ in m.alternates])
+
+
+def test_a_file_where_the_database_directory_belongs(built, tmp_path):
+    f = next(iter(built["corpus"]))
+    with pytest.raises(NotADirectoryError, match="is a file, not a fingerprint database directory"):
+        FingerprintDB(f)
+
+
+def test_a_second_writer_waits_says_so_and_the_wait_is_not_work(built, db_copy, model):
+    import threading
+
+    from faiss_flowhash.db import write_lock
+    from faiss_flowhash.db.database import LOCK_FILE
+
+    held, told = threading.Event(), []
+
+    def hold():
+        with write_lock(os.path.join(db_copy, LOCK_FILE)):
+            held.set()
+            threading.Event().wait(1.0)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    try:
+        with FingerprintDB(db_copy, model, on_lock_wait=lambda: told.append("waiting")) as db:
+            t0 = time.perf_counter()
+            report = db.ingest([built["audio"]])  # everything is there already: skipped, after the wait
+            total = time.perf_counter() - t0
+    finally:
+        holder.join()
+    assert told == ["waiting"] and report.lock_wait_s > 0 and "after waiting" in report.summary()
+    assert report.lock_wait_s + report.elapsed_s <= total + 1e-6  # the wait is not counted as work

@@ -1,4 +1,4 @@
-"""The Table 1 protocol (faiss_flowhash.evaluation): seeded, reproducible queries; distortions at the
+"""The Table 1 protocol (faiss_flowhash.eval): seeded, reproducible queries; distortions at the
 requested SNR and RT60; the 50 ms hit criterion; the offset consensus of eq. 12-13; run_eval and the
 `flowhash eval` shell end to end on a tiny reference."""
 
@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 
-from faiss_flowhash import evaluation as ev
+from faiss_flowhash import eval as ev
 from faiss_flowhash.audio.rooms import measure_rt60
 from faiss_flowhash.audio.synth import synthetic_music
 
@@ -225,7 +225,7 @@ def _eval_args(*argv):
 
 def test_eval_command_on_a_reference_file(tmp_path, capsys):
     from faiss_flowhash.audio import Fingerprinter
-    from faiss_flowhash.eval_command import save_reference
+    from faiss_flowhash.eval.command import save_reference
 
     fp = Fingerprinter.load()
     paths, counts, samples, xs = _tiny_tracks(tmp_path, fp)
@@ -264,3 +264,42 @@ def test_eval_command_on_a_database_directory(tmp_path, capsys):
     flow = [r for r in out["table"] if r["method"] == "FlowHash"]
     assert np.mean([r["hit_rate"] for r in exact]) >= 50.0
     assert all(r["eval_pct"] == 100.0 for r in exact) and all(r["eval_pct"] < 100.0 for r in flow)
+
+
+def test_exact_repeats_count_as_right():
+    a, b = synthetic_music(3.0, seed=11), synthetic_music(3.0, seed=12)
+    track = np.concatenate([a, b, a, b[:SR]])  # a at 0 s and again at 6 s
+    start, length = int(0.5 * SR), 2 * SR
+    reps = ev.exact_repeats(track, start, length)
+    assert reps == pytest.approx([6.5], abs=1 / SR)
+    assert ev.exact_repeats(track, int(3.5 * SR), length) == []  # b's full 2 s never comes back
+    assert ev.is_hit(0, 6.53, 0, 0.5, repeats=reps) and not ev.is_hit(0, 6.53, 0, 0.5)
+    assert not ev.is_hit(1, 6.5, 0, 0.5, repeats=reps) and not ev.is_hit(0, 6.6, 0, 0.5, repeats=reps)
+    with pytest.raises(ValueError, match="segment inside the track"):
+        ev.exact_repeats(track, len(track) - 10, length)
+
+
+def test_run_eval_answers_as_the_database(rng):
+    """With the reference windows the evaluation refines offsets and applies the threshold like the database."""
+    from faiss_flowhash.db.identify import ReferenceWindows
+
+    counts = [40, 60]
+    x = rng.standard_normal((100, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = ev.make_queries([int((c - 1) * 0.1 * SR + SR) for c in counts], lengths_s=(2.0,),
+                        conditions=(ev.Condition("clean"),), n_per_cell=6, seed=2, noise_s=3.0)
+    q.start[:] = np.round(q.start / 1600) * 1600
+    first = np.cumsum([0] + counts)[q.track] + q.start // 1600
+    fps = [x[f:f + 11] for f in first]
+    flat = faiss.IndexFlatIP(16)
+    flat.add(x)
+    ref = ReferenceWindows(x, np.cumsum(counts) - counts, counts)
+    methods = {"exact": ev.index_searcher(flat)}
+    res = ev.run_eval(fps, q, methods, ev.locate_from_counts(counts), len(x), reference=ref)
+    assert all(r["hit"] and r["confidence"] > 0.9 and r["alternates"] == [] for r in res.rows)
+    assert [r["start_s"] for r in res.rows] == pytest.approx(q.start_s.tolist(), abs=0.01)  # refined: sub-hop
+    # a threshold above every confidence: every answer is "no match"
+    none = ev.run_eval(fps, q, methods, ev.locate_from_counts(counts), len(x), reference=ref, min_confidence=1.0)
+    assert all(r["track"] == -1 and not r["hit"] for r in none.rows if r["confidence"] < 1.0)
+    with pytest.raises(ValueError, match="repeats"):
+        ev.run_eval(fps, q, methods, ev.locate_from_counts(counts), len(x), repeats=[[]])

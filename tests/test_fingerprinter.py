@@ -159,7 +159,7 @@ def test_fingerprint_file(fp, tmp_path):
 
 
 def test_quantizer_travels_with_the_model(fp, tmp_path):
-    quantizer = pytest.importorskip("faiss_flowhash.index.quantizer")
+    import faiss_flowhash as quantizer  # FlowQuantizer, QuantizerConfig: the public names (no importorskip: a broken module must fail)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, fp.dim)).astype(np.float32)
     q = quantizer.FlowQuantizer(fp.dim, K=4, config=quantizer.QuantizerConfig(steps=5, batch_size=64, precondition=False, verbose=False))

@@ -28,7 +28,10 @@ def trained():
 
 
 def _index(trained, metric=faiss.METRIC_INNER_PRODUCT, **kw):
+    """The paper's flip-cost probing (radius semantics) unless told otherwise; the default centroid
+    probing is tested in test_index_probing.py."""
     q, x = trained
+    kw = {"probe": "flip", "max_probes": None, **kw}
     index = ffh.FlowHashIndex(D_DIM, metric=metric, quantizer=q, **kw)
     index.add(x)
     return index
@@ -94,7 +97,7 @@ def test_budget_reduces_candidates_and_keeps_the_first_probe(trained):
 
 def test_k_larger_than_ntotal_pads(trained):
     q, x = trained
-    index = ffh.FlowHashIndex(D_DIM, quantizer=q, max_probe_bits=6)
+    index = ffh.FlowHashIndex(D_DIM, quantizer=q, max_probe_bits=6, probe="flip", max_probes=None)
     index.add(x[:5])
     for metric_index, worst in ((index, -np.finfo(np.float32).max),):
         D, I = metric_index.search(x[:2], 8, r_query=1e9)
@@ -241,7 +244,7 @@ def test_bad_k_ids_and_params(trained):
 @pytest.mark.parametrize("K", [4, 24, 40])
 def test_code_widths_from_4_to_40_bits(K):
     x = _data(1500, seed=K, d=48)
-    index = ffh.FlowHashIndex(48, K=K, max_probe_bits=8,
+    index = ffh.FlowHashIndex(48, K=K, max_probe_bits=8, probe="flip", max_probes=None,
                               config=ffh.QuantizerConfig(steps=5, batch_size=256, verbose=False))
     index.train(x)
     index.add(x)

@@ -29,6 +29,7 @@ def quantizer():
 
 
 def _index(quantizer, **kw):
+    kw = {"probe": "flip", "max_probes": None, **kw}  # radius semantics; centroid probing: test_index_probing
     index = ffh.FlowHashIndex(quantizer=quantizer, **kw)
     index.add(_data(2000))
     return index
@@ -162,7 +163,7 @@ def test_huge_k_is_capped_or_refused_before_allocating(quantizer):
 
 
 def test_ids_near_2_63(quantizer):
-    index = ffh.FlowHashIndex(quantizer=quantizer)
+    index = ffh.FlowHashIndex(quantizer=quantizer, probe="flip", max_probes=None)
     x = _data(20)
     big = 2**63 - 1
     index.add_with_ids(x[:1], [big])

@@ -137,6 +137,7 @@ def test_spill_every_vector_then_dedupe_equals_exact(metric):
     d = 12
     x = rng.standard_normal((2000, d)).astype(np.float32)
     index = ffh.FlowHashIndex(quantizer=_cheap_quantizer(d, 6, x), metric=metric, assign="spill", spill=1.0,
+                              probe="flip", max_probes=None,
                               max_probe_bits=6)
     index.add(x)
     assert index.table_entries == 2 * index.ntotal and index._engine.max_copies == 2
@@ -159,7 +160,7 @@ def test_assign_modes_store_the_expected_copies():
     q = _cheap_quantizer(d, 8, x)
     entries = {}
     for mode, kw in (("none", {}), ("spill", dict(spill=0.1)), ("radius", dict(r=1.0, max_assign_bits=2))):
-        index = ffh.FlowHashIndex(quantizer=q, metric=faiss.METRIC_L2, assign=mode, **kw)
+        index = ffh.FlowHashIndex(quantizer=q, metric=faiss.METRIC_L2, assign=mode, probe="flip", max_probes=None, **kw)
         index.add(x)
         entries[mode] = index.table_entries
         _, I = index.search(x[:100], 1)
@@ -179,7 +180,7 @@ def test_budgeted_search_builds_only_a_probe_prefix_with_the_same_result(budget)
     d = 12
     x = rng.standard_normal((4000, d)).astype(np.float32)
     index = ffh.FlowHashIndex(quantizer=_cheap_quantizer(d, 10, x), metric=faiss.METRIC_L2, r_query=float("inf"),
-                              max_probe_bits=10)
+                              max_probe_bits=10, probe="flip", max_probes=None)
     index.add(x)
     q = rng.standard_normal((40, d)).astype(np.float32)
     D, I = index.search(q, 5, params=ffh.SearchParams(budget=budget))

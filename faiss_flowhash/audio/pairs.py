@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .files import AUDIO_EXTENSIONS, audio_files_in
+
 __all__ = [
     "AUDIO_SUFFIXES",
     "Augment",
@@ -25,7 +27,7 @@ __all__ = [
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]  # views (B, T) -> distorted (B, T)
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
+AUDIO_SUFFIXES = AUDIO_EXTENSIONS  # the package's one list (audio/files.py)
 
 
 def list_audio_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -33,7 +35,7 @@ def list_audio_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES))
+            out.extend(Path(f) for f in audio_files_in(p))
         elif p.is_file():
             out.append(p)
         else:

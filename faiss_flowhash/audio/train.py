@@ -48,7 +48,9 @@ class TrainConfig:
     triplet_weight: weight of eq. 2 in eq. 3 (1.0). max_offset_s: time offset of x+ (0.05 s).
     checkpoint_every: steps between checkpoints (500). seed: everything random derives from it (0).
     flow_pairs: (e, e+) pairs the flow is trained on (20000). quantizer: keyword arguments of the
-    FlowQuantizer's QuantizerConfig ({} = its defaults).
+    FlowQuantizer's QuantizerConfig ({} = its defaults). schedule: learning rate over the steps,
+    "constant" or "cosine" (from lr down to lr / 20 at ``steps``). warmup_steps: linear warm-up from
+    lr / 20 over the first steps (0).
     """
 
     encoder: EncoderConfig | str = "small"
@@ -64,6 +66,8 @@ class TrainConfig:
     seed: int = 0
     flow_pairs: int = 20000
     quantizer: dict = field(default_factory=dict)
+    schedule: str = "constant"
+    warmup_steps: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "encoder", encoder_config(self.encoder))
@@ -83,6 +87,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.max_offset_s: expected seconds in [0, 0.5], got {self.max_offset_s!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"TrainConfig.seed: expected an int >= 0, got {self.seed!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"TrainConfig.schedule: expected 'constant' or 'cosine', got {self.schedule!r}")
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"TrainConfig.warmup_steps: expected an int >= 0, got {self.warmup_steps!r}")
         if not isinstance(self.quantizer, dict):
             raise TypeError(f"TrainConfig.quantizer: expected a dict, got {type(self.quantizer).__name__}")
 
@@ -90,6 +98,15 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["encoder"] = self.encoder.to_dict()
         return d
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of step ``step`` (0-based) under ``schedule`` and ``warmup_steps``."""
+        lr = self.lr
+        if self.schedule == "cosine":
+            lr = self.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(step, self.steps) / self.steps)))
+        if step < self.warmup_steps:
+            lr *= 0.05 + 0.95 * step / self.warmup_steps
+        return float(lr)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -120,6 +137,7 @@ def pretrain(
     max_steps: int | None = None,
     max_seconds: float | None = None,
     log_every: int = 50,
+    init: dict | None = None,
 ) -> tuple[TransformerEncoder, ProjectionHead, list[tuple[float, float, float]]]:
     """Pre-train encoder + projection head on pairs drawn from ``sources`` ((T,) float32 arrays at 16 kHz).
 
@@ -128,7 +146,9 @@ def pretrain(
     stops early after that many steps of this call (for tests and time budgets); the checkpoint then
     holds the step reached. ``max_seconds`` likewise stops after that much wall time (a time budget on
     a shared machine; the history says how many steps ran, and ``resume`` continues). Without a
-    progress bar, a line with the mean losses goes to stderr every ``log_every`` steps.
+    progress bar, a line with the mean losses goes to stderr every ``log_every`` steps. ``init``
+    ({"encoder": state_dict, "head": state_dict}, e.g. from a model file) starts a fresh run from
+    those weights instead of random ones (a resumed checkpoint takes precedence).
     """
     from tqdm.auto import tqdm
 
@@ -136,6 +156,9 @@ def pretrain(
     torch.manual_seed(c.seed)
     encoder = TransformerEncoder(c.encoder).to(device)
     head = ProjectionHead(c.encoder.out_dim, c.K, hidden=c.proj_hidden).to(device)
+    if init is not None:
+        encoder.load_state_dict(init["encoder"])
+        head.load_state_dict(init["head"])
     params = list(encoder.parameters()) + list(head.parameters())
     optimizer = torch.optim.Adam(params, lr=c.lr)
     step, history = 0, []
@@ -157,6 +180,8 @@ def pretrain(
     bar = tqdm(total=c.steps, initial=step, disable=not progress, desc="pretrain", dynamic_ncols=True)
     first, t_start = step, time.perf_counter()
     while step < end and (max_seconds is None or time.perf_counter() - t_start < max_seconds):
+        for group in optimizer.param_groups:
+            group["lr"] = c.lr_at(step)
         rng = np.random.default_rng([c.seed, step])
         x, x_pos = sample_pairs(sources, c.batch_pairs, rng=rng, augment=augment, window=_SPAN, max_offset=max_offset)
         mel = _windows_to_mel(np.concatenate([x, x_pos]), device)  # (2M, 64, 100)
@@ -230,6 +255,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--synthetic-seconds", type=float, default=30.0, help="length of each generated music clip (30)")
     g.add_argument("--noises", type=int, default=32, help="training noise clips generated (32)")
     g.add_argument("--rirs", type=int, default=32, help="training room impulse responses generated (32)")
+    g.add_argument("--midi", type=int, default=0, metavar="N",
+                   help="add N generated General MIDI clips rendered with fluidsynth + FluidR3_GM (default 0)")
+    g.add_argument("--augment", choices=("distort", "paper"), default="distort",
+                   help="distortions of x+: 'distort' (audio.distort 'train' profile: rooms, bursty and steady noise, "
+                        "phone/laptop EQ, gain, clipping, codecs) or 'paper' (noise / reverb / both, 4.4) (default distort)")
     g = parser.add_argument_group("model and optimisation")
     g.add_argument("--config", default="small", help="encoder preset: small (CPU) or paper (default small)")
     g.add_argument("--K", type=int, default=d.K, help=f"hash bits (default {d.K})")
@@ -238,6 +268,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
     g.add_argument("--tau", type=float, default=d.tau, help=f"contrastive temperature (default {d.tau})")
     g.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    g.add_argument("--schedule", choices=("constant", "cosine"), default=d.schedule,
+                   help=f"learning-rate schedule (default {d.schedule})")
+    g.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help=f"linear lr warm-up steps (default {d.warmup_steps})")
+    g.add_argument("--init", default=None, metavar="MODEL",
+                   help="start pre-training from this model file's encoder and head (same --config and --K)")
     g.add_argument("--flow-pairs", type=int, default=d.flow_pairs, help=f"(e, e+) pairs for the flow (default {d.flow_pairs})")
     g.add_argument("--flow-steps", type=int, default=None, help="flow training steps (default: QuantizerConfig's)")
     g.add_argument("--no-quantizer", action="store_true", help="skip flow training (the model file has no quantizer)")
@@ -269,23 +304,42 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         encoder=args.config, K=args.K, batch_pairs=args.batch_pairs, steps=args.steps, lr=args.lr, tau=args.tau,
         checkpoint_every=args.checkpoint_every, seed=args.seed, flow_pairs=args.flow_pairs, quantizer=quantizer,
+        schedule=args.schedule, warmup_steps=args.warmup_steps,
     )
-    sources = load_sources(args.audio)
-    n_files = len(sources)
+    sources = []
     if args.synthetic_music or args.speech:
         sources += synthetic_sources(n_music=args.synthetic_music, n_speech=args.speech,
                                      seconds=args.synthetic_seconds, seed=args.seed)
+    if args.midi:
+        from .midi import midi_music
+
+        sources += [midi_music(args.synthetic_seconds, seed=args.seed * 100003 + i) for i in range(args.midi)]
+    files = load_sources(args.audio)  # after the generated audio: files still being written are listed late
+    n_files = len(files)
+    sources += files
     if not sources:
         raise SystemExit("train: no audio (give --audio PATH, --synthetic-music N or --speech N)")
     hours = sum(len(s) for s in sources) / 16000 / 3600
     print(f"train: {len(sources)} signals ({n_files} files), {hours:.2f} h of audio", file=sys.stderr)
-    augment = default_augment(seed=args.seed, n_noises=args.noises, n_rirs=args.rirs)
+    if args.augment == "paper":
+        augment = default_augment(seed=args.seed, n_noises=args.noises, n_rirs=args.rirs)
+    else:
+        from .distort import PROFILES, DistortionAugment
+
+        augment = DistortionAugment(dataclasses.replace(PROFILES["train"], bank_seed=args.seed, n_noises=args.noises,
+                                                        n_rooms=args.rirs))
+    init = None
+    if args.init:
+        src = Fingerprinter.load(args.init)
+        if src.head is None:
+            raise SystemExit(f"train: --init {args.init}: the model file has no projection head")
+        init = {"encoder": src.encoder.state_dict(), "head": src.head.state_dict()}
     ckpt_dir = args.checkpoint_dir or args.out + ".ckpt"
     t1 = time.time()
     encoder, head, history = pretrain(
         sources, config, augment=augment, checkpoint_dir=ckpt_dir, resume=args.resume,
         device=args.device, progress=not args.no_progress,
-        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
+        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes, init=init,
     )
     t2 = time.time()
     q, qreport = None, None
@@ -301,7 +355,9 @@ def run_train(args: argparse.Namespace) -> int:
         "command": _command_line(),
         "train_config": json.loads(json.dumps(config.to_dict())),
         "audio": {"files": [str(a) for a in args.audio], "n_file_signals": n_files,
-                  "synthetic_music": args.synthetic_music, "speech": args.speech, "hours": round(hours, 3)},
+                  "synthetic_music": args.synthetic_music, "speech": args.speech, "midi": args.midi,
+                  "hours": round(hours, 3)},
+        "augment": args.augment, "init": args.init,
         "pretrain": {"steps": len(history), "seconds": round(t2 - t1, 1),
                      "final_loss_mean_last_100": [round(float(v), 4) for v in last.mean(0)]},
         "quantizer": None if qreport is None else {

@@ -17,18 +17,19 @@
 """
 
 from .consensus import DEFAULT_MIN_CONFIDENCE, Candidate, match_confidence, vote_offsets
-from .database import FORMAT_VERSION, DatabaseMismatchError, FingerprintDB
-from .files import AUDIO_EXTENSIONS, expand_paths
+from .database import FORMAT_VERSION, DatabaseMismatchError, FingerprintDB, SnippetTooShortError
+from .identify import Occurrence, ReferenceWindows, TrackMatch, identify
 from .ids import FRAME_BITS, decode_ids, encode_ids
 from .lock import write_lock
 from .repair import RepairPlan, plan_repair
 from .results import IngestReport, Match, QueryResult
+from .spans import Span, SpanTracker
 from .tracks import TrackRecord, TrackStore
 
 __all__ = [
-    "FingerprintDB", "DatabaseMismatchError", "DEFAULT_MIN_CONFIDENCE", "FORMAT_VERSION",
-    "Match", "QueryResult", "IngestReport", "TrackRecord", "TrackStore",
-    "Candidate", "vote_offsets", "match_confidence",
-    "expand_paths", "AUDIO_EXTENSIONS", "encode_ids", "decode_ids", "FRAME_BITS",
+    "FingerprintDB", "DatabaseMismatchError", "SnippetTooShortError", "DEFAULT_MIN_CONFIDENCE", "FORMAT_VERSION",
+    "Match", "QueryResult", "IngestReport", "Span", "SpanTracker", "TrackRecord", "TrackStore",
+    "identify", "TrackMatch", "Occurrence", "ReferenceWindows", "Candidate", "vote_offsets", "match_confidence",
+    "encode_ids", "decode_ids", "FRAME_BITS",
     "RepairPlan", "plan_repair", "write_lock",
 ]

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Candidate", "vote_offsets", "refine_offset", "match_confidence", "DEFAULT_SIM_FLOOR",
-           "DEFAULT_SIM_CEIL", "DEFAULT_MIN_CONFIDENCE"]
+__all__ = ["Candidate", "VoteCells", "check_hits", "vote_cells", "vote_offsets", "refine_offset", "match_confidence",
+           "DEFAULT_SIM_FLOOR", "DEFAULT_SIM_CEIL", "DEFAULT_MIN_CONFIDENCE"]
 
 #: Below this confidence a query is answered "no match": calibrated on synthetic audio together with the
 #: defaults of vote_offsets / match_confidence (numbers in :mod:`faiss_flowhash.db.database`).
@@ -56,7 +56,8 @@ class Candidate:
     evidence: float
 
 
-def _check_hits(tracks, times, scores, segment_times):
+def check_hits(tracks, times, scores, segment_times):
+    """The hit arrays as int64 / float64, checked: (n_segments, k) x 3 and (n_segments,)."""
     tracks = np.asarray(tracks, dtype=np.int64)
     times = np.asarray(times, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
@@ -72,6 +73,73 @@ def _check_hits(tracks, times, scores, segment_times):
 
 def _ramp(sim: np.ndarray, floor: float, ceil: float) -> np.ndarray:
     return np.clip((sim - floor) / (ceil - floor), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class VoteCells:
+    """Every (track, grid cell) that got a vote; arrays (n_cells,) unless said otherwise.
+
+    track, grid (cell start = grid * tolerance_s), votes (summed best score per agreeing segment),
+    support (agreeing segments), offset (score-weighted mean start, seconds), evidence (summed
+    similarity ramp). ``cell_of``, ``segment``, ``ramp`` (n_votes,): the single votes behind them.
+    """
+
+    track: np.ndarray
+    grid: np.ndarray
+    votes: np.ndarray
+    support: np.ndarray
+    offset: np.ndarray
+    evidence: np.ndarray
+    cell_of: np.ndarray
+    segment: np.ndarray
+    ramp: np.ndarray
+
+    def union_evidence(self, cells, n_segments: int) -> float:
+        """Evidence of a set of cells where each segment counts once: sum over segments of its best ramp."""
+        sel = np.isin(self.cell_of, cells)
+        best = np.zeros(n_segments)
+        np.maximum.at(best, self.segment[sel], self.ramp[sel])
+        return float(best.sum())
+
+
+def vote_cells(tracks, times, scores, segment_times, *, tolerance_s: float = 0.05,
+               sim_floor: float = DEFAULT_SIM_FLOOR, sim_ceil: float = DEFAULT_SIM_CEIL) -> VoteCells | None:
+    """The vote of the module docstring on every (track, grid cell); None when no hit is valid.
+
+    Arguments as :func:`vote_offsets`.
+    """
+    tracks, times, scores, segment_times = check_hits(tracks, times, scores, segment_times)
+    if not tolerance_s > 0:
+        raise ValueError(f"tolerance_s: expected > 0 seconds, got {tolerance_s}")
+    if not sim_ceil > sim_floor:
+        raise ValueError(f"sim_floor, sim_ceil: expected floor < ceil, got {sim_floor}, {sim_ceil}")
+    seg = np.broadcast_to(np.arange(tracks.shape[0])[:, None], tracks.shape)
+    ok = (tracks >= 0) & np.isfinite(scores)
+    t, s, o, sc = tracks[ok], (times - segment_times[:, None])[ok], seg[ok], scores[ok]
+    if len(t) == 0:
+        return None
+    # each hit votes for the grid points within tolerance of its start (the grid step is the tolerance)
+    g0 = np.round(s / tolerance_s).astype(np.int64)
+    grid = np.concatenate([g0 - 1, g0, g0 + 1])
+    t3, s3, o3, sc3 = (np.tile(a, 3) for a in (t, s, o, sc))
+    near = np.abs(grid * tolerance_s - s3) <= tolerance_s * (1 + 1e-6)
+    grid, t3, s3, o3, sc3 = grid[near], t3[near], s3[near], o3[near], sc3[near]
+    # one vote per (track, grid, segment): its best-scoring hit
+    order = np.lexsort((-sc3, o3, grid, t3))
+    grid, t3, s3, o3, sc3 = grid[order], t3[order], s3[order], o3[order], sc3[order]
+    first = np.r_[True, (t3[1:] != t3[:-1]) | (grid[1:] != grid[:-1]) | (o3[1:] != o3[:-1])]
+    grid, t3, s3, o3, sc3 = grid[first], t3[first], s3[first], o3[first], sc3[first]
+    # sum the votes per (track, grid)
+    new_cell = np.r_[True, (t3[1:] != t3[:-1]) | (grid[1:] != grid[:-1])]
+    start = np.flatnonzero(new_cell)
+    votes = np.add.reduceat(sc3, start)
+    support = np.diff(np.r_[start, len(t3)])
+    ramp = _ramp(sc3, sim_floor, sim_ceil)
+    # score-weighted mean start; scores may be <= 0 for L2-like metrics, fall back to the cell's start
+    wsum = np.add.reduceat(sc3 * s3, start)
+    offset = np.where(votes > 1e-9, wsum / np.where(votes > 1e-9, votes, 1.0), grid[start] * tolerance_s)
+    return VoteCells(track=t3[start], grid=grid[start], votes=votes, support=support, offset=offset,
+                     evidence=np.add.reduceat(ramp, start), cell_of=np.cumsum(new_cell) - 1, segment=o3, ramp=ramp)
 
 
 def vote_offsets(
@@ -96,49 +164,23 @@ def vote_offsets(
 
     Returns:
         One :class:`Candidate` per track that has any hit, sorted by score (then support), best first.
+        (:func:`faiss_flowhash.db.identify.identify` builds the matches, repeats included, on the same vote.)
     """
-    tracks, times, scores, segment_times = _check_hits(tracks, times, scores, segment_times)
-    if not tolerance_s > 0:
-        raise ValueError(f"tolerance_s: expected > 0 seconds, got {tolerance_s}")
-    if not sim_ceil > sim_floor:
-        raise ValueError(f"sim_floor, sim_ceil: expected floor < ceil, got {sim_floor}, {sim_ceil}")
-    n_seg = tracks.shape[0]
-    seg = np.broadcast_to(np.arange(n_seg)[:, None], tracks.shape)
-    ok = (tracks >= 0) & np.isfinite(scores)
-    t, s, o, sc = tracks[ok], (times - segment_times[:, None])[ok], seg[ok], scores[ok]
-    if len(t) == 0:
+    cells = vote_cells(tracks, times, scores, segment_times, tolerance_s=tolerance_s, sim_floor=sim_floor,
+                       sim_ceil=sim_ceil)
+    if cells is None:
         return []
-    # each hit votes for the grid points within tolerance of its start (the grid step is the tolerance)
-    g0 = np.round(s / tolerance_s).astype(np.int64)
-    grid = np.concatenate([g0 - 1, g0, g0 + 1])
-    t3, s3, o3, sc3 = (np.tile(a, 3) for a in (t, s, o, sc))
-    near = np.abs(grid * tolerance_s - s3) <= tolerance_s * (1 + 1e-6)
-    grid, t3, s3, o3, sc3 = grid[near], t3[near], s3[near], o3[near], sc3[near]
-    # one vote per (track, grid, segment): its best-scoring hit
-    order = np.lexsort((-sc3, o3, grid, t3))
-    grid, t3, s3, o3, sc3 = grid[order], t3[order], s3[order], o3[order], sc3[order]
-    first = np.r_[True, (t3[1:] != t3[:-1]) | (grid[1:] != grid[:-1]) | (o3[1:] != o3[:-1])]
-    grid, t3, s3, o3, sc3 = grid[first], t3[first], s3[first], o3[first], sc3[first]
-    # sum the votes per (track, grid)
-    start = np.flatnonzero(np.r_[True, (t3[1:] != t3[:-1]) | (grid[1:] != grid[:-1])])
-    score = np.add.reduceat(sc3, start)
-    support = np.diff(np.r_[start, len(t3)])
-    wsum = np.add.reduceat(sc3 * s3, start)
-    evidence = np.add.reduceat(_ramp(sc3, sim_floor, sim_ceil), start)
-    ctrack = t3[start]
-    # best (track, grid) per track: highest score, then support, then earliest start
-    rank = np.lexsort((grid[start], -support, -score))
+    n_seg = int(np.asarray(tracks).shape[0])
+    # best cell per track: highest score, then support, then earliest start
+    rank = np.lexsort((cells.grid, -cells.support, -cells.votes))
     out, seen = [], set()
     for i in rank:
-        tid = int(ctrack[i])
+        tid = int(cells.track[i])
         if tid in seen:
             continue
         seen.add(tid)
-        # score-weighted mean start; scores may be <= 0 for L2-like metrics, fall back to the plain mean
-        w = score[i]
-        offset = float(wsum[i] / w) if w > 1e-9 else float(grid[start][i] * tolerance_s)
-        out.append(Candidate(track_id=tid, offset_s=offset, score=float(score[i]), support=int(support[i]),
-                             n_segments=n_seg, evidence=float(evidence[i])))
+        out.append(Candidate(track_id=tid, offset_s=float(cells.offset[i]), score=float(cells.votes[i]),
+                             support=int(cells.support[i]), n_segments=n_seg, evidence=float(cells.evidence[i])))
     return out
 
 

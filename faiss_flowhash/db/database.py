@@ -18,7 +18,7 @@ every process), and the next writer repairs (a) by removing those ids and (b) by
 (re-running the ingest adds the file again). Readers reload the index when its file changes.
 
 Confidence threshold (``DEFAULT_MIN_CONFIDENCE = 0.35``, ``--min-confidence``), calibrated with
-``python -m faiss_flowhash.db.calibrate --seed S`` on the shipped model 063ef8c90201e4ef: 15 reference
+``python -m faiss_flowhash.eval.calibrate --seed S`` on the shipped model 063ef8c90201e4ef: 15 reference
 tracks of 20 s (music, speech, chirps), per seed 400 snippets of 1-5 s: 240 positives (clean / noise
 10 dB / reverb + noise 5 dB, 80 each) and 160 negatives from audio not ingested (other music, other
 words and voices, noise), with the defaults of vote_offsets / match_confidence (sim_floor 0.55,
@@ -43,28 +43,37 @@ n_tracks=100, n_queries=300, seed=5)``, 33 min of reference audio; before offset
 false matches grow with the collection. Raise the threshold (0.45) where a false match is costly, lower
 it (0.25) for more hits on heavily distorted audio at ~1-2% false matches, and re-run the calibration on
 audio like yours or after changing the model.
+
+Since the one identification path (:func:`faiss_flowhash.db.identify.identify`: a segment agreeing with
+any of a track's equal repeats counts once for the track's evidence) the calibration gives, seed 1, the
+same hit rates at 0.35 (0.817 all) and the same no-match rate (0.994, largest negative 0.352); the
+runner-up negatives move by at most 0.016 (bench/results/audiopath.md).
 """
+
+from __future__ import annotations
 
 import contextlib
 import os
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import numpy as np
 from tqdm import tqdm
 
-from ..audio.fingerprinter import Fingerprinter
+from ..audio.files import expand_paths
 from ..audio.io import AudioDecodeError, content_hash, load_audio
-from ..index import FlowHashIndex, FlowQuantizer, QuantizerConfig, read_index, write_index
-from .consensus import DEFAULT_MIN_CONFIDENCE, match_confidence, refine_offset, vote_offsets
-from .files import expand_paths
+from ..audio.stream import audio_chunks
+from .consensus import DEFAULT_MIN_CONFIDENCE
+from .identify import identify
+from .spans import SpanTracker
 from .ids import decode_ids, encode_ids
 from .lock import write_lock
 from .repair import plan_repair
 from .results import IngestReport, Match, QueryResult
 from .tracks import TrackRecord, TrackStore
 
-__all__ = ["FingerprintDB", "DatabaseMismatchError", "FORMAT", "FORMAT_VERSION", "DEFAULT_MIN_CONFIDENCE"]
+__all__ = ["FingerprintDB", "DatabaseMismatchError", "SnippetTooShortError", "FORMAT", "FORMAT_VERSION", "DEFAULT_MIN_CONFIDENCE"]
 
 FORMAT = "faiss-flowhash-db"
 FORMAT_VERSION = 1
@@ -74,6 +83,10 @@ _MIN_FLOW_VECTORS = 256  # fewest (window, next window) pairs the index's own fl
 
 class DatabaseMismatchError(ValueError):
     """The database was written in another format version or with another fingerprint model."""
+
+
+class SnippetTooShortError(ValueError):
+    """A query snippet shorter than one fingerprint window: there is nothing to identify."""
 
 
 def _now() -> str:
@@ -86,6 +99,25 @@ def _file_sig(path: str):
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class _IndexWindows:
+    """The reference windows of committed tracks, read from the index in one batch (``identify``'s
+    ``reference``): frame f of track t is id ``records[t].first_id + f``."""
+
+    def __init__(self, index: FlowHashIndex, records: dict):
+        self.index, self.records = index, records
+
+    def take(self, tracks, frames) -> np.ndarray:
+        first = np.array([self.records[t].first_id if t in self.records else -1 for t in tracks.tolist()], np.int64)
+        count = np.array([self.records[t].n_fingerprints if t in self.records else 0 for t in tracks.tolist()], np.int64)
+        ok = (first >= 0) & (frames >= 0) & (frames < count)
+        out = np.full((len(tracks), self.index.d), np.nan, np.float32)
+        try:
+            out[ok] = self.index.reconstruct_batch(first[ok] + frames[ok])
+        except KeyError:  # the index file is older than a record (a writer is between its two steps)
+            pass
+        return out
 
 
 class FingerprintDB:
@@ -107,6 +139,8 @@ class FingerprintDB:
             ``QuantizerConfig(steps=1000, verbose=False)``; positives are each window's successor).
         min_train_vectors: fingerprints collected before that training (2000 = 200 s of audio).
         lock_timeout_s: how long a writer waits for another writer to finish (60 s).
+        on_lock_wait: called once (no arguments) when a write finds another writer's lock and starts
+            waiting for it (the command line says so on stderr); None: wait silently.
 
     Raises:
         DatabaseMismatchError (a ValueError): other format version or other model than the database's.
@@ -115,20 +149,27 @@ class FingerprintDB:
     def __init__(self, path, model=None, *, create: bool = True, readonly: bool = False, batch_files: int = 16,
                  hits_per_segment: int = 5, quantizer_config: QuantizerConfig | None = None,
                  min_train_vectors: int = 2000,
-                 lock_timeout_s: float = 60.0, commit_growth: float = 0.1, commit_interval_s: float = 60.0):
+                 lock_timeout_s: float = 60.0, commit_growth: float = 0.1, commit_interval_s: float = 60.0,
+                 on_lock_wait=None):
         for name, v in (("batch_files", batch_files), ("hits_per_segment", hits_per_segment),
                         ("min_train_vectors", min_train_vectors)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
         self.path = os.path.abspath(os.fspath(path))
-        self.readonly = readonly
+        self.readonly, self.on_lock_wait = readonly, on_lock_wait
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise NotADirectoryError(f"{self.path}: is a file, not a fingerprint database directory "
+                                     "(the database is a directory; ingest creates it)")
         if not commit_growth >= 0 or not commit_interval_s >= 0:
             raise ValueError(f"commit_growth, commit_interval_s: expected >= 0, got {commit_growth}, {commit_interval_s}")
         self.batch_files, self.hits_per_segment = batch_files, hits_per_segment
         self.commit_growth, self.commit_interval_s = float(commit_growth), float(commit_interval_s)
-        if quantizer_config is not None and not isinstance(quantizer_config, QuantizerConfig):
-            raise TypeError(f"quantizer_config: expected a QuantizerConfig or None, got {type(quantizer_config).__name__}")
-        self.quantizer_config = quantizer_config or QuantizerConfig(steps=1000, verbose=False)
+        if quantizer_config is not None:
+            from ..index import QuantizerConfig
+
+            if not isinstance(quantizer_config, QuantizerConfig):
+                raise TypeError(f"quantizer_config: expected a QuantizerConfig or None, got {type(quantizer_config).__name__}")
+        self.quantizer_config = quantizer_config
         self.min_train_vectors, self.lock_timeout_s = min_train_vectors, lock_timeout_s
         self._index_path = os.path.join(self.path, INDEX_FILE)
         tracks_dir = os.path.join(self.path, TRACKS_DIR)
@@ -139,20 +180,25 @@ class FingerprintDB:
         self._store = TrackStore(tracks_dir, readonly=readonly)
         try:
             meta = self._store.get_meta()
+            # a reader opened without a model loads it (torch) and the index at first use: listing tracks
+            # needs neither; a model given, a writer or a new database load them now (and check them)
+            eager = model is not None or not readonly or meta is None
             model_path = None if meta is None else meta.get("model_path")
             if model is None and model_path and os.path.isfile(model_path):
                 model = model_path
-            self.fingerprinter = self._load_model(model)
+            self._model_spec, self._fingerprinter = model, None
             if meta is None:
                 if readonly:
                     raise FileNotFoundError(f"{self.path}: the database was never initialised")
                 meta = self._initial_meta(model)
                 self._store.put_meta(meta)
-            self._check_meta(meta)
+            self._check_format(meta)
             self._meta = meta
             self._index, self._index_sig = None, None
             self.last_repair: dict = {}
-            self._reload_index()
+            if eager:
+                self._check_model(meta, self.fingerprinter)
+                self._reload_index()
             if not readonly:
                 with self._writing(wait=False):
                     pass  # repairs when no other process is writing (a busy writer repairs on its own)
@@ -161,8 +207,19 @@ class FingerprintDB:
             raise
 
     # -- opening --------------------------------------------------------------------------------
+    @property
+    def fingerprinter(self) -> Fingerprinter:
+        """The fingerprint model (loaded at first use when the database was opened without one)."""
+        if self._fingerprinter is None:
+            fp = self._load_model(self._model_spec)
+            self._check_model(self._meta if hasattr(self, "_meta") else None, fp)
+            self._fingerprinter = fp
+        return self._fingerprinter
+
     @staticmethod
     def _load_model(model) -> Fingerprinter:
+        from ..audio.fingerprinter import Fingerprinter
+
         if model is None or isinstance(model, (str, os.PathLike)):
             return Fingerprinter.load(model)
         if not isinstance(model, Fingerprinter):
@@ -176,14 +233,17 @@ class FingerprintDB:
                 "K": fp.quantizer.K if fp.quantizer is not None else 16, "dim": fp.dim, "hop_s": fp.hop_s,
                 "sample_rate": fp.sample_rate, "created": _now(), "next_track_id": 0}
 
-    def _check_meta(self, meta: dict) -> None:
+    def _check_format(self, meta: dict) -> None:
         if meta.get("format") != FORMAT:
             raise DatabaseMismatchError(f"{self.path}: expected a {FORMAT!r} database, found format {meta.get('format')!r}")
         if meta.get("version") != FORMAT_VERSION:
             raise DatabaseMismatchError(
                 f"{self.path}: database format version {meta.get('version')!r}; this faiss-flowhash reads version "
                 f"{FORMAT_VERSION} (re-ingest the audio into a new database)")
-        fp = self.fingerprinter
+
+    def _check_model(self, meta: dict | None, fp: Fingerprinter) -> None:
+        if meta is None:  # creating the database: its metadata comes from this model
+            return
         if meta.get("model_id") != fp.model_id:
             where = f" (built from {meta['model_path']})" if meta.get("model_path") else ""
             raise DatabaseMismatchError(
@@ -208,7 +268,7 @@ class FingerprintDB:
         self.close()
 
     def __repr__(self) -> str:
-        return f"FingerprintDB({self.path!r}, model_id={self.fingerprinter.model_id!r}, readonly={self.readonly})"
+        return f"FingerprintDB({self.path!r}, model_id={self._meta['model_id']!r}, readonly={self.readonly})"
 
     # -- index file -----------------------------------------------------------------------------
     @property
@@ -225,18 +285,29 @@ class FingerprintDB:
             if sig is None:
                 self._index = None
             else:
+                from ..index import read_index
+
                 try:
                     self._index = read_index(self._index_path)
                 except ValueError as e:
                     raise ValueError(f"{self._index_path}: {e}") from None
-                if self._index.d != self.fingerprinter.dim:
-                    raise DatabaseMismatchError(f"{self._index_path}: index d={self._index.d}, model d={self.fingerprinter.dim}")
+                if self._index.d != self._meta["dim"]:
+                    raise DatabaseMismatchError(f"{self._index_path}: index d={self._index.d}, database d={self._meta['dim']}")
             self._index_sig = sig
         return self._index
 
     def _write_index(self) -> None:
+        from ..index import write_index
+
         write_index(self._index, self._index_path)
         self._index_sig = _file_sig(self._index_path)
+        # what stats reports about the index, recorded with the next LMDB write: stats then needs no torch
+        index, bal = self._index, self._index.balance() if self._index.ntotal else {}
+        self._meta = {**self._meta, "index_summary": {
+            "sig": list(self._index_sig), "ntotal": int(index.ntotal), "K": int(index.K),
+            "buckets_used": int(bal.get("buckets_used", 0)), "empty_share": float(bal.get("empty_share", 1.0)),
+            "max_over_mean": float(bal.get("max_over_mean", 0.0)), "within_k1_share": float(bal.get("within_k1_share", 0.0)),
+            "memory_bytes": int(index.memory_bytes())}}
 
     # -- writer lock and repair -----------------------------------------------------------------
     @contextlib.contextmanager
@@ -244,7 +315,8 @@ class FingerprintDB:
         """Hold the write lock (yields True), re-read the index and repair it; yields False without it."""
         if self.readonly:
             raise PermissionError(f"{self.path}: opened readonly")
-        with write_lock(os.path.join(self.path, LOCK_FILE), timeout_s=self.lock_timeout_s if wait else 0.0) as held:
+        with write_lock(os.path.join(self.path, LOCK_FILE), timeout_s=self.lock_timeout_s if wait else 0.0,
+                        on_wait=self.on_lock_wait) as held:
             if held:
                 self._meta = self._store.get_meta()
                 self._reload_index(force=True)
@@ -261,6 +333,7 @@ class FingerprintDB:
         if plan.orphan_tracks:  # index first, then LMDB: the same order as a commit
             self._index.remove_ids(ids[np.isin(decode_ids(ids)[0], plan.orphan_tracks)])
             self._write_index()
+            self._store.put_meta(self._meta)
         if plan.incomplete_records:
             self._store.delete(plan.incomplete_records)
         if plan.next_track_id != self._meta.get("next_track_id"):
@@ -270,7 +343,7 @@ class FingerprintDB:
 
     # -- ingest ---------------------------------------------------------------------------------
     def ingest(self, paths, *, progress: bool = False) -> IngestReport:
-        """Fingerprint and add audio files; see :func:`faiss_flowhash.db.files.expand_paths` for ``paths``.
+        """Fingerprint and add audio files; see :func:`faiss_flowhash.audio.files.expand_paths` for ``paths``.
 
         Files already present (same content hash) are skipped; files that are missing, do not decode,
         are empty or shorter than one window are reported in ``failed`` and the rest is ingested.
@@ -279,8 +352,10 @@ class FingerprintDB:
         self._check_open()
         files, missing = expand_paths(paths)
         report = IngestReport(failed=list(missing))
-        t0 = time.perf_counter()
+        t_wait = time.perf_counter()
         with self._writing(), tqdm(total=len(files), unit="file", disable=not progress, dynamic_ncols=True) as bar:
+            t0 = time.perf_counter()  # speed counts the work, not the wait for another writer's lock
+            report.lock_wait_s = t0 - t_wait
             pending, batch_hashes, last_commit = [], set(), time.monotonic()
             for f in files:
                 self._ingest_one(f, pending, batch_hashes, report)
@@ -333,6 +408,8 @@ class FingerprintDB:
     def _commit(self, pending: list, report: IngestReport) -> None:
         """Index file first (atomic), then one LMDB transaction: see the commit protocol above."""
         if self._index is None:
+            from ..index import FlowHashIndex
+
             self._index = FlowHashIndex(self.fingerprinter.dim, quantizer=self._quantizer(pending))
         for record, emb in pending:
             self._index.add_with_ids(emb, encode_ids(record.track_id, len(emb)))
@@ -350,8 +427,10 @@ class FingerprintDB:
         if n < _MIN_FLOW_VECTORS:
             raise ValueError(f"the model {fp.model_id} has no trained flow and the first ingest gave {n} fingerprint "
                              f"pairs to train one; expected at least {_MIN_FLOW_VECTORS} (ingest more audio at once)")
+        from ..index import FlowQuantizer, QuantizerConfig
+
         x, x_pos = np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs])
-        q = FlowQuantizer(fp.dim, int(self._meta["K"]), config=self.quantizer_config)
+        q = FlowQuantizer(fp.dim, int(self._meta["K"]), config=self.quantizer_config or QuantizerConfig(steps=1000, verbose=False))
         q.train(x, x_pos)
         return q
 
@@ -362,7 +441,9 @@ class FingerprintDB:
 
         Returns at most ``top`` matches (best track first, one per track) whose confidence reaches
         ``min_confidence`` (0.35, calibrated: see the module docstring); none means "no match".
-        ``r_query``/``budget`` override the index's probe radius / candidate budget.
+        ``r_query``/``budget`` override the index's probe radius / candidate budget. Each match carries
+        the other places of its track the snippet fits as well (``alternates``: repeats). A snippet
+        shorter than one window (1 s) raises :class:`SnippetTooShortError` (a ValueError).
         """
         self._check_open()
         if isinstance(top, bool) or not isinstance(top, int) or top < 1:
@@ -377,6 +458,10 @@ class FingerprintDB:
             wave, name = load_audio(query, sample_rate=fp.sample_rate), os.fspath(query)
         else:
             raise TypeError(f"query: expected a path or a np.ndarray wave (T,), got {type(query).__name__}")
+        if len(wave) < fp.window_s * fp.sample_rate:
+            raise SnippetTooShortError(
+                f"{name}: {len(wave) / fp.sample_rate:.2f} s of audio is shorter than one {fp.window_s:g} s fingerprint "
+                f"window, so there is nothing to identify (give at least {fp.window_s:g} s)")
         emb = fp.fingerprint(wave)
         result = QueryResult(query=name, n_segments=len(emb), duration_s=len(wave) / fp.sample_rate)
         index = self._reload_index()
@@ -387,35 +472,61 @@ class FingerprintDB:
         result.elapsed_ms = 1000 * (time.perf_counter() - t0)
         return result
 
+    def scan(self, source, *, min_confidence: float = DEFAULT_MIN_CONFIDENCE, chunk_s: float = 10.0,
+             r_query: float | None = None, budget: int | None = None):
+        """Every matched span of a long recording or stream, yielded as each one ends (:class:`Span`).
+
+        ``source``: a path, a binary stream (WAV or raw 16 kHz s16le, see
+        :func:`faiss_flowhash.audio.stream.audio_chunks`) or an iterable of 16 kHz float32 waves
+        (consecutive chunks). Audio is fingerprinted ``chunk_s`` seconds at a time and only the last 30 s
+        of hits are kept (:class:`~faiss_flowhash.db.spans.SpanTracker`), so memory is bounded whatever
+        the length. Spans of tracks removed meanwhile are dropped.
+        """
+        self._check_open()
+        if not 0 <= min_confidence <= 1:
+            raise ValueError(f"min_confidence: expected in [0, 1], got {min_confidence}")
+        fp = self.fingerprinter
+        hop = int(round(fp.hop_s * fp.sample_rate))
+        window = int(round(fp.window_s * fp.sample_rate))
+        chunks = source if not isinstance(source, (str, os.PathLike)) and not hasattr(source, "read") \
+            else audio_chunks(source, sample_rate=fp.sample_rate, chunk_s=chunk_s)
+        tracker = SpanTracker(hop_s=fp.hop_s, window_s=fp.window_s, min_confidence=min_confidence)
+        buf, pos = np.zeros(0, np.float32), 0  # pos: recording sample of buf[0] (a multiple of the hop)
+
+        def named(spans):
+            if not spans:
+                return []
+            records = self._store.get_many(sorted({s.track_id for s in spans}))
+            return [replace(s, path=records[s.track_id].path) for s in spans if s.track_id in records]
+
+        for chunk in chunks:
+            buf = np.concatenate([buf, np.asarray(chunk, np.float32)])
+            n = fp.num_windows(len(buf))
+            index = self._reload_index()
+            if n == 0 or index is None or not index.ntotal:
+                continue
+            wave = buf[: (n - 1) * hop + window]
+            emb = fp.fingerprint(wave)
+            D, I = index.search(emb, self.hits_per_segment, r_query=r_query, budget=budget)
+            tracks, frames = decode_ids(I)
+            committed = list(self._store.get_many(np.unique(tracks[tracks >= 0]).tolist()))
+            tracks = np.where(np.isin(tracks, committed), tracks, -1)  # uncommitted / removed tracks: no vote
+            yield from named(tracker.push((pos + np.arange(n) * hop) / fp.sample_rate, tracks, frames * fp.hop_s, D,
+                                          fp.window_levels(wave)))
+            buf, pos = buf[n * hop:], pos + n * hop
+        yield from named(tracker.finish())
+
     def _consensus(self, index, emb, D: np.ndarray, I: np.ndarray, top: int, min_confidence: float) -> list[Match]:
         hop = self.fingerprinter.hop_s
         tracks, frames = decode_ids(I)
         records = self._store.get_many(np.unique(tracks[tracks >= 0]).tolist())
         tracks = np.where(np.isin(tracks, list(records)), tracks, -1)  # uncommitted / removed tracks: no vote
-        # the defaults of vote_offsets / match_confidence are the calibrated settings (module docstring)
-        cands = vote_offsets(tracks, frames * hop, D, np.arange(len(D)) * hop, tolerance_s=0.05)
-        out = []
-        for i, c in enumerate(cands[:top]):
-            other = (cands[1] if len(cands) > 1 else None) if i == 0 else cands[0]
-            conf = match_confidence(c, other)
-            if conf >= min_confidence:
-                offset = self._refine(index, emb, records[c.track_id], c.offset_s)
-                out.append(Match(track_id=c.track_id, path=records[c.track_id].path, offset_s=max(0.0, offset),
-                                 score=c.score / c.n_segments, confidence=conf))
-        return out
-
-    def _refine(self, index: FlowHashIndex, emb: np.ndarray, record: TrackRecord, offset_s: float) -> float:
-        """:func:`refine_offset` against the track's stored windows around the vote's offset."""
-        hop = self.fingerprinter.hop_s
-        lo = max(0, int(round(offset_s / hop)) - 1)
-        hi = min(record.n_fingerprints, int(round(offset_s / hop)) + len(emb) + 1)
-        if hi <= lo:
-            return offset_s
-        try:
-            ref = np.stack([index.reconstruct(record.first_id + f) for f in range(lo, hi)])
-        except KeyError:  # the index file is older than the record (a writer is between its two steps)
-            return offset_s
-        return refine_offset(emb, ref, offset_s, hop_s=hop, first_frame=lo)
+        # the defaults of identify are the calibrated settings (module docstring)
+        found = identify(tracks, frames * hop, D, np.arange(len(D)) * hop, query=emb,
+                         reference=_IndexWindows(index, records), hop_s=hop, top=top, min_confidence=min_confidence)
+        return [Match(track_id=m.track_id, path=records[m.track_id].path, offset_s=m.offset_s, score=m.score,
+                      confidence=m.confidence, alternates=tuple((a.offset_s, a.score) for a in m.alternates))
+                for m in found]
 
     # -- management -----------------------------------------------------------------------------
     def tracks(self) -> list[TrackRecord]:
@@ -451,25 +562,37 @@ class FingerprintDB:
             if removed and self._index is not None:
                 self._index.remove_ids(np.concatenate([np.arange(r.first_id, r.first_id + r.n_fingerprints) for r in removed]))
                 self._write_index()
+                self._store.put_meta(self._meta)
         return removed
 
     def stats(self) -> dict:
-        """Tracks, hours, fingerprints, buckets used and balance, bytes on disk, model and format."""
+        """Tracks, hours, fingerprints, buckets used and balance, bytes on disk, model and format.
+
+        The index figures come from the summary recorded with the last write when it describes the index
+        file on disk now (no need to read the index, nor to import torch), else from the index itself."""
         self._check_open()
-        index = self._reload_index()
+        meta = self._store.get_meta() or self._meta
+        summary = meta.get("index_summary")
+        sig = _file_sig(self._index_path)
+        if sig is None or summary is None or list(sig) != list(summary["sig"]):
+            index = self._reload_index()
+            bal = index.balance() if index is not None and index.ntotal else {}
+            summary = {"ntotal": index.ntotal if index is not None else 0, "K": index.K if index is not None else
+                       meta.get("K"), "buckets_used": int(bal.get("buckets_used", 0)),
+                       "empty_share": float(bal.get("empty_share", 1.0)), "max_over_mean": float(bal.get("max_over_mean", 0.0)),
+                       "within_k1_share": float(bal.get("within_k1_share", 0.0)),
+                       "memory_bytes": index.memory_bytes() if index is not None else 0}
         records = self._store.all()
-        bal = index.balance() if index is not None and index.ntotal else {}
         disk = self._store.disk_bytes() + (os.path.getsize(self._index_path) if os.path.exists(self._index_path) else 0)
         return {
             "path": self.path, "tracks": len(records), "hours": sum(r.duration_s for r in records) / 3600,
             "fingerprints": sum(r.n_fingerprints for r in records),
-            "index_vectors": index.ntotal if index is not None else 0,
-            "K": index.K if index is not None else self._meta.get("K"),
-            "buckets_used": int(bal.get("buckets_used", 0)),
-            "bucket_empty_share": float(bal.get("empty_share", 1.0)),
-            "bucket_max_over_mean": float(bal.get("max_over_mean", 0.0)),
-            "bucket_within_k1_share": float(bal.get("within_k1_share", 0.0)),
-            "index_memory_bytes": index.memory_bytes() if index is not None else 0,
+            "index_vectors": int(summary["ntotal"]), "K": summary["K"],
+            "buckets_used": int(summary["buckets_used"]),
+            "bucket_empty_share": float(summary["empty_share"]),
+            "bucket_max_over_mean": float(summary["max_over_mean"]),
+            "bucket_within_k1_share": float(summary["within_k1_share"]),
+            "index_memory_bytes": int(summary["memory_bytes"]),
             "bytes_on_disk": int(disk), "model_id": self._meta["model_id"], "format_version": self._meta["version"],
             "created": self._meta["created"],
         }

@@ -13,11 +13,12 @@ __all__ = ["write_lock"]
 
 
 @contextlib.contextmanager
-def write_lock(path, *, timeout_s: float = 60.0, poll_s: float = 0.1):
+def write_lock(path, *, timeout_s: float = 60.0, poll_s: float = 0.1, on_wait=None):
     """Hold the exclusive lock on file ``path`` (created if missing) inside the ``with`` block.
 
     Yields True once held. With ``timeout_s=0`` it does not wait: yields False when another process
-    holds the lock. Otherwise TimeoutError after ``timeout_s`` seconds of waiting.
+    holds the lock. Otherwise TimeoutError after ``timeout_s`` seconds of waiting; ``on_wait()`` is
+    called once when the lock is found busy and the wait begins (e.g. to tell the user).
     """
     if timeout_s < 0:
         raise ValueError(f"timeout_s: expected >= 0 seconds, got {timeout_s}")
@@ -29,6 +30,9 @@ def write_lock(path, *, timeout_s: float = 60.0, poll_s: float = 0.1):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if on_wait is not None and timeout_s > 0:
+                    on_wait()
+                    on_wait = None
                 if time.monotonic() >= deadline:
                     if timeout_s == 0:
                         yield False

@@ -17,7 +17,9 @@ class Match:
         offset_s: where the snippet starts in the track, seconds (within 50 ms when correct).
         score: mean over the snippet's segments of the similarity of the hit that agrees with this
             (track, offset), 0 for segments that do not agree: in [0, 1] for cosine similarity.
-        confidence: in [0, 1] (see :func:`faiss_flowhash.db.consensus.match_confidence`).
+        confidence: in [0, 1], of the track decision (see :mod:`faiss_flowhash.db.identify`).
+        alternates: other places in the track where the snippet fits almost as well (a repeated
+            passage): (offset_s, score) pairs, best first; empty when the match is unique.
     """
 
     track_id: int
@@ -25,9 +27,13 @@ class Match:
     offset_s: float
     score: float
     confidence: float
+    alternates: tuple = ()
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready: the fields, ``alternates`` as a list of {"offset_s", "score"}."""
+        d = asdict(self)
+        d["alternates"] = [{"offset_s": float(o), "score": float(s)} for o, s in self.alternates]
+        return d
 
 
 @dataclass
@@ -68,7 +74,8 @@ class IngestReport:
         added: records of the tracks ingested.
         skipped: (path, reason) of files already in the database (same content hash).
         failed: (path, reason) of files that could not be ingested (missing, undecodable, too short).
-        audio_s: seconds of audio fingerprinted. elapsed_s: wall time.
+        audio_s: seconds of audio fingerprinted. elapsed_s: wall time of the work, from the moment the
+            write lock was held. lock_wait_s: time spent waiting for another writer's lock (not in elapsed_s).
     """
 
     added: list[TrackRecord] = field(default_factory=list)
@@ -76,6 +83,7 @@ class IngestReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     audio_s: float = 0.0
     elapsed_s: float = 0.0
+    lock_wait_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -84,5 +92,6 @@ class IngestReport:
 
     def summary(self) -> str:
         speed = self.audio_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        waited = f", after waiting {self.lock_wait_s:.1f} s for another writer" if self.lock_wait_s >= 0.05 else ""
         return (f"{len(self.added)} added, {len(self.skipped)} skipped (already ingested), {len(self.failed)} failed; "
-                f"{self.audio_s / 3600:.3f} h of audio in {self.elapsed_s:.1f} s ({speed:.0f}x real time)")
+                f"{self.audio_s / 3600:.3f} h of audio in {self.elapsed_s:.1f} s ({speed:.0f}x real time){waited}")

@@ -8,8 +8,16 @@ One LMDB environment (a directory) with three named databases, values msgpack-en
 
 LMDB gives one writer and any number of readers (other processes included) that each see the last
 committed transaction; a write transaction commits all of its records or none.
+
+The map (the largest size the environment may reach) starts small (``map_size``, 16 MiB) and grows:
+a write transaction that fills it (``lmdb.MapFullError``) is aborted, the map doubled
+(``Environment.set_mapsize``) and the transaction run again from the start, so it still commits all or
+nothing. A process whose map another process outgrew (``lmdb.MapResizedError``) adopts the new size and
+retries. LMDB requires no transaction of the process to be open while the map is resized, so every
+transaction holds a per-environment shared lock and a resize takes it exclusively.
 """
 
+import contextlib
 import os
 import struct
 import threading
@@ -18,26 +26,85 @@ from dataclasses import asdict, dataclass
 import lmdb
 import msgpack
 
-__all__ = ["TrackRecord", "TrackStore"]
+__all__ = ["TrackRecord", "TrackStore", "DEFAULT_MAP_SIZE"]
 
 _KEY = struct.Struct(">Q")
+DEFAULT_MAP_SIZE = 16 << 20  # initial map, bytes; doubled whenever a write fills it
+
+class _SharedExclusive:
+    """Many holders of the shared side at once, or one of the exclusive side (writers preferred)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self):
+        with self._cond:
+            while self._exclusive or self._waiting:
+                self._cond.wait()
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                if self._shared == 0:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        with self._cond:
+            self._waiting += 1
+            while self._exclusive or self._shared:
+                self._cond.wait()
+            self._waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+class _Env:
+    """One process-wide lmdb.Environment, its resize lock and its reference count."""
+
+    def __init__(self, env):
+        self.env, self.lock, self.refs = env, _SharedExclusive(), 1
+
+    def grow(self, seen_size: int) -> None:
+        """Double the map, unless another thread already grew it past ``seen_size``."""
+        with self.lock.exclusive():
+            if self.env.info()["map_size"] <= seen_size:
+                self.env.set_mapsize(2 * seen_size)
+
+    def adopt(self) -> None:
+        """Adopt the map size another process grew the environment to."""
+        with self.lock.exclusive():
+            self.env.set_mapsize(0)
+
 
 # LMDB refuses to open one environment twice in a process: TrackStores on the same path share one
 # Environment (opened writable whenever the directory is writable), counted by reference.
-_ENVS: dict[str, list] = {}
+_ENVS: dict[str, _Env] = {}
 _ENVS_LOCK = threading.Lock()
 
 
-def _acquire_env(path: str, *, readonly: bool, map_size: int):
+def _acquire_env(path: str, *, readonly: bool, map_size: int) -> tuple[str, _Env]:
     key = os.path.realpath(path)
     with _ENVS_LOCK:
         if key in _ENVS:
-            _ENVS[key][1] += 1
-            return key, _ENVS[key][0]
+            _ENVS[key].refs += 1
+            return key, _ENVS[key]
         ro = readonly and not (os.path.isdir(path) and os.access(path, os.W_OK))
+        # an existing environment larger than map_size opens at its used size (LMDB takes the larger)
         env = lmdb.open(path, map_size=map_size, max_dbs=4, readonly=ro, subdir=True, create=not readonly)
-        _ENVS[key] = [env, 1]
-        return key, env
+        _ENVS[key] = _Env(env)
+        return key, _ENVS[key]
 
 
 def _release_env(key: str) -> None:
@@ -45,9 +112,9 @@ def _release_env(key: str) -> None:
         entry = _ENVS.get(key)
         if entry is None:
             return
-        entry[1] -= 1
-        if entry[1] == 0:
-            entry[0].close()
+        entry.refs -= 1
+        if entry.refs == 0:
+            entry.env.close()
             del _ENVS[key]
 
 
@@ -91,20 +158,23 @@ class TrackStore:
     Args:
         path: the environment directory (created unless ``readonly``).
         readonly: open for reading only (the directory must exist).
-        map_size: largest size the environment may grow to, bytes (1 GiB; the file is sparse).
+        map_size: initial map size, bytes (None: ``DEFAULT_MAP_SIZE``, 16 MiB); the map doubles whenever
+            a write fills it, and an existing environment opens at least at its used size.
     """
 
-    def __init__(self, path, *, readonly: bool = False, map_size: int = 1 << 30):
+    def __init__(self, path, *, readonly: bool = False, map_size: int | None = None):
         path = os.fspath(path)
+        map_size = DEFAULT_MAP_SIZE if map_size is None else map_size
+        if isinstance(map_size, bool) or not isinstance(map_size, int) or map_size < 1 << 12:
+            raise ValueError(f"map_size: expected an int >= 4096 (bytes), got {map_size!r}")
         if readonly and not os.path.isdir(path):
             raise FileNotFoundError(f"{path}: no track store (LMDB environment)")
         self.path, self.readonly = path, readonly
-        self._key, self.env = _acquire_env(path, readonly=readonly, map_size=map_size)
+        self._key, self._env = _acquire_env(path, readonly=readonly, map_size=map_size)
+        self.env = self._env.env
         try:
             create = not self.env.flags()["readonly"]
-            self._meta = self.env.open_db(b"meta", create=create)
-            self._tracks = self.env.open_db(b"tracks", create=create)
-            self._hashes = self.env.open_db(b"hashes", create=create)
+            self._meta, self._tracks, self._hashes = (self._open_db(n, create) for n in (b"meta", b"tracks", b"hashes"))
         except BaseException:
             self.close()
             raise
@@ -119,64 +189,101 @@ class TrackStore:
         if self.readonly:
             raise PermissionError(f"{self.path}: track store opened readonly")
 
+    def _open_db(self, name: bytes, create: bool):
+        while True:  # creating a named database is a write transaction of its own: it may fill the map
+            with self._env.lock.shared():
+                size = self.env.info()["map_size"]
+                try:
+                    return self.env.open_db(name, create=create)
+                except lmdb.MapFullError:
+                    pass
+            self._env.grow(size)
+
+    def _run(self, fn, *, write: bool = False, db=None):
+        """``fn(txn)`` in one transaction; a full map is doubled and the whole transaction run again."""
+        while True:
+            with self._env.lock.shared():
+                size = self.env.info()["map_size"]
+                try:
+                    with self.env.begin(db=db, write=write) as txn:
+                        return fn(txn)  # the with block commits (write) or aborts on any exception
+                except lmdb.MapFullError:
+                    pass
+                except lmdb.MapResizedError:
+                    size = None
+            if size is None:
+                self._env.adopt()
+            else:
+                self._env.grow(size)
+
+    def map_size(self) -> int:
+        """The map's current size, bytes (what the environment may grow to before it is resized)."""
+        return int(self.env.info()["map_size"])
+
     # -- metadata -------------------------------------------------------------------------------
     def get_meta(self) -> dict | None:
-        with self.env.begin(db=self._meta) as txn:
-            data = txn.get(b"db")
+        data = self._run(lambda txn: txn.get(b"db"), db=self._meta)
         return None if data is None else msgpack.unpackb(data, raw=False)
 
     def put_meta(self, meta: dict) -> None:
         self._writable()
-        with self.env.begin(db=self._meta, write=True) as txn:
-            txn.put(b"db", msgpack.packb(meta, use_bin_type=True))
+        data = msgpack.packb(meta, use_bin_type=True)
+        self._run(lambda txn: txn.put(b"db", data), write=True, db=self._meta)
 
     # -- tracks ---------------------------------------------------------------------------------
     def get(self, track_id: int) -> TrackRecord | None:
-        with self.env.begin(db=self._tracks) as txn:
-            data = txn.get(_KEY.pack(int(track_id)))
+        data = self._run(lambda txn: txn.get(_KEY.pack(int(track_id))), db=self._tracks)
         return None if data is None else TrackRecord.from_bytes(data)
 
     def get_many(self, track_ids) -> dict[int, TrackRecord]:
         """Records of the given ids that exist, in one read transaction."""
-        out = {}
-        with self.env.begin(db=self._tracks) as txn:
+        track_ids = [int(t) for t in track_ids]
+
+        def read(txn):
+            out = {}
             for t in track_ids:
-                data = txn.get(_KEY.pack(int(t)))
+                data = txn.get(_KEY.pack(t))
                 if data is not None:
-                    out[int(t)] = TrackRecord.from_bytes(data)
-        return out
+                    out[t] = TrackRecord.from_bytes(data)
+            return out
+
+        return self._run(read, db=self._tracks)
 
     def by_hash(self, content_hash: str) -> int | None:
-        with self.env.begin(db=self._hashes) as txn:
-            data = txn.get(content_hash.encode())
+        data = self._run(lambda txn: txn.get(content_hash.encode()), db=self._hashes)
         return None if data is None else _KEY.unpack(data)[0]
 
     def all(self) -> list[TrackRecord]:
         """Every record, by track id."""
-        with self.env.begin(db=self._tracks) as txn:
-            return [TrackRecord.from_bytes(v) for _, v in txn.cursor()]
+        return self._run(lambda txn: [TrackRecord.from_bytes(v) for _, v in txn.cursor()], db=self._tracks)
 
     def count(self) -> int:
-        with self.env.begin(db=self._tracks) as txn:
-            return txn.stat(self._tracks)["entries"]
+        return self._run(lambda txn: txn.stat(self._tracks)["entries"], db=self._tracks)
 
     def commit(self, records: list[TrackRecord], *, meta: dict | None = None) -> None:
         """Add ``records`` (and replace the metadata record when given) in one transaction."""
         self._writable()
-        with self.env.begin(write=True) as txn:
-            for r in records:
-                txn.put(_KEY.pack(r.track_id), r.to_bytes(), db=self._tracks)
-                txn.put(r.content_hash.encode(), _KEY.pack(r.track_id), db=self._hashes)
-            if meta is not None:
-                txn.put(b"db", msgpack.packb(meta, use_bin_type=True), db=self._meta)
+        rows = [(_KEY.pack(r.track_id), r.to_bytes(), r.content_hash.encode()) for r in records]
+        meta_bytes = None if meta is None else msgpack.packb(meta, use_bin_type=True)
+
+        def write(txn):
+            for key, value, h in rows:
+                txn.put(key, value, db=self._tracks)
+                txn.put(h, key, db=self._hashes)
+            if meta_bytes is not None:
+                txn.put(b"db", meta_bytes, db=self._meta)
+
+        self._run(write, write=True)
 
     def delete(self, track_ids) -> list[TrackRecord]:
         """Delete these tracks (and their hashes) in one transaction; returns the records deleted."""
         self._writable()
-        out = []
-        with self.env.begin(write=True) as txn:
+        track_ids = [int(t) for t in track_ids]
+
+        def delete(txn):
+            out = []
             for t in track_ids:
-                key = _KEY.pack(int(t))
+                key = _KEY.pack(t)
                 data = txn.get(key, db=self._tracks)
                 if data is None:
                     continue
@@ -185,7 +292,9 @@ class TrackStore:
                 if txn.get(r.content_hash.encode(), db=self._hashes) == key:
                     txn.delete(r.content_hash.encode(), db=self._hashes)
                 out.append(r)
-        return out
+            return out
+
+        return self._run(delete, write=True)
 
     def disk_bytes(self) -> int:
         """Bytes the environment's files occupy on disk (allocated blocks: data.mdb is sparse)."""

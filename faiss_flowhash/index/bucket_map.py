@@ -87,43 +87,64 @@ class BucketMap:
             order = np.argsort(keys, kind="stable")
             self.lists = lists[gather_ranges(starts[order], lengths[order])]
             self.keys = keys[order]
+            self._dense = None
             self.offsets = np.r_[0, np.cumsum(lengths[order])].astype(np.int64)
             self.n_lists += len(new)
             self._dense = None
         starts, lengths = self.lookup(uniq)
         return self.lists[starts + lengths - 1][inverse.reshape(-1)]
 
-    def probe_matrix(self, qidx: np.ndarray, codes: np.ndarray, n: int, n_lists: int | None = None) -> np.ndarray:
+    def extend_groups(self, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Append ``counts[i]`` new lists to the group of existing code ``codes[i]`` (codes distinct).
+        Returns the new list ids, grouped by code in the order given (sum(counts),) int64."""
+        codes = np.asarray(codes, np.uint64)
+        counts = np.asarray(counts, np.int64)
+        pos = np.searchsorted(self.keys, codes)
+        if len(codes) and (pos.max() >= len(self.keys) or (self.keys[pos] != codes).any()):
+            raise ValueError("extend_groups: every code must already have a group")
+        total = int(counts.sum())
+        new_ids = np.arange(self.n_lists, self.n_lists + total, dtype=np.int64)
+        extra = np.zeros(len(self.keys), np.int64)
+        extra[pos] = counts
+        lengths = np.diff(self.offsets)
+        new_offsets = np.r_[0, np.cumsum(lengths + extra)].astype(np.int64)
+        lists = np.empty(int(new_offsets[-1]), np.int64)
+        old_pos = gather_ranges(new_offsets[:-1], lengths)  # old entries keep their place at the group start
+        lists[old_pos] = self.lists
+        # the new ids fill each extended group's tail, in the order the codes were given
+        tail_starts = new_offsets[pos] + lengths[pos]
+        lists[gather_ranges(tail_starts, counts)] = new_ids
+        self.lists, self.offsets = lists, new_offsets
+        self.n_lists += total
+        return new_ids
+
+    def groups(self, codes: np.ndarray) -> np.ndarray:
+        """The list group of each code (n,) as a matrix (n, G) int64, -1 padded (absent codes: all -1)."""
+        starts, lengths = self.lookup(codes)
+        G = max(int(lengths.max()) if len(lengths) else 0, 1)
+        out = np.full((len(starts), G), -1, np.int64)
+        rows = np.repeat(np.arange(len(starts)), lengths)
+        col = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        out[rows, col] = self.lists[gather_ranges(starts, lengths)]
+        return out
+
+    def probe_matrix(self, qidx: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
         """faiss's assign matrix for probes (qidx (m,) ascending, codes (m,)) of n queries.
 
-        Each probed code expands into its group, in order; absent codes become -1 (faiss skips them).
-        Returns (n, P) int64 list ids in probe order. Rows hold distinct lists; P is kept <= n_lists
-        (faiss clips nprobe to nlist, which would break the row stride) by moving the -1 holes out.
+        Each probed code expands into its group; absent codes are dropped. Returns (n, P) int64 list
+        ids in probe order, -1 padded, P = the most lists any query probes (>= 1). Rows hold distinct
+        lists, so P never exceeds the number of lists (faiss clips nprobe to nlist).
         """
-        qidx = np.asarray(qidx, np.int64)
-        m = len(qidx)
-        counts = np.bincount(qidx, minlength=n) if n else np.zeros(0, np.int64)
-        singles = len(self.lists) == len(self.keys)  # every group one list: no expansion needed
-        if n and m and singles and counts.min() == counts.max():
-            starts, lengths = self.lookup(codes)
-            out = np.where(lengths > 0, self.lists[np.minimum(starts, max(len(self.lists) - 1, 0))]
-                           if len(self.lists) else -1, -1).reshape(n, -1)
-        else:
-            starts, lengths = self.lookup(codes)
-            q = np.repeat(qidx, lengths)
-            lid = self.lists[gather_ranges(starts, lengths)]
-            c = np.bincount(q, minlength=n)
-            P = max(int(c.max()) if n else 0, 1)
-            first = np.r_[0, np.cumsum(c)[:-1]]
-            out = np.full((n, P), -1, np.int64)
-            out[q, np.arange(len(q)) - first[q]] = lid
-        limit = self.n_lists if n_lists is None else n_lists
-        if out.shape[1] > max(limit, 1):
-            keep = np.argsort(out < 0, axis=1, kind="stable")  # valid lists first, in probe order
-            out = np.take_along_axis(out, keep, axis=1)[:, : max(int((out >= 0).sum(1).max()), 1)]
-        if out.shape[1] == 0:
-            out = np.full((n, 1), -1, np.int64)
-        return np.ascontiguousarray(out, np.int64)
+        starts, lengths = self.lookup(codes)
+        q = np.repeat(np.asarray(qidx, np.int64), lengths)
+        lid = self.lists[gather_ranges(starts, lengths)]
+        counts = np.bincount(q, minlength=n)
+        P = max(int(counts.max()) if n else 0, 1)
+        first = np.r_[0, np.cumsum(counts)[:-1]]
+        pos = np.arange(len(q)) - first[q]
+        out = np.full((n, P), -1, np.int64)
+        out[q, pos] = lid
+        return out
 
     def state(self) -> dict:
         return {"keys": self.keys, "offsets": self.offsets, "lists": self.lists,

@@ -193,6 +193,41 @@ class IVFEngine:
         std::vectors not included; bench/engine_bench.py reports resident memory)."""
         return self.n_entries * (int(self._ivf.code_size) + 8) + self.nlist * LIST_OVERHEAD_BYTES
 
+    def list_entries(self, list_no: int):
+        """Entries of one list: ids (m,) int64 and vectors (m, d) float32 (float16 storage decoded)."""
+        il = self._ivf.invlists
+        m = il.list_size(list_no)
+        if m == 0:
+            return np.zeros(0, np.int64), np.zeros((0, self.d), np.float32)
+        ids = faiss.rev_swig_ptr(il.get_ids(list_no), m).copy()
+        raw = faiss.rev_swig_ptr(il.get_codes(list_no), m * self._ivf.code_size).copy()
+        x = raw.view(np.float32 if self.storage == "float32" else np.float16).reshape(m, self.d)
+        return ids, x.astype(np.float32)
+
+    def split_list(self, list_no: int, dest: np.ndarray) -> None:
+        """Move the entries of ``list_no`` to lists ``dest`` (m,) int64, one per entry in list order
+        (entries whose dest is list_no stay). The codes are moved as stored, without re-encoding."""
+        il = self._ivf.invlists
+        m = il.list_size(list_no)
+        dest = np.asarray(dest, np.int64)
+        if len(dest) != m:
+            raise ValueError(f"dest: expected {m} list ids, got {len(dest)}")
+        if m == 0:
+            return
+        self.reserve(int(dest.max()) + 1)
+        il = self._ivf.invlists
+        self._ivf.set_direct_map_type(faiss.DirectMap.NoMap)  # entries move: the id -> offset map is stale
+        cs = self._ivf.code_size
+        ids = faiss.rev_swig_ptr(il.get_ids(list_no), m).copy()
+        codes = faiss.rev_swig_ptr(il.get_codes(list_no), m * cs).copy().reshape(m, cs)
+        il.resize(list_no, 0)
+        for lst in np.unique(dest):
+            sel = dest == lst
+            ci = np.ascontiguousarray(codes[sel])
+            ii = np.ascontiguousarray(ids[sel])
+            il.add_entries(int(lst), int(sel.sum()), faiss.swig_ptr(ii), faiss.swig_ptr(ci))
+        self._changed()
+
     # -- search -----------------------------------------------------------------------------------
     def search(self, q: np.ndarray, assign: np.ndarray, k: int, max_codes: int = 0):
         """Scan the assigned lists of each query.

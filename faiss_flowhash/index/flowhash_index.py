@@ -28,6 +28,8 @@ from .engine import IVFEngine, worst_value
 from .bucket_map import BucketMap
 from .errors import NotTrainedError
 from .params import DEFAULT, SearchParams
+from .partition import ListCentroids, median_split, nearest_in_groups
+from .probing import flip_candidates, rank_lists
 from .quantizer import FlowQuantizer, QuantizerConfig
 
 __all__ = ["FlowHashIndex", "SearchStats", "ASSIGN_MODES"]
@@ -36,6 +38,7 @@ _METRICS = {faiss.METRIC_INNER_PRODUCT: "inner_product", faiss.METRIC_L2: "L2"}
 ASSIGN_MODES = ("spill", "none", "radius")
 _MAX_ID = np.iinfo(np.int64).max
 _MAX_RESULT_ELEMS = 1 << 28  # (n, k) results past ntotal are padding: refuse to allocate more than this
+_QUERY_CHUNK = 1024  # queries planned at once (their proposals are (chunk, max_probes))
 
 log = logging.getLogger("faiss_flowhash")
 
@@ -47,12 +50,14 @@ class SearchStats:
     Attributes:
         n_queries: queries searched.
         buckets_probed: codes looked up per query (non-empty or not).
+        lists_scanned: inverted lists handed to the scan per query (a split bucket has several).
         candidates: stored entries scanned per query (a spilled vector's copy counts once more).
         eval_percent: 100 * candidates / ntotal, the paper's ``eval``.
     """
 
     n_queries: int = 0
     buckets_probed: float = 0.0
+    lists_scanned: float = 0.0
     candidates: float = 0.0
     eval_percent: float = 0.0
 
@@ -97,9 +102,12 @@ class FlowHashIndex:
         r: float | None = None,
         max_assign_bits: int = 2,
         r_query: float = 1.25,
-        max_probe_bits: int = 10,
+        max_probe_bits: int = 12,
         budget: int | None = None,
-        max_probes: int | None = None,
+        max_probes: int | None = 1024,
+        probe: str = "centroid",
+        nprobe: int | None = 64,
+        bucket_cap: int | None = None,
         storage: str = "float32",
         device: str = "cpu",
         config: QuantizerConfig | None = None,
@@ -123,8 +131,12 @@ class FlowHashIndex:
             raise ValueError(f"max_assign_bits: expected in [0, 20], got {max_assign_bits}")
         if d is not None and (isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1):
             raise ValueError(f"d: expected None or an int >= 1, got {d!r}")
+        if bucket_cap is not None and (isinstance(bucket_cap, bool) or not isinstance(bucket_cap, numbers.Integral)
+                                       or bucket_cap < 1):
+            raise ValueError(f"bucket_cap: expected None or an int >= 1, got {bucket_cap!r}")
         self.params = SearchParams(r_query=r_query, budget=budget, max_probes=max_probes,
-                                   max_probe_bits=max_probe_bits)
+                                   max_probe_bits=max_probe_bits, probe=probe, nprobe=nprobe)
+        self.bucket_cap = None if bucket_cap is None else int(bucket_cap)
         if quantizer is not None:
             if d is not None and quantizer.d != d:
                 raise ValueError(f"quantizer: expected d={d}, got a quantizer with d={quantizer.d}")
@@ -155,6 +167,8 @@ class FlowHashIndex:
     budget = property(lambda self: self.params.budget)
     max_probes = property(lambda self: self.params.max_probes)
     max_probe_bits = property(lambda self: self.params.max_probe_bits)
+    probe = property(lambda self: self.params.probe)
+    nprobe = property(lambda self: self.params.nprobe)
 
     # -- FAISS protocol ---------------------------------------------------------------------------
     @property
@@ -182,7 +196,7 @@ class FlowHashIndex:
             raise ValueError(f"x: expected at least 2 training rows, got {len(x)}")
         stored = (self.reconstruct_n(), self._ids.copy()) if self._n else None
         report = self.quantizer.train(x, x_pos)
-        if report is not None and not np.isfinite(getattr(report, "nll", 0.0)):
+        if report is not None and report.nll is not None and not np.isfinite(report.nll):
             self.quantizer.is_trained = False  # a NaN flow is no quantizer: the index stays untrained
             raise ValueError(f"training diverged (nll={report.nll}); the training vectors may be degenerate")
         self._ref_norm = float(np.median(np.linalg.norm(x, axis=1)))
@@ -247,13 +261,18 @@ class FlowHashIndex:
         if n == 0 or self._n == 0:
             self.last_search_stats = SearchStats(n_queries=n)
             return np.full((n, k), worst_value(self.metric_type), np.float32), np.full((n, k), -1, np.int64)
-        A, n_probes = self._assign(self._encode_queries(x), p)
-        D, I, scanned = self._engine.search(x, A, kk, max_codes=p.budget or 0)
+        D, I, scanned, probed, lists = [], [], 0, 0, 0
+        for i in range(0, n, _QUERY_CHUNK):  # the proposal matrices grow with 2^max_probe_bits per query
+            A, m = self._plan(x[i: i + _QUERY_CHUNK], p)
+            Di, Ii, si = self._engine.search(x[i: i + _QUERY_CHUNK], A, kk, max_codes=p.budget or 0)
+            D.append(Di), I.append(Ii)
+            scanned, probed, lists = scanned + si, probed + m, lists + int((A >= 0).sum())
+        D, I = np.concatenate(D), np.concatenate(I)
         if kk < k:
             D = np.pad(D, ((0, 0), (0, k - kk)), constant_values=worst_value(self.metric_type))
             I = np.pad(I, ((0, 0), (0, k - kk)), constant_values=-1)
         self.last_search_stats = SearchStats(
-            n_queries=n, buckets_probed=n_probes / n, candidates=scanned / n,
+            n_queries=n, buckets_probed=probed / n, lists_scanned=lists / n, candidates=scanned / n,
             eval_percent=100.0 * scanned / n / self._n,
         )
         return D, I
@@ -273,6 +292,7 @@ class FlowHashIndex:
         if len(rows) == 0:
             return 0
         self._engine.remove_ids(self._ids[rows])
+        self._rebuild_centroids()
         keep = np.ones(self._n, bool)
         keep[rows] = False
         self._ids, self._codes = self._ids[keep], self._codes[keep]
@@ -286,6 +306,7 @@ class FlowHashIndex:
             return
         self._engine.reset()
         self._map = BucketMap(self.K)
+        self._cent = ListCentroids(self.d)
         self._ids = np.zeros(0, np.int64)
         self._codes = np.zeros(0, np.uint64)
         self._n = 0
@@ -302,6 +323,16 @@ class FlowHashIndex:
         if self.d is None or self._rows_of(np.array([key], np.int64))[0] < 0:
             raise KeyError(f"id {key} is not in the index")
         return self._engine.reconstruct(np.array([key], np.int64))[0]
+
+    def reconstruct_batch(self, keys) -> np.ndarray:
+        """The stored vectors with ids ``keys`` (m,) as (m, d) float32, in one call; KeyError when one is absent."""
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+        if len(keys) == 0:
+            return np.zeros((0, self.d or 0), np.float32)
+        missing = np.ones(len(keys), bool) if self.d is None else self._rows_of(keys) < 0
+        if missing.any():
+            raise KeyError(f"id {int(keys[np.argmax(missing)])} is not in the index")
+        return self._engine.reconstruct(keys)
 
     def reconstruct_n(self, i0: int = 0, ni: int | None = None) -> np.ndarray:
         """Stored vectors in insertion order, rows i0 .. i0+ni (ni, d) float32."""
@@ -361,9 +392,11 @@ class FlowHashIndex:
             "d": self.d, "K": self.K, "metric": int(self.metric_type), "assign": self.assign, "spill": self.spill,
             "r": self.r, "max_assign_bits": self.max_assign_bits, "storage": self.storage, "params": p,
             "ntotal": self._n, "next_id": self._next_id, "ref_norm": self._ref_norm, "spill_t": self._spill_t,
+            "bucket_cap": self.bucket_cap,
         }
         arrays = {"ids": self._ids, "codes": self._codes}
         arrays.update({f"map/{k}": v for k, v in self._map.state().items()})
+        arrays.update({f"cent/{k}": v for k, v in self._cent.state().items()})
         arrays.update({f"engine/{k}": v for k, v in self._engine.state().items()})
         arrays.update({f"q/{k}": v for k, v in self.quantizer.state_dict().items()})
         return header, arrays
@@ -376,6 +409,7 @@ class FlowHashIndex:
         index = cls(header["d"], header["K"], header["metric"], assign=header["assign"], spill=header["spill"],
                     r=header["r"] if header["assign"] == "radius" else None, max_assign_bits=header["max_assign_bits"], r_query=p["r_query"],
                     max_probe_bits=p["max_probe_bits"], budget=p["budget"], max_probes=p["max_probes"],
+                    probe=p["probe"], nprobe=p["nprobe"], bucket_cap=header["bucket_cap"],
                     storage=header["storage"], quantizer=quantizer)
         n = int(header["ntotal"])
         ids, codes = np.asarray(arrays["ids"], np.int64), np.asarray(arrays["codes"], np.uint64)
@@ -388,6 +422,9 @@ class FlowHashIndex:
             raise ValueError(f"bucket map refers to {index._map.n_lists} lists, the engine has {index._engine.nlist}")
         if index._engine.n_entries < n:
             raise ValueError(f"the engine holds {index._engine.n_entries} entries, fewer than ntotal={n}")
+        index._cent = ListCentroids.from_state({k[5:]: v for k, v in arrays.items() if k.startswith("cent/")})
+        if len(index._cent) < index._map.n_lists:
+            raise ValueError(f"list centroids: {len(index._cent)} for {index._map.n_lists} lists")
         index._ids, index._codes, index._n = ids, codes, n
         index._next_id, index._ref_norm, index._spill_t = int(header["next_id"]), header["ref_norm"], header["spill_t"]
         return index.to(device) if device != "cpu" else index
@@ -442,13 +479,16 @@ class FlowHashIndex:
     def _encode(self, x: np.ndarray) -> np.ndarray:
         return self.quantizer.encode(x)
 
-    def _encode_queries(self, x: np.ndarray) -> np.ndarray:
-        """Latents of the queries; under inner product each query is first scaled to the database's
-        typical norm, since its ranking does not depend on its scale but its code would."""
+    def _scaled(self, x: np.ndarray) -> np.ndarray:
+        """Under inner product each query is scaled to the database's typical norm before it is encoded
+        and compared with centroids: its ranking does not depend on its scale, its code would."""
         if self.metric_type == faiss.METRIC_INNER_PRODUCT and self._ref_norm:
             norm = np.linalg.norm(x, axis=1, keepdims=True)
             x = np.where(norm > 0, x * (self._ref_norm / np.maximum(norm, 1e-30)), x).astype(np.float32)
-        return self._encode(x)
+        return x
+
+    def _encode_queries(self, x: np.ndarray) -> np.ndarray:
+        return self._encode(self._scaled(x))
 
     def _add(self, x: np.ndarray, ids: np.ndarray) -> None:
         if len(x) == 0:
@@ -468,7 +508,7 @@ class FlowHashIndex:
             spill_codes = codes ^ np.left_shift(np.uint64(1), cheapest.astype(np.uint64))
             spill = np.where(sel, 0, -1)[:, None].astype(np.int64)
             if sel.any():
-                spill[sel, 0] = self._lists_for(spill_codes[sel])
+                spill[sel, 0] = self._lists_for(spill_codes[sel], x[sel])
         elif self.assign == "radius":
             rows, all_codes = expand_codes(z, radius=self.r, max_bits=self.max_assign_bits)
             # expand_codes lists each row's own code first, then its flips
@@ -479,34 +519,118 @@ class FlowHashIndex:
             extra = pos > 0
             spill = np.full((len(z), max(int(counts.max()) - 1, 0)), -1, np.int64)
             if extra.any():
-                spill[rows[extra], pos[extra] - 1] = self._lists_for(all_codes[extra])
-        lists = self._lists_for(codes)
+                spill[rows[extra], pos[extra] - 1] = self._lists_for(all_codes[extra], x[rows[extra]])
+        lists = self._lists_for(codes, x)
         self._engine.add(x, ids, lists, spill)
+        self._cent.update(lists, x)
+        if spill is not None:
+            for col in spill.T:
+                sel = col >= 0
+                self._cent.update(col[sel], x[sel])
         self._ids = np.concatenate([self._ids, ids])
         self._codes = np.concatenate([self._codes, codes])
         self._n += len(x)
         self._next_id = max(self._next_id, int(ids.max()) + 1)
         self._id_order = None
+        self._split_oversized()
 
-    def _assign(self, z: np.ndarray, p: SearchParams):
-        """faiss's assign matrix (n, P) for query latents z, and the number of probe codes looked up.
+    def _lists_for(self, codes: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """List of each vector: its bucket's list, or in a split bucket the sub-list of nearest centroid.
+        Lists are compact at every K (one per non-empty bucket or sub-list)."""
+        lists = self._map.add_lists(codes)
+        self._cent.reserve(self._map.n_lists)
+        starts, lengths = self._map.lookup(codes)
+        multi = np.flatnonzero(lengths > 1)
+        if len(multi):
+            lists[multi] = nearest_in_groups(x[multi], self._map.groups(codes[multi]), self._cent.centroids())
+        return lists
 
-        Under a budget, probes come cheapest first and faiss stops at the budget, so only a prefix of
-        each query's probe order is needed: it is built for the first ``cap`` probes, and again with
-        4x the cap only for the queries whose prefix holds fewer than ``budget`` entries (until the
-        whole order). The result equals building every probe (the prefix of a stable sort)."""
+    def cap(self) -> int:
+        """Largest list allowed before it is split: ``bucket_cap``, or 2 x the mean vectors per code
+        (ntotal / 2^K), at least 8."""
+        if self.bucket_cap is not None:
+            return self.bucket_cap
+        return max(8, int(math.ceil(2 * self._n / 2.0 ** self.K)))
+
+    def _split_oversized(self) -> None:
+        """Cut every list over :meth:`cap` into sub-lists by median cuts (:func:`.partition.median_split`)
+        along the quantizer's principal coordinates; the sub-lists join their bucket's group."""
+        cap = self.cap()
+        over = np.flatnonzero(self._cent.counts > cap)
+        if len(over) == 0:
+            return
+        entries = [self._engine.list_entries(int(l)) for l in over]
+        xs = np.concatenate([e[1] for e in entries])
+        cell = np.repeat(over, [len(e[0]) for e in entries])
+        labels = median_split(self.quantizer.coords(xs), cell, cap)
+        # per old list: its first label keeps the list id, every other label becomes a new list
+        first = np.r_[0, np.cumsum([len(e[0]) for e in entries])[:-1]]
+        uniq_lab, inv = np.unique(labels, return_inverse=True)
+        lab_cell = np.zeros(len(uniq_lab), np.int64)
+        lab_cell[inv] = cell
+        keeps = labels[first]
+        is_new = ~np.isin(uniq_lab, keeps)
+        owner_code = self._owner_codes()[lab_cell[is_new]]
+        order = np.argsort(owner_code, kind="stable")  # group the new lists by bucket code
+        codes_u, counts = np.unique(owner_code[order], return_counts=True)
+        new_ids = np.empty(int(is_new.sum()), np.int64)
+        new_ids[order] = self._map.extend_groups(codes_u, counts)
+        dest_of_label = np.empty(len(uniq_lab), np.int64)
+        dest_of_label[np.flatnonzero(is_new)] = new_ids
+        keep_idx = np.flatnonzero(~is_new)
+        dest_of_label[keep_idx] = lab_cell[keep_idx]
+        dest = dest_of_label[inv]
+        self._engine.reserve(self._map.n_lists)
+        self._cent.reserve(self._map.n_lists)
+        for j, l in enumerate(over):
+            self._engine.split_list(int(l), dest[first[j]: first[j] + len(entries[j][0])])
+        self._cent.clear(over)
+        self._cent.update(dest, xs)
+
+    def _owner_codes(self) -> np.ndarray:
+        """Bucket code of every list id (n_lists,) uint64."""
+        owner = np.zeros(self._map.n_lists, np.uint64)
+        owner[self._map.lists] = np.repeat(self._map.keys, np.diff(self._map.offsets))
+        return owner
+
+    def _rebuild_centroids(self) -> None:
+        self._cent = ListCentroids(self.d)
+        self._cent.reserve(self._map.n_lists)
+        for l in np.flatnonzero(self._engine.list_sizes()):
+            _, xs = self._engine.list_entries(int(l))
+            self._cent.update(np.full(len(xs), l, np.int64), xs)
+
+    def _plan(self, x: np.ndarray, p: SearchParams):
+        """Lists to scan for queries x (n, d): (assign (n, P) int64 -1 padded, lists proposed)."""
+        xs = self._scaled(x)
+        z = self._encode(xs)
+        n = len(x)
+        if p.probe == "flip":
+            if p.budget and self._n:
+                return self._flip_prefix(z, p)
+            qidx, codes, _ = probe_codes(z, radius=p.r_query, max_bits=p.max_probe_bits, max_probes=p.max_probes)
+            A = self._map.probe_matrix(qidx, codes, n)
+            return A, len(qidx)
+        codes, _ = flip_candidates(z, p.max_probe_bits, p.max_probes, ordered=False)
+        A = self._map.probe_matrix(np.repeat(np.arange(n), codes.shape[1]), codes.reshape(-1), n)
+        return rank_lists(xs, self._cent.centroids(), A, p.nprobe or A.shape[1]), codes.size
+
+    def _flip_prefix(self, z: np.ndarray, p: SearchParams):
+        """Flip probing under a budget: (assign (n, P), probe codes looked up).
+
+        Probes come cheapest first and faiss stops at the budget, so only a prefix of each query's probe
+        order is needed: it is built for the first ``cap`` probes, and again with 4x the cap only for
+        the queries whose prefix holds fewer than ``budget`` entries (until the whole order). The result
+        equals building every probe (a prefix of the same stable sort)."""
         n = len(z)
         kw = dict(radius=p.r_query, max_bits=p.max_probe_bits)
-        if not p.budget or self._n == 0:
-            qidx, codes, _ = probe_codes(z, max_probes=p.max_probes, **kw)
-            return self._map.probe_matrix(qidx, codes, n, self._engine.nlist), len(qidx)
         full = 1 << p.max_probe_bits if p.max_probes is None else min(p.max_probes, 1 << p.max_probe_bits)
         mean_bucket = self._engine.n_entries / max(len(self._map), 1)
         cap = int(min(full, max(32, 2 * p.budget / mean_bucket)))
         blocks, todo, n_probes = [], np.arange(n), 0
         while len(todo):
             qidx, codes, _ = probe_codes(z[todo], max_probes=cap, **kw)
-            A = self._map.probe_matrix(qidx, codes, len(todo), self._engine.nlist)
+            A = self._map.probe_matrix(qidx, codes, len(todo))
             got = np.bincount(qidx, minlength=len(todo))
             done = (got < cap) | (cap >= full) | (self._engine.scanned_per_query(A, p.budget) >= p.budget)
             blocks.append((todo[done], A[done]))
@@ -516,11 +640,6 @@ class FlowHashIndex:
         for idx, b in blocks:
             out[idx, : b.shape[1]] = b
         return out, n_probes
-
-    def _lists_for(self, codes: np.ndarray) -> np.ndarray:
-        # compact at every K: a list per non-empty bucket (160 B each even when empty: 2^16 dense lists
-        # would cost 52 B a vector at N = 200k); the engine grows its capacity x1.5 when new buckets appear
-        return self._map.add_lists(codes)
 
     def _rows_of(self, ids: np.ndarray) -> np.ndarray:
         """Row (insertion position) of each id, -1 where absent."""

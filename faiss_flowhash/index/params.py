@@ -8,7 +8,9 @@ import math
 import numbers
 from dataclasses import dataclass, fields, replace
 
-__all__ = ["SearchParams", "DEFAULT"]
+__all__ = ["SearchParams", "DEFAULT", "PROBE_MODES"]
+
+PROBE_MODES = ("centroid", "flip")
 
 
 class _Default:
@@ -49,12 +51,18 @@ class SearchParams:
             bucket is scanned in part); None: no budget.
         max_probes: probe at most this many buckets, cheapest first; None: no cap.
         max_probe_bits: at most this many flippable bits per query (<= 2^bits probes), in [0, 20].
+        probe: "centroid" (every flip of the ``max_probe_bits`` least certain bits is proposed and
+            the proposed lists are ranked by their centroid's distance to the query) or "flip" (the
+            paper: buckets within radius ``r_query``, cheapest flip cost first).
+        nprobe: with probe="centroid", scan at most this many lists, nearest first; None: all proposed.
     """
 
     r_query: float = DEFAULT
     budget: int | None = DEFAULT
     max_probes: int | None = DEFAULT
     max_probe_bits: int = DEFAULT
+    probe: str = DEFAULT
+    nprobe: int | None = DEFAULT
 
     def __post_init__(self):
         if self.r_query is not DEFAULT:
@@ -64,10 +72,13 @@ class SearchParams:
             object.__setattr__(self, "r_query", float(r))
         _check_limit("budget", self.budget)
         _check_limit("max_probes", self.max_probes)
+        _check_limit("nprobe", self.nprobe)
+        if self.probe is not DEFAULT and self.probe not in PROBE_MODES:
+            raise ValueError(f"probe: expected one of {PROBE_MODES}, got {self.probe!r}")
         b = self.max_probe_bits
         if b is not DEFAULT and (isinstance(b, bool) or not isinstance(b, numbers.Integral) or not 0 <= b <= 20):
             raise ValueError(f"max_probe_bits: expected an int in [0, 20], got {b!r}")
-        for name in ("budget", "max_probes", "max_probe_bits"):  # numpy ints -> int (JSON-able)
+        for name in ("budget", "max_probes", "max_probe_bits", "nprobe"):  # numpy ints -> int (JSON-able)
             v = getattr(self, name)
             if isinstance(v, numbers.Integral):
                 object.__setattr__(self, name, int(v))

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["triplet_loss", "decorrelation_penalty", "pca_directions", "contrast_directions", "Projection"]
+__all__ = ["triplet_loss", "decorrelation_penalty", "pca_basis", "pca_directions", "contrast_directions", "Projection"]
 
 
 def triplet_loss(y: torch.Tensor, y_pos: torch.Tensor) -> torch.Tensor:
@@ -45,6 +45,14 @@ def decorrelation_penalty(y: torch.Tensor) -> torch.Tensor:
 def _cov(x: np.ndarray) -> np.ndarray:
     xc = x - x.mean(0)
     return (xc.T @ xc) / max(len(x) - 1, 1)
+
+
+def pca_basis(x: np.ndarray, E: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-E principal directions of x (n, d): orthonormal columns (d, E) float32 (raw scale, not
+    whitened) and the standard deviation of x along each (E,), largest first."""
+    evals, evecs = np.linalg.eigh(_cov(x.astype(np.float64)))
+    order = np.argsort(evals)[::-1][: min(E, x.shape[1])]
+    return evecs[:, order].astype(np.float32), np.sqrt(np.maximum(evals[order], 0.0)).astype(np.float32)
 
 
 def pca_directions(x: np.ndarray, K: int) -> np.ndarray:

@@ -1,15 +1,19 @@
-"""Expand ingest arguments (files, folders searched recursively, glob patterns) into audio file paths."""
+"""Audio files on disk: the one suffix list and folder walk of the package (ingest, training sources,
+the benchmark corpus), and the expansion of ingest arguments (files, folders, glob patterns)."""
 
 import glob
 import os
 
-__all__ = ["AUDIO_EXTENSIONS", "expand_paths"]
+__all__ = ["AUDIO_EXTENSIONS", "audio_files_in", "expand_paths"]
 
 #: Suffixes picked up inside folders (files named explicitly are always tried, whatever their suffix).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
 
 
-def _folder(path: str) -> list[str]:
+def audio_files_in(path) -> list[str]:
+    """Files below folder ``path`` (recursively) whose suffix is in ``AUDIO_EXTENSIONS`` (any case), sorted
+    folder by folder (deterministic); paths joined onto ``path`` as given."""
+    path = os.fspath(path)
     out = []
     for root, dirs, files in os.walk(path):
         dirs.sort()
@@ -33,7 +37,7 @@ def expand_paths(paths) -> tuple[list[str], list[tuple[str, str]]]:
             raise TypeError(f"paths: expected str or os.PathLike items, got {type(p).__name__}")
         p = os.fspath(p)
         if os.path.isdir(p):
-            found = _folder(p)
+            found = audio_files_in(p)
             if not found:
                 missing.append((p, "folder holds no audio files"))
         elif os.path.exists(p):
@@ -41,7 +45,7 @@ def expand_paths(paths) -> tuple[list[str], list[tuple[str, str]]]:
         elif glob.has_magic(p):
             found = []
             for m in sorted(glob.glob(p, recursive=True)):
-                found += _folder(m) if os.path.isdir(m) else [m]
+                found += audio_files_in(m) if os.path.isdir(m) else [m]
             if not found:
                 missing.append((p, "pattern matches no file"))
         else:

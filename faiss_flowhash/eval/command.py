@@ -1,5 +1,5 @@
 """The shell of ``flowhash eval DB QUERIES``: open a database, make or load the query specs, fingerprint
-the queries, build the methods, run :func:`faiss_flowhash.evaluation.run_eval`, print the table.
+the queries, build the methods, run :func:`faiss_flowhash.eval.protocol.run_eval`, print the table.
 
 DB is a fingerprint database directory (:class:`faiss_flowhash.db.FingerprintDB`: its FlowHashIndex,
 the track records in its LMDB store, its model) or a reference .npz written by :func:`save_reference`
@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluation import (QuerySet, fingerprint_queries, index_searcher, locate_from_counts, make_banks,
-                         make_queries, run_eval)
+from ..db.identify import ReferenceWindows
+from .protocol import index_searcher, run_eval
+from .queries import QuerySet, fingerprint_queries, make_banks, make_queries
+from .scoring import locate_from_counts
 
 __all__ = ["save_reference", "add_eval_arguments", "run_eval_command"]
 
@@ -30,6 +32,7 @@ class _Reference:
     track_paths: list               # audio file of each track position
     track_samples: np.ndarray       # (tracks,) length of each track in samples
     fingerprinter: object
+    windows: ReferenceWindows       # the stored vectors by (track position, frame), for offset refinement
     index: object = None            # the database's own FlowHashIndex, when it has one
 
 
@@ -52,7 +55,7 @@ def save_reference(path, fingerprints, counts, track_paths, track_samples, *, mo
 
 
 def _open_reference(path, model) -> _Reference:
-    from .audio.fingerprinter import Fingerprinter
+    from ..audio.fingerprinter import Fingerprinter
 
     path = Path(path)
     if path.is_dir():
@@ -68,16 +71,18 @@ def _open_reference(path, model) -> _Reference:
     fingerprinter = Fingerprinter.load(model)
     if model_id and model_id != fingerprinter.model_id:
         raise ValueError(f"model: {path} was fingerprinted with model {model_id}, got {fingerprinter.model_id} (pass --model)")
-    return _Reference(x, np.arange(len(x), dtype=np.int64), locate_from_counts(counts), paths, samples, fingerprinter)
+    windows = ReferenceWindows(x, np.cumsum(counts) - counts, counts)
+    return _Reference(x, np.arange(len(x), dtype=np.int64), locate_from_counts(counts), paths, samples, fingerprinter,
+                      windows)
 
 
 def _open_db(path: Path, model) -> _Reference:
     """A FingerprintDB directory: its index (vectors, ids) and its track records, read once."""
-    from .db import FingerprintDB, decode_ids
+    from ..db import FingerprintDB, decode_ids
 
     with FingerprintDB(path, model=model, readonly=True) as db:
         records = sorted(db.tracks(), key=lambda r: r.track_id)
-        index = db.index if hasattr(db, "index") else db._reload_index()
+        index = db.index
         fingerprinter = db.fingerprinter
     if index is None or index.ntotal == 0 or not records:
         raise ValueError(f"{path}: the database holds no fingerprints (ingest audio first)")
@@ -90,8 +95,14 @@ def _open_db(path: Path, model) -> _Reference:
         return np.where(ok, pos, -1), np.where(ok, frame, -1)
 
     samples = np.array([int(round(r.duration_s * fingerprinter.sample_rate)) for r in records], np.int64)
-    return _Reference(index.reconstruct_n(0, index.ntotal), index.ids, locate, [r.path for r in records], samples,
-                      fingerprinter, index)
+    x, row_ids = index.reconstruct_n(0, index.ntotal), index.ids
+    # rows of a track are contiguous and in frame order (one add per track); where each track's rows start
+    pos, frame = locate(row_ids)
+    first = np.full(len(records), len(x), np.int64)
+    np.minimum.at(first, pos[pos >= 0], np.flatnonzero(pos >= 0))
+    count = np.bincount(pos[pos >= 0], minlength=len(records))
+    windows = ReferenceWindows(x, np.where(count > 0, first, 0), count)
+    return _Reference(x, row_ids, locate, [r.path for r in records], samples, fingerprinter, windows, index)
 
 
 def _on_rows(search, row_ids):
@@ -112,7 +123,7 @@ def _build_methods(names, ref: _Reference, *, ivf_nlist: int | None, ivf_nprobe:
         if name == "flowhash":
             index = ref.index
             if index is None:
-                from .index import FlowHashIndex
+                from ..index import FlowHashIndex
 
                 if ref.fingerprinter.quantizer is None:
                     raise ValueError("flowhash: the fingerprint model has no trained quantizer")
@@ -151,19 +162,22 @@ def add_eval_arguments(parser) -> None:
     parser.add_argument("--methods", default="flowhash,exact", help="comma list of flowhash, exact, ivf, lsh (flowhash,exact)")
     parser.add_argument("--k", type=int, default=1, help="hits per segment voting in the offset consensus (1)")
     parser.add_argument("--consensus", choices=("db", "paper"), default="db",
-                        help="offset vote: the database's (db.consensus.vote_offsets) or eq. 12-13 exactly (db)")
+                        help="answer: the database's identification (db.identify) or eq. 12-13 exactly (db)")
     parser.add_argument("--model", default=None,
                         help="fingerprint model file (default: the database's model, else the shipped one)")
     parser.add_argument("--ivf-nlist", type=int, default=None, help="IVF lists (sqrt(N), at most N / 39)")
     parser.add_argument("--ivf-nprobe", type=int, default=8, help="IVF lists probed (8)")
     parser.add_argument("--lsh-bits", type=int, default=64, help="IndexLSH bits (64)")
+    parser.add_argument("--min-confidence", type=float, default=0.0,
+                        help="answers below this confidence count as 'no match' (0: none, the paper's protocol; "
+                             "the database answers with 0.35)")
     parser.add_argument("--json", action="store_true", help="print the result table as JSON")
 
 
 def run_eval_command(args) -> int:
     """``flowhash eval``: run the protocol on a database; prints the table (or JSON). Returns the exit
     status: 0, or 2 for bad input (message on stderr)."""
-    from .audio.io import load_audio
+    from ..audio.io import load_audio
 
     try:
         ref = _open_reference(args.db, args.model)
@@ -188,7 +202,7 @@ def run_eval_command(args) -> int:
         fps = fingerprint_queries(queries, lambda t: load_audio(ref.track_paths[t], sample_rate=queries.sample_rate),
                                   fp, make_banks(queries))
         result = run_eval(fps, queries, methods, ref.locate, len(ref.fingerprints), k=args.k, hop_s=fp.hop_s,
-                          consensus=args.consensus)
+                          consensus=args.consensus, reference=ref.windows, min_confidence=args.min_confidence)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"flowhash eval: error: {e}", file=sys.stderr)
         return 2

@@ -7,13 +7,14 @@ at 10 dB, or reverberated (eval-split rooms) with noise at 5 dB. Negatives: snip
 lengths from audio that is NOT in the index (music of other seeds, other sentences, pure noise), clean
 or with noise. Each snippet goes through the steps of :meth:`FingerprintDB.query
 <faiss_flowhash.db.FingerprintDB.query>` (fingerprints every 100 ms, top-5 hits per segment from the
-index, :func:`vote_offsets`, :func:`match_confidence`); a positive counts as a hit when
+index, :func:`faiss_flowhash.db.identify.identify` with offset refinement); a positive counts as a hit when
 the top track is right and the offset within 50 ms *and* its confidence reaches the threshold; a
 negative counts as a false match when its confidence reaches the threshold.
 
-Run: ``python -m faiss_flowhash.db.calibrate --seed 0`` (about 30 s on one core; seeds 0 and 1 are
+Run: ``python -m faiss_flowhash.eval.calibrate --seed 0`` (about 30 s on one core; seeds 0 and 1 are
 recorded). The numbers behind
-``DEFAULT_MIN_CONFIDENCE`` are recorded in :mod:`faiss_flowhash.db.database`.
+``DEFAULT_MIN_CONFIDENCE`` are recorded in :mod:`faiss_flowhash.db.database`. (Before the move to
+:mod:`faiss_flowhash.eval` this was ``faiss_flowhash.db.calibrate``.)
 """
 
 import argparse
@@ -22,8 +23,9 @@ import sys
 
 import numpy as np
 
-from .consensus import DEFAULT_SIM_CEIL, DEFAULT_SIM_FLOOR, match_confidence, refine_offset, vote_offsets
-from .ids import decode_ids, encode_ids
+from ..db.consensus import DEFAULT_SIM_CEIL, DEFAULT_SIM_FLOOR
+from ..db.identify import ReferenceWindows, identify
+from ..db.ids import decode_ids, encode_ids
 
 __all__ = ["calibration_hits", "score_hits", "sweep", "main"]
 
@@ -77,8 +79,8 @@ def calibration_hits(fp, *, n_tracks: int = 15, track_s: float = 20.0, n_queries
 
     Returns a list of dicts: kind ("clean", "noise10", "reverb+noise5", "ood-clean", "ood-noise"),
     track (true track or -1), offset_s, tracks/times/scores (n_seg, top_k), segment_times (n_seg,),
-    query (n_seg, d), references (the reference tracks' fingerprints, shared) and hop_s for the offset
-    refinement.
+    query (n_seg, d), references (the reference tracks' fingerprints, one shared
+    :class:`~faiss_flowhash.db.identify.ReferenceWindows`) and hop_s for the offset refinement.
     """
     from .. import FlowHashIndex
     from ..audio.noise import noise_bank
@@ -93,6 +95,7 @@ def calibration_hits(fp, *, n_tracks: int = 15, track_s: float = 20.0, n_queries
     ref_emb = [fp.fingerprint(x) for x in refs]
     for t, e in enumerate(ref_emb):
         index.add_with_ids(e, encode_ids(t, len(e)))
+    windows = ReferenceWindows.from_tracks(ref_emb)
     out = []
     kinds = ("clean", "noise10", "reverb+noise5", "ood-clean", "ood-noise")
     for q in range(n_queries):
@@ -113,26 +116,26 @@ def calibration_hits(fp, *, n_tracks: int = 15, track_s: float = 20.0, n_queries
         tr, fr = decode_ids(I)
         out.append({"kind": kind, "track": -1 if kind.startswith("ood") else t, "offset_s": start,
                     "tracks": tr, "times": fr * fp.hop_s, "scores": D,
-                    "segment_times": np.arange(len(e)) * fp.hop_s, "query": e, "references": ref_emb,
+                    "segment_times": np.arange(len(e)) * fp.hop_s, "query": e, "references": windows,
                     "hop_s": fp.hop_s})
     return out
 
 
 def score_hits(hits: list[dict], **conf) -> list[tuple[str, bool, float]]:
-    """(kind, correct track and offset within 50 ms, confidence) per snippet; ``conf`` goes to the vote."""
+    """(kind, correct track and offset within 50 ms, confidence) per snippet, answered by
+    :func:`~faiss_flowhash.db.identify.identify` as the database does; ``conf`` goes to it (sim_floor,
+    sim_ceil, margin_weight, min_segments)."""
     rows = []
-    vote_kw = {k: conf[k] for k in ("sim_floor", "sim_ceil") if k in conf}
-    conf_kw = {k: conf[k] for k in ("margin_weight", "min_segments") if k in conf}
+    kw = {k: conf[k] for k in ("sim_floor", "sim_ceil", "margin_weight", "min_segments") if k in conf}
     for h in hits:
-        c = vote_offsets(h["tracks"], h["times"], h["scores"], h["segment_times"], **vote_kw)
-        if not c:
+        refine = {"query": h["query"], "reference": h["references"], "hop_s": h["hop_s"]} if "query" in h else {}
+        found = identify(h["tracks"], h["times"], h["scores"], h["segment_times"], **refine, **kw)
+        if not found:
             rows.append((h["kind"], False, 0.0))
             continue
-        offset = c[0].offset_s
-        if "query" in h:  # the database refines the offset against the track's windows
-            offset = refine_offset(h["query"], h["references"][c[0].track_id], offset, hop_s=h["hop_s"])
-        ok = c[0].track_id == h["track"] and abs(max(0.0, offset) - h["offset_s"]) <= 0.05
-        rows.append((h["kind"], ok, match_confidence(c[0], c[1] if len(c) > 1 else None, **conf_kw)))
+        m = found[0]
+        ok = m.track_id == h["track"] and abs(m.offset_s - h["offset_s"]) <= 0.05
+        rows.append((h["kind"], ok, m.confidence))
     return rows
 
 
@@ -156,7 +159,7 @@ def main(argv=None) -> int:
 
     from ..audio import Fingerprinter
 
-    p = argparse.ArgumentParser(prog="python -m faiss_flowhash.db.calibrate", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m faiss_flowhash.eval.calibrate", description=__doc__.split("\n")[0])
     p.add_argument("--model", default=None, help="model file (default: the shipped model)")
     p.add_argument("--queries", type=int, default=400, help="snippets, 3/5 positive and 2/5 negative (400)")
     p.add_argument("--tracks", type=int, default=15, help="reference tracks (15)")

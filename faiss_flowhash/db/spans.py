@@ -1,0 +1,181 @@
+"""Matched spans of a long recording or stream, from its per-segment hits in time order.
+
+:class:`SpanTracker` is fed the hits of consecutive segments (1 s windows every hop) as they are
+fingerprinted and searched, and returns each span once it has ended: track, start in the recording,
+start in the track, duration, confidence. It holds the last ``history_s`` seconds of hits only, so
+memory does not grow with the recording.
+
+- Detection: while no span is open, every ``detect_every`` segments the last ``block_s`` seconds of
+  hits (after the previous span) go through :func:`~faiss_flowhash.db.identify.identify`; a track with
+  confidence >= ``min_confidence`` opens a span, aligned by the track's best vote cell (track time minus
+  recording time).
+- Extent: a segment agrees with the open span when one of its hits is the span's track within
+  ``tolerance_s`` of the alignment. The start goes back through the history to the earliest agreeing
+  segment (gaps < ``gap_s``); the span closes once no segment agreed for ``gap_s`` and ends one window
+  after its last agreeing segment.
+
+Silent segments (level below ``silence_dbfs``) carry no evidence: every recording's silences look alike.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .consensus import DEFAULT_MIN_CONFIDENCE, vote_cells
+from .identify import identify
+
+__all__ = ["Span", "SpanTracker"]
+
+
+@dataclass(frozen=True)
+class Span:
+    """A part of the recording that is a track.
+
+    Attributes:
+        track_id: the track. start_s: where the span starts in the recording, seconds.
+        track_start_s: the track time at ``start_s``, seconds. duration_s: span length, seconds.
+        confidence: of the track decision on the detection block (see identify).
+        path: the track's path (filled in by the database; "" from the tracker).
+    """
+
+    track_id: int
+    start_s: float
+    track_start_s: float
+    duration_s: float
+    confidence: float
+    path: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SpanTracker:
+    """Turns per-segment hits (in recording order) into :class:`Span` s (see module docstring).
+
+    Args:
+        hop_s: segment hop (0.1 s). window_s: segment length (1 s).
+        block_s: detection block (3 s). detect_every: segments between detection attempts (5).
+        min_confidence: to open a span (the database's 0.35). gap_s: a span closes after this long
+            without an agreeing segment (2 s). tolerance_s: agreement tolerance (0.1 s).
+        history_s: hits kept for finding a span's start (30 s). silence_dbfs: silent segments (-60 dBFS).
+    """
+
+    def __init__(self, *, hop_s: float = 0.1, window_s: float = 1.0, block_s: float = 3.0, detect_every: int = 5,
+                 min_confidence: float = DEFAULT_MIN_CONFIDENCE, gap_s: float = 2.0, tolerance_s: float = 0.1,
+                 history_s: float = 30.0, silence_dbfs: float = -60.0):
+        if not 0 < hop_s <= window_s:
+            raise ValueError(f"hop_s: expected in (0, window_s={window_s}], got {hop_s}")
+        if not block_s >= window_s or not gap_s > 0 or not history_s >= block_s:
+            raise ValueError(f"block_s, gap_s, history_s: expected block_s >= window_s, gap_s > 0, history_s >= "
+                             f"block_s, got {block_s}, {gap_s}, {history_s}")
+        if not 0 <= min_confidence <= 1:
+            raise ValueError(f"min_confidence: expected in [0, 1], got {min_confidence}")
+        self.hop_s, self.window_s, self.block_s, self.detect_every = hop_s, window_s, block_s, int(detect_every)
+        self.min_confidence, self.gap_s, self.tolerance_s = min_confidence, gap_s, tolerance_s
+        self.silence_dbfs = silence_dbfs
+        self._hist = deque(maxlen=max(1, int(round(history_s / hop_s))))  # (time, tracks (k,), times (k,), scores (k,))
+        self._span = None   # dict: track, align, start, last, confidence
+        self._after = -np.inf  # detection looks only at segments after the last span's last agreeing one
+        self._since_detect = 0
+
+    def push(self, segment_times, tracks, times, scores, levels=None) -> list[Span]:
+        """Feed consecutive segments: (n,) start in the recording (s), (n, k) hit tracks / track times (s) /
+        scores, optional (n,) levels in dBFS; returns the spans that ended, in order."""
+        segment_times = np.asarray(segment_times, np.float64)
+        tracks, times, scores = np.asarray(tracks, np.int64), np.asarray(times, np.float64), np.asarray(scores, np.float64)
+        if tracks.ndim != 2 or times.shape != tracks.shape or scores.shape != tracks.shape \
+                or segment_times.shape != (len(tracks),):
+            raise ValueError(f"tracks, times, scores: expected (n, k) each and segment_times (n,), got "
+                             f"{tracks.shape}, {times.shape}, {scores.shape}, {segment_times.shape}")
+        if levels is not None:
+            silent = np.asarray(levels, np.float64) < self.silence_dbfs
+            tracks = np.where(silent[:, None], -1, tracks)
+        out = []
+        for i in range(len(tracks)):
+            out += self._step(float(segment_times[i]), tracks[i], times[i], scores[i])
+        return out
+
+    @property
+    def held_segments(self) -> int:
+        """Segments of hits held now (at most ``history_s / hop_s``, whatever the recording's length)."""
+        return len(self._hist)
+
+    def finish(self) -> list[Span]:
+        """The end of the recording: the open span, if any."""
+        return [self._close()] if self._span is not None else []
+
+    # -- internals --------------------------------------------------------------------------------
+    def _agrees(self, r: float, tracks, times) -> bool:
+        s = self._span
+        return bool(np.any((tracks == s["track"]) & (np.abs(times - (r + s["align"])) <= self.tolerance_s)))
+
+    def _step(self, r, tracks, times, scores) -> list[Span]:
+        self._hist.append((r, tracks, times, scores))
+        out = []
+        if self._span is not None:
+            if self._agrees(r, tracks, times):
+                self._span["last"] = r
+            elif r - self._span["last"] > self.gap_s:
+                out.append(self._close())
+        if self._span is not None:
+            self._since_detect += 1
+            if self._since_detect >= 2 * self.detect_every:  # the span's confidence: its best block so far
+                self._since_detect = 0
+                found = self._identify_block()
+                if found and found[0].track_id == self._span["track"]:
+                    self._span["confidence"] = max(self._span["confidence"], found[0].confidence)
+        if self._span is None:
+            self._since_detect += 1
+            if self._since_detect >= self.detect_every:
+                self._since_detect = 0
+                self._detect()
+        return out
+
+    def _block(self):
+        """The last block_s seconds of hits after the previous span: (segment times, tracks, times, scores)."""
+        r_now = self._hist[-1][0]
+        block = [h for h in self._hist if h[0] > self._after and h[0] > r_now - self.block_s + 1e-9]
+        if len(block) < max(3, int(0.5 * self.block_s / self.hop_s)):
+            return None
+        return (np.array([h[0] for h in block]),) + tuple(np.stack([h[j] for h in block]) for j in (1, 2, 3))
+
+    def _identify_block(self):
+        block = self._block()
+        if block is None:
+            return []
+        seg_t, tracks, times, scores = block
+        return identify(tracks, times, scores, seg_t - seg_t[0], top=1, min_confidence=self.min_confidence)
+
+    def _detect(self) -> None:
+        found = self._identify_block()
+        if not found:
+            return
+        seg_t, tracks, times, scores = self._block()
+        m = found[0]
+        # the alignment without clipping at 0 (the block may start before the track): the track's best cell
+        cells = vote_cells(np.where(tracks == m.track_id, tracks, -1), times, scores, seg_t)
+        best = int(np.lexsort((cells.grid, -cells.support, -cells.votes))[0])
+        self._span = {"track": m.track_id, "align": float(cells.offset[best]), "confidence": m.confidence}
+        # the start: back through the history over agreeing segments with gaps shorter than gap_s
+        agree = [h[0] for h in self._hist if h[0] > self._after and self._agrees(h[0], h[1], h[2])]
+        if not agree:
+            self._span = None
+            return
+        first = last = agree[-1]
+        for t in reversed(agree[:-1]):
+            if first - t > self.gap_s:
+                break
+            first = t
+        self._span.update(start=first, last=last)
+
+    def _close(self) -> Span:
+        s, self._span = self._span, None
+        self._after = s["last"]
+        self._since_detect = 0
+        # times to the millisecond (segments are hop_s apart; float noise is not information)
+        return Span(track_id=int(s["track"]), start_s=round(float(s["start"]), 3),
+                    track_start_s=round(max(0.0, float(s["start"] + s["align"])), 3),
+                    duration_s=round(float(s["last"] + self.window_s - s["start"]), 3), confidence=float(s["confidence"]))

@@ -1,0 +1,133 @@
+"""Bounded buckets: oversized buckets are split into sub-lists, and every list keeps its centroid.
+
+On clustered data a sign code puts whole dense regions into one bucket (sign-of-PCA at N = 200k,
+K = 16: the largest bucket holds 150x the mean). A bucket whose list grows past ``cap`` vectors is
+split by recursive median cuts (:func:`median_split`) into sub-lists of at most ``cap`` vectors; the sub-lists join the bucket's
+group in the bucket map, new vectors of the bucket go to the nearest sub-list centroid, and the probe
+planner ranks sub-lists like any other list. So the largest list stays bounded (predictable tail
+latency and GPU batches) and a dense region is scanned in pieces, nearest first.
+
+Pure functions plus :class:`ListCentroids`, a running sum per list.
+"""
+
+import faiss
+import numpy as np
+
+__all__ = ["ListCentroids", "median_split", "nearest_in_groups"]
+
+
+class ListCentroids:
+    """Running mean of the vectors in each list: sums (L, d) float64 and counts (L,)."""
+
+    def __init__(self, d: int):
+        self.d = int(d)
+        self.sums = np.zeros((0, self.d), np.float64)
+        self.counts = np.zeros(0, np.int64)
+        self._cache = None
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def reserve(self, n_lists: int) -> None:
+        if n_lists > len(self.counts):
+            grow = n_lists - len(self.counts)
+            self.sums = np.concatenate([self.sums, np.zeros((grow, self.d))])
+            self.counts = np.concatenate([self.counts, np.zeros(grow, np.int64)])
+            self._cache = None
+
+    def update(self, list_ids: np.ndarray, x: np.ndarray, sign: int = 1) -> None:
+        """Add (sign=1) or take away (sign=-1) vectors x (n, d) of lists list_ids (n,)."""
+        if len(list_ids) == 0:
+            return
+        self.reserve(int(list_ids.max()) + 1)
+        np.add.at(self.sums, list_ids, sign * x.astype(np.float64))
+        np.add.at(self.counts, list_ids, sign)
+        self._cache = None
+
+    def clear(self, list_ids: np.ndarray) -> None:
+        self.sums[list_ids] = 0.0
+        self.counts[list_ids] = 0
+        self._cache = None
+
+    def centroids(self) -> np.ndarray:
+        """(L, d) float32 means (0 for empty lists)."""
+        if self._cache is None:
+            self._cache = (self.sums / np.maximum(self.counts, 1)[:, None]).astype(np.float32)
+        return self._cache
+
+    def state(self) -> dict:
+        return {"sums": self.sums, "counts": self.counts}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "ListCentroids":
+        sums = np.asarray(state["sums"], np.float64)
+        counts = np.asarray(state["counts"], np.int64)
+        if sums.ndim != 2 or len(sums) != len(counts):
+            raise ValueError(f"list centroids: expected sums (L, d) and counts (L,), got {sums.shape}, {counts.shape}")
+        c = cls(sums.shape[1])
+        c.sums, c.counts = sums, counts
+        return c
+
+
+def median_split(y: np.ndarray, cells: np.ndarray, cap: int) -> np.ndarray:
+    """Split every cell larger than ``cap`` by recursive median cuts (a k-d tree inside the cell).
+
+    Each round cuts every oversized cell in two halves at its median along the coordinate of y with
+    the largest variance inside that cell; all cells are cut at once (vectorised), so a cell of m rows
+    needs ceil(log2(m / cap)) rounds.
+
+    Args:
+        y: (n, e) coordinates to cut along (e.g. the top principal components of the data).
+        cells: (n,) int64 starting cell of each row (e.g. its bucket's list).
+        cap: largest cell size allowed (>= 1).
+
+    Returns:
+        (n,) int64 labels: rows in different starting cells never share a label; no label has more
+        than ``cap`` rows; labels are 0 .. g-1 in order of first appearance by cell.
+    """
+    if cap < 1:
+        raise ValueError(f"cap: expected >= 1, got {cap}")
+    n = len(cells)
+    _, lab = np.unique(cells, return_inverse=True)
+    lab = lab.astype(np.int64)
+    y = np.asarray(y, np.float64)
+    while n:
+        sizes = np.bincount(lab)
+        big = sizes > cap
+        if not big.any():
+            break
+        rows = np.flatnonzero(big[lab])
+        c = lab[rows]
+        m = sizes[c]
+        yr = y[rows]
+        var = np.stack([np.bincount(c, yr[:, j] ** 2, len(sizes)) - np.bincount(c, yr[:, j], len(sizes)) ** 2
+                        / np.maximum(sizes, 1) for j in range(y.shape[1])], axis=1)
+        dim = np.argmax(var, axis=1)  # (cells,) the widest coordinate of each cell
+        v = y[rows, dim[c]]
+        order = np.lexsort((np.arange(len(rows)), v, c))  # by cell, then value (ties by position)
+        first = np.searchsorted(c[order], c[order])  # start of each row's cell in the sorted order
+        rank = np.arange(len(rows)) - first
+        upper = np.zeros(len(rows), bool)
+        upper[order] = rank >= (m[order] // 2)
+        new = lab.max() + 1 + np.cumsum(big) - 1  # a fresh label per oversized cell
+        lab[rows[upper]] = new[c[upper]]
+        _, lab = np.unique(lab, return_inverse=True)
+        lab = lab.astype(np.int64)
+    return lab
+
+
+def nearest_in_groups(x: np.ndarray, groups: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """For each row of x (n, d), the list of its group (n, G) int64 (-1 padded at the end) whose centroid
+    is nearest (squared L2). Rows whose group has one list get it without a distance. Returns (n,) int64."""
+    out = groups[:, 0].copy()
+    multi = np.flatnonzero(groups[:, 1] >= 0) if groups.shape[1] > 1 else np.zeros(0, np.int64)
+    if len(multi):
+        xs = np.ascontiguousarray(x[multi], np.float32)
+        g = np.ascontiguousarray(groups[multi], np.int64)
+        D = np.empty((len(multi), 1), np.float32)
+        I = np.empty((len(multi), 1), np.int64)
+        c = np.ascontiguousarray(centroids, np.float32)
+        faiss.knn_L2sqr_by_idx(faiss.swig_ptr(xs), faiss.swig_ptr(c), faiss.swig_ptr(g), x.shape[1], len(multi),
+                               len(c), g.shape[1], 1, faiss.swig_ptr(D), faiss.swig_ptr(I), g.shape[1])
+        out[multi] = I[:, 0]
+    return out
