@@ -433,7 +433,7 @@ class FlowHash:
 
     def __init__(self, d: int, K: int = 16, rs=(0.5, 1.0), r_queries=(0.5, 1.0, 1.25, 1.5, 2.0),
                  budgets=(None,), config_kw=None, seed: int = 0, mode: str = "default",
-                 nprobes=(2, 4, 8, 16, 32, 64, 128, 256, 512)):
+                 nprobes=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512)):
         if mode not in ("default", "paper"):
             raise ValueError(f"mode: expected 'default' or 'paper', got {mode!r}")
         self.d, self.K, self.rs, self.mode, self.nprobes = d, K, rs, mode, nprobes

@@ -15,6 +15,9 @@ product search (faiss.IndexFlatIP) over all reference windows (1 s every 100 ms)
   winner is the right track / and its mean start is within 50 ms of the truth;
 - ``+repeats``: ``3s offset``, or the right track at a start whose 3 s of audio correlate >= 0.95 with
   the true start's (an exact repeat: loops, refrains);
+- ``2s``: the offset from the vote of the snippet's first 11 windows (its first 2 s; a 2 s query up to
+  the edge frames of its last window and the codec's last frame); ``FH 1s / 2s``: the FlowHash vote of
+  the first 1 / 11 windows;
 - ``offset FH``: the 3 s offset (without repeats) from the same vote over the FlowHashIndex (the model's own flow quantizer, r = 1.0,
   r~ = 1.25) instead of exact search.
 
@@ -168,7 +171,8 @@ def evaluate(fp, names, waves, queries, rendered, *, flowhash=True, cache_dir=No
     res = {}
     for qi, (label, t, start, d) in enumerate(queries):
         s_true = (start + round(d.offset_s * SR)) / SR
-        r = res.setdefault(label, {"seg": [], "track": [], "offset": [], "offset_rep": [], "offset_fh": []})
+        r = res.setdefault(label, {"seg": [], "track": [], "offset": [], "offset_rep": [], "offset_fh": [],
+                                   "fh_1s": [], "fh_2s": [], "ex_2s": []})
         top0 = I[qi][0]
         r["seg"].append(bool(ref_track[top0] == t and abs(ref_time[top0] - s_true) <= 0.05 + 1e-9))
         tr, st = vote(I[qi], ref_track, ref_time)
@@ -179,27 +183,30 @@ def evaluate(fp, names, waves, queries, rendered, *, flowhash=True, cache_dir=No
         if IF is not None:
             tr, st = vote(IF[qi], ref_track, ref_time)
             r["offset_fh"].append(bool(tr == t and abs(st - s_true) <= 0.05 + 1e-9))
+            for W, key in ((1, "fh_1s"), (11, "fh_2s")):  # the first 1 s / 2 s of the snippet
+                tr, st = vote(IF[qi][:W], ref_track, ref_time)
+                r[key].append(bool(tr == t and abs(st - s_true) <= 0.05 + 1e-9))
+        tr, st = vote(I[qi][:11], ref_track, ref_time)
+        r["ex_2s"].append(bool(tr == t and abs(st - s_true) <= 0.05 + 1e-9))
     table = {lab: {k: (100.0 * float(np.mean(v)) if v else float("nan")) for k, v in r.items()} for lab, r in res.items()}
     audio_s = sum(len(w) for w in waves) / SR
     return {"table": table, "n_ref": int(len(x)), "ref_x_real_time": audio_s / t_ref, "audio_h": audio_s / 3600}
 
 
+_COLS = (("seg", "seg 1s"), ("ex_2s", "2s"), ("track", "3s track"), ("offset", "3s"), ("offset_rep", "3s +rep"),
+         ("fh_1s", "FH 1s"), ("fh_2s", "FH 2s"), ("offset_fh", "FH 3s"))
+
+
 def md_table(results, models, set_name):
+    """One row per (condition, model): exact-search columns, then FlowHash columns; a mean row per model."""
     labels = [c[0] for c in CONDITIONS]
-    keys = ("seg", "track", "offset", "offset_rep", "offset_fh")
-    lines = [f"#### {set_name}", "", "| condition | " + " | ".join(
-        f"{m}: seg / 3s track / 3s offset / +repeats / offset FH" for m in models) + " |",
-        "|---|" + "---|" * len(models)]
+    lines = [f"#### {set_name}", "", "| condition | model | " + " | ".join(c for _, c in _COLS) + " |",
+             "|---|---|" + "---|" * len(_COLS)]
     for lab in labels + ["mean"]:
-        cells = []
         for m in models:
             tb = results[m]["table"]
-            if lab == "mean":
-                v = {k: np.mean([tb[lb][k] for lb in labels]) for k in keys}
-            else:
-                v = tb[lab]
-            cells.append(" / ".join(f"{v[k]:.1f}" for k in keys))
-        lines.append(f"| {lab} | " + " | ".join(cells) + " |")
+            v = {k: np.mean([tb[lb][k] for lb in labels]) for k, _ in _COLS} if lab == "mean" else tb[lab]
+            lines.append(f"| {lab} | {m} | " + " | ".join(f"{v[k]:.1f}" for k, _ in _COLS) + " |")
     return "\n".join(lines)
 
 

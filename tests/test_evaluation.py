@@ -256,7 +256,7 @@ def test_eval_command_on_a_database_directory(tmp_path, capsys):
     with FingerprintDB(tmp_path / "db", model=fp) as db:
         assert db.ingest(paths).ok
     args = _eval_args(tmp_path / "db", tmp_path / "q.npz", "--n-per-cell", 1, "--lengths", "1,2",
-                      "--methods", "flowhash,exact", "--json")
+                      "--methods", "flowhash,exact", "--json", "--repeats", "--min-confidence", "0.1")
     assert ev.run_eval_command(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_queries"] == 30 and {r["method"] for r in out["table"]} == {"FlowHash", "Exact"}

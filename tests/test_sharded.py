@@ -1,6 +1,6 @@
 """ShardedFlowHashIndex on a local Ray (2 CPUs): the same answers as one FlowHashIndex on the same data
-with the same trained quantizer (search, add_with_ids, remove_ids, reconstruct, persistence), shards
-chosen by code prefix."""
+with the same trained quantizer under flip probing (search, add_with_ids, remove_ids, reconstruct,
+persistence), at least its recall under centroid-ranked probing; shards chosen by code prefix."""
 
 import os
 
@@ -8,7 +8,7 @@ import faiss
 import numpy as np
 import pytest
 
-from faiss_flowhash.distributed import ShardedFlowHashIndex, shard_of_codes
+from faiss_flowhash.distributed import ShardedFlowHashIndex, code_bounds, shard_of_codes, shard_of_range
 from faiss_flowhash.index import FlowHashIndex, FlowQuantizer, QuantizerConfig
 from faiss_flowhash.index.codes import pack_codes
 
@@ -31,6 +31,18 @@ def test_shard_of_codes_is_the_code_prefix():
     assert three.sum() == 1 << K and three.max() - three.min() <= (1 << K) // 4  # 2-bit prefix over 3 shards
     with pytest.raises(ValueError, match="n_shards"):
         shard_of_codes(codes, 2, 5)
+
+
+def test_range_bounds_make_equal_shards_of_unbalanced_codes(rng):
+    codes = np.minimum(rng.pareto(1.5, 10_000) * 60, (1 << K) - 1).astype(np.uint64)  # mostly low codes: top bit unbalanced
+    assert np.bincount(shard_of_codes(codes, K, 2), minlength=2).min() < 3000
+    for s in (2, 3, 4):
+        b = code_bounds(codes, s)
+        sizes = np.bincount(shard_of_range(codes, b), minlength=s)
+        assert sizes.sum() == 10_000 and sizes.max() - sizes.min() <= 0.05 * 10_000 + np.bincount(codes.astype(np.int64)).max()
+        order = np.argsort(codes, kind="stable")  # ranges in code order: shard ids never decrease along it
+        assert np.all(np.diff(shard_of_range(codes[order], b)) >= 0)
+    assert np.array_equal(code_bounds(np.arange(1 << K, dtype=np.uint64), 4), np.array([64, 128, 192], np.uint64))
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +71,10 @@ def data():
 
 
 def _pair(data, n_shards, **kw):
+    """A single index and a sharded one with the same quantizer; flip probing unless kw says otherwise:
+    the probed buckets' lists are scanned whole, so the shards' candidates together are the single's."""
     x, q, quantizer = data
+    kw = {"probe": "flip", **kw}
     single = FlowHashIndex(D, quantizer=quantizer, **kw)
     sharded = ShardedFlowHashIndex(D, n_shards, quantizer=quantizer, cpus_per_shard=0.5, **kw)
     return single, sharded
@@ -80,12 +95,31 @@ def test_search_equals_the_single_index(local_ray, data, kw):
             single.add(x[lo:hi])
             sharded.add(x[lo:hi])
         assert sharded.ntotal == single.ntotal == 5000
-        sizes = np.bincount(shard_of_codes(quantizer.codes(x), K, 2), minlength=2)
-        assert np.array_equal(sharded.shard_sizes(), sizes) and sizes.min() > 0
+        sizes = np.bincount(shard_of_range(quantizer.codes(x), sharded.bounds), minlength=2)
+        assert np.array_equal(sharded.shard_sizes(), sizes)
+        assert np.array_equal(sharded.bounds, code_bounds(quantizer.codes(x[:300]), 2))  # from the first batch
+        assert abs(int(sizes[0]) - int(sizes[1])) < 0.2 * 5000
         _same(sharded.search(q, 10), single.search(q, 10))
         assert sharded.last_search_stats.candidates == pytest.approx(single.last_search_stats.candidates)
         _same(sharded.search(q, 3, r_query=0.5), single.search(q, 3, r_query=0.5))
         _same(sharded.search(q[:0], 5), single.search(q[:0], 5))
+
+
+def test_centroid_probing_recall_at_least_the_single_index(local_ray, data):
+    """Centroid ranking (the default) keeps nprobe lists per shard, ranked by the shard's own centroids:
+    not the single index's list set; recall stays the single index's (within 3 queries in 150)."""
+    x, q, _ = data
+    single, sharded = _pair(data, 2, probe="centroid", nprobe=8)
+    exact = faiss.IndexFlatIP(D)
+    exact.add(x)
+    truth = exact.search(q, 1)[1][:, 0]
+    with sharded:
+        single.add(x)
+        sharded.add(x)
+        r_single = float(np.mean(single.search(q, 1)[1][:, 0] == truth))
+        r_sharded = float(np.mean(sharded.search(q, 1)[1][:, 0] == truth))
+        assert sharded.last_search_stats.lists_scanned == 2 * single.last_search_stats.lists_scanned
+    assert r_sharded >= r_single - 0.02 and r_single > 0.5, (r_single, r_sharded)
 
 
 def test_ids_removal_reconstruct_persistence(local_ray, data, tmp_path):

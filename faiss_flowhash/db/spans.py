@@ -10,9 +10,11 @@ memory does not grow with the recording.
   confidence >= ``min_confidence`` opens a span, aligned by the track's best vote cell (track time minus
   recording time).
 - Extent: a segment agrees with the open span when one of its hits is the span's track within
-  ``tolerance_s`` of the alignment. The start goes back through the history to the earliest agreeing
-  segment (gaps < ``gap_s``); the span closes once no segment agreed for ``gap_s`` and ends one window
-  after its last agreeing segment.
+  ``tolerance_s`` of the alignment with a similarity of at least ``edge_ratio`` (0.8) x the median of
+  the detection block's agreeing hits (a window half in silence or in the next track still finds its
+  track, at a lower similarity: it is no evidence of where the span starts or ends). The start goes
+  back through the history to the earliest agreeing segment (gaps < ``gap_s``); the span closes once
+  no segment agreed for ``gap_s`` and ends one window after its last agreeing segment.
 
 Silent segments (level below ``silence_dbfs``) carry no evidence: every recording's silences look alike.
 """
@@ -61,11 +63,12 @@ class SpanTracker:
         min_confidence: to open a span (the database's 0.35). gap_s: a span closes after this long
             without an agreeing segment (2 s). tolerance_s: agreement tolerance (0.1 s).
         history_s: hits kept for finding a span's start (30 s). silence_dbfs: silent segments (-60 dBFS).
+        edge_ratio: share of the block's median agreeing similarity a segment needs to extend a span (0.8).
     """
 
     def __init__(self, *, hop_s: float = 0.1, window_s: float = 1.0, block_s: float = 3.0, detect_every: int = 5,
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, gap_s: float = 2.0, tolerance_s: float = 0.1,
-                 history_s: float = 30.0, silence_dbfs: float = -60.0):
+                 history_s: float = 30.0, silence_dbfs: float = -60.0, edge_ratio: float = 0.8):
         if not 0 < hop_s <= window_s:
             raise ValueError(f"hop_s: expected in (0, window_s={window_s}], got {hop_s}")
         if not block_s >= window_s or not gap_s > 0 or not history_s >= block_s:
@@ -75,7 +78,7 @@ class SpanTracker:
             raise ValueError(f"min_confidence: expected in [0, 1], got {min_confidence}")
         self.hop_s, self.window_s, self.block_s, self.detect_every = hop_s, window_s, block_s, int(detect_every)
         self.min_confidence, self.gap_s, self.tolerance_s = min_confidence, gap_s, tolerance_s
-        self.silence_dbfs = silence_dbfs
+        self.silence_dbfs, self.edge_ratio = silence_dbfs, float(edge_ratio)
         self._hist = deque(maxlen=max(1, int(round(history_s / hop_s))))  # (time, tracks (k,), times (k,), scores (k,))
         self._span = None   # dict: track, align, start, last, confidence
         self._after = -np.inf  # detection looks only at segments after the last span's last agreeing one
@@ -108,15 +111,20 @@ class SpanTracker:
         return [self._close()] if self._span is not None else []
 
     # -- internals --------------------------------------------------------------------------------
-    def _agrees(self, r: float, tracks, times) -> bool:
+    def _agreement(self, r: float, tracks, times, scores) -> float:
+        """Best similarity among the segment's hits that agree with the open span (-inf: none)."""
         s = self._span
-        return bool(np.any((tracks == s["track"]) & (np.abs(times - (r + s["align"])) <= self.tolerance_s)))
+        ok = (tracks == s["track"]) & (np.abs(times - (r + s["align"])) <= self.tolerance_s)
+        return float(scores[ok].max()) if ok.any() else -np.inf
+
+    def _agrees(self, r: float, tracks, times, scores) -> bool:
+        return self._agreement(r, tracks, times, scores) >= self._span["floor"]
 
     def _step(self, r, tracks, times, scores) -> list[Span]:
         self._hist.append((r, tracks, times, scores))
         out = []
         if self._span is not None:
-            if self._agrees(r, tracks, times):
+            if self._agrees(r, tracks, times, scores):
                 self._span["last"] = r
             elif r - self._span["last"] > self.gap_s:
                 out.append(self._close())
@@ -158,9 +166,14 @@ class SpanTracker:
         # the alignment without clipping at 0 (the block may start before the track): the track's best cell
         cells = vote_cells(np.where(tracks == m.track_id, tracks, -1), times, scores, seg_t)
         best = int(np.lexsort((cells.grid, -cells.support, -cells.votes))[0])
-        self._span = {"track": m.track_id, "align": float(cells.offset[best]), "confidence": m.confidence}
+        self._span = {"track": m.track_id, "align": float(cells.offset[best]), "confidence": m.confidence,
+                      "floor": -np.inf}
+        in_block = [self._agreement(r, t, tm, sc) for r, t, tm, sc in zip(seg_t, tracks, times, scores)]
+        in_block = [a for a in in_block if np.isfinite(a)]
+        if in_block:
+            self._span["floor"] = self.edge_ratio * float(np.median(in_block))
         # the start: back through the history over agreeing segments with gaps shorter than gap_s
-        agree = [h[0] for h in self._hist if h[0] > self._after and self._agrees(h[0], h[1], h[2])]
+        agree = [h[0] for h in self._hist if h[0] > self._after and self._agrees(*h)]
         if not agree:
             self._span = None
             return

@@ -2,17 +2,24 @@
 
 Every shard is a Ray actor holding a :class:`~faiss_flowhash.index.FlowHashIndex` with the same trained
 quantizer and the same index-level calibration (the reference norm queries are scaled to, the spill
-threshold). A vector goes to the shard named by the high bits of its primary K-bit code: with
-S shards, shard ``(code >> (K - p)) * S >> p`` for a p-bit prefix (p = ceil(log2 S), so a power of two
-is an exact prefix); balanced codes make equal shards, and each shard's inverted lists hold only its
-own buckets (1/S of them: the per-list cost of K = 24 is divided too). All copies of a vector
-(spill / radius) stay in its shard.
+threshold). A vector goes to the shard that owns its primary K-bit code in code order (high bits
+first): shard s owns the codes in ``[bounds[s-1], bounds[s])``, a contiguous range, i.e. whole
+subtrees of the code prefix. The bounds are the S-quantiles of the first added batch's codes, so the
+shards are equal even where the top bits are not balanced (measured: a 24/76 split of the top bit);
+with perfectly balanced codes they are the plain prefix split (:func:`shard_of_codes`). Each shard's
+inverted lists hold only its own buckets (1/S of them: the per-list cost of K = 24 is divided too);
+all copies of a vector (spill / radius) stay in its shard.
 
 A search goes to every shard at once (the query's probed buckets can carry any prefix); each shard
-scans its part of the probed buckets and returns its top k; the k best of the S lists
-(``faiss.merge_knn_results``) are exactly the single index's answer on the same data when there is
-no candidate budget. A budget (``max_codes``) applies per shard: up to S x budget entries are
-scanned, a superset of the single index's candidates.
+scans its part of the probed buckets and returns its top k, and the k best of the S lists are kept
+(``faiss.merge_knn_results``). Under flip probing (``probe="flip"``) without a candidate budget the
+probed buckets are scanned whole, so the shards' candidates together are the single index's and the
+answer is exactly the single index's on the same data. Under centroid ranking (the default) each
+shard ranks its own lists by its own centroids and scans ``nprobe`` of them: S x nprobe lists in
+all, but a shard splits its buckets at its own size (``cap`` = 2 x its vectors / 2^K), so its lists are
+smaller and the entries scanned are about the single index's: a different candidate set, not the
+same answer (bench/results/scale.md measures recall and agreement). A budget (``max_codes``)
+likewise applies per shard.
 
 Ray: a local Ray is started (``ray.init(num_cpus=...)``) when none is running and no ``address`` is
 given, else the given cluster (``address="ray://host:10001"`` or ``"auto"``) is joined; the cluster's
@@ -30,7 +37,7 @@ import numpy as np
 from ..index import FlowHashIndex, SearchStats, deserialize_index, read_index, serialize_index, write_index
 from ..index.checks import as_ids, as_matrix, check_k
 
-__all__ = ["ShardedFlowHashIndex", "shard_of_codes"]
+__all__ = ["ShardedFlowHashIndex", "shard_of_codes", "code_bounds", "shard_of_range"]
 
 MANIFEST = "sharded.json"
 _FORMAT = "faiss-flowhash-sharded"
@@ -49,6 +56,19 @@ def shard_of_codes(codes: np.ndarray, K: int, n_shards: int) -> np.ndarray:
         return np.zeros(len(codes), np.int64)
     prefix = (np.asarray(codes, np.uint64) >> np.uint64(K - p)).astype(np.int64)
     return (prefix * n_shards) >> p
+
+
+def code_bounds(codes: np.ndarray, n_shards: int) -> np.ndarray:
+    """S-1 ascending uint64 bounds splitting ``codes`` (n,) into ``n_shards`` ranges of equal counts."""
+    c = np.sort(np.asarray(codes, np.uint64))
+    if len(c) == 0:
+        raise ValueError("codes: expected at least one code to place the shard bounds")
+    return c[(len(c) * np.arange(1, n_shards)) // n_shards]
+
+
+def shard_of_range(codes: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Shard (n,) int64 of each code: the number of bounds <= code (shard s owns [bounds[s-1], bounds[s]))."""
+    return np.searchsorted(np.asarray(bounds, np.uint64), np.asarray(codes, np.uint64), side="right").astype(np.int64)
 
 
 class _ShardWorker:
@@ -83,7 +103,7 @@ class _ShardWorker:
     def search(self, x: np.ndarray, k: int, kwargs: dict):
         D, I = self.index.search(x, k, **kwargs)
         s = self.index.last_search_stats  # one call at a time in an actor: no other search overwrote it
-        return D, I, (s.buckets_probed, s.candidates)
+        return D, I, (s.buckets_probed, s.candidates, getattr(s, "lists_scanned", 0.0))
 
     def remove_ids(self, ids: np.ndarray) -> int:
         return self.index.remove_ids(ids)
@@ -139,6 +159,7 @@ class ShardedFlowHashIndex:
         self._ray, self._started_ray = _connect(address, num_cpus, ray_init)
         self._shards: list = []
         self._counts = np.zeros(n_shards, np.int64)
+        self._bounds = None  # (S-1,) uint64 code bounds, from the first batch
         self._next_id = 0
         self.last_search_stats = SearchStats()
 
@@ -189,6 +210,11 @@ class ShardedFlowHashIndex:
     @property
     def quantizer(self):
         return self._template.quantizer
+
+    @property
+    def bounds(self) -> np.ndarray | None:
+        """Code bounds of the shards (S-1,) uint64 (None before the first add)."""
+        return None if self._bounds is None else self._bounds.copy()
 
     def shard_sizes(self) -> np.ndarray:
         """Vectors per shard (n_shards,)."""
@@ -241,7 +267,10 @@ class ShardedFlowHashIndex:
         self._calibrate(x)
         if not self._shards:
             self._start_shards()
-        shard = shard_of_codes(self._template.quantizer.codes(x), self.K, self.n_shards)
+        codes = self._template.quantizer.codes(x)
+        if self._bounds is None:
+            self._bounds = code_bounds(codes, self.n_shards)
+        shard = shard_of_range(codes, self._bounds)
         futures = {}
         for s in range(self.n_shards):
             rows = np.flatnonzero(shard == s)
@@ -288,6 +317,7 @@ class ShardedFlowHashIndex:
                                        keep_max=self.metric_type == faiss.METRIC_INNER_PRODUCT)
         cand = float(sum(o[2][1] for o in out))
         self.last_search_stats = SearchStats(n_queries=n, buckets_probed=float(out[0][2][0]), candidates=cand,
+                                             lists_scanned=float(sum(o[2][2] for o in out)),
                                              eval_percent=100.0 * cand / max(self.ntotal, 1))
         return D, I
 
@@ -343,7 +373,8 @@ class ShardedFlowHashIndex:
         write_index(self._template, os.path.join(folder, "template.flowhash"))
         manifest = {"format": _FORMAT, "version": 1, "n_shards": self.n_shards, "d": self.d, "K": self.K,
                     "shards": names if self._shards else [], "next_id": self._next_id,
-                    "sizes": self._counts.tolist()}
+                    "sizes": self._counts.tolist(),
+                    "bounds": None if self._bounds is None else [int(b) for b in self._bounds]}
         fd, tmp = tempfile.mkstemp(prefix=".sharded-", dir=folder)
         with os.fdopen(fd, "w") as f:
             json.dump(manifest, f)
@@ -369,6 +400,7 @@ class ShardedFlowHashIndex:
         if m["shards"]:
             out._start_shards([os.path.join(folder, nm) for nm in m["shards"]])
         out._next_id = int(m["next_id"])
+        out._bounds = None if m.get("bounds") is None else np.array(m["bounds"], np.uint64)
         return out
 
 

@@ -13,12 +13,12 @@ Both answer every query through the database's own identification path
 
 from .conditions import PAPER_CONDITIONS, QUERY_LENGTHS_S, TOLERANCE_S, Condition
 from .protocol import EvalResult, Searcher, format_table, index_searcher, run_eval, summarize
-from .queries import Banks, QuerySet, fingerprint_queries, make_banks, make_queries, render_query
+from .queries import Banks, QuerySet, fingerprint_queries, make_banks, make_queries, query_repeats, render_query
 from .scoring import answer, consensus, exact_repeats, is_hit, locate_from_counts
 
 __all__ = [
     "Condition", "PAPER_CONDITIONS", "QUERY_LENGTHS_S", "TOLERANCE_S", "QuerySet", "Banks",
-    "make_queries", "make_banks", "render_query", "fingerprint_queries", "consensus", "answer", "is_hit",
+    "make_queries", "make_banks", "render_query", "fingerprint_queries", "query_repeats", "consensus", "answer", "is_hit",
     "exact_repeats", "locate_from_counts", "index_searcher", "Searcher", "run_eval", "EvalResult", "summarize",
     "format_table", "add_eval_arguments", "run_eval_command", "save_reference",
 ]

@@ -3,7 +3,8 @@
 Reference set: ``n_tracks`` tracks of ``track_s`` seconds (synthetic music, espeak-ng speech when
 present, chirps), fingerprinted with the model and added to a FlowHashIndex with the model's quantizer.
 Positives: snippets of 1-5 s cut at random offsets from the references, clean, with eval-split noise
-at 10 dB, or reverberated (eval-split rooms) with noise at 5 dB. Negatives: snippets of the same
+at 10 dB, or reverberated (eval-split rooms) with noise at 5 dB, rendered by the package's one distortion
+protocol (:func:`faiss_flowhash.audio.distort.condition` / ``render``). Negatives: snippets of the same
 lengths from audio that is NOT in the index (music of other seeds, other sentences, pure noise), clean
 or with noise. Each snippet goes through the steps of :meth:`FingerprintDB.query
 <faiss_flowhash.db.FingerprintDB.query>` (fingerprints every 100 ms, top-5 hits per segment from the
@@ -63,14 +64,20 @@ def _sources(n: int, seconds: float, seed: int, rng: np.random.Generator, *, oth
     return out
 
 
-def _distort(x, kind: str, rng, noises, rirs):
-    from ..audio.augment import add_noise, apply_rir
+_N_NOISES, _N_ROOMS = 8, 6  # eval-split noise clips and rooms the snippets draw from
+
+
+def _distorted(wave, start: int, length: int, kind: str, rng, seed: int):
+    """The snippet ``wave[start:start + length]`` under ``kind``, rendered by the package's one distortion
+    protocol (:mod:`faiss_flowhash.audio.distort`, eval split): clean, noise 10 dB, or room + noise 5 dB
+    (the room hears the audio before the snippet too)."""
+    from ..audio import distort
 
     if kind == "clean":
-        return x
-    if kind == "noise10":
-        return add_noise(x, noises[rng.integers(len(noises))], 10.0, rng=rng)
-    return add_noise(apply_rir(x, rirs[rng.integers(len(rirs))]), noises[rng.integers(len(noises))], 5.0, rng=rng)
+        return np.asarray(wave[start:start + length], np.float32)
+    name, snr = ("noise", 10.0) if kind == "noise10" else ("noise+reverb", 5.0)
+    d = distort.condition(name, rng, snr_db=snr, bank_seed=seed, n_noises=_N_NOISES, n_rooms=_N_ROOMS)
+    return distort.render(wave, d, start=start, length=length)
 
 
 def calibration_hits(fp, *, n_tracks: int = 15, track_s: float = 20.0, n_queries: int = 400, seed: int = 0,
@@ -83,14 +90,12 @@ def calibration_hits(fp, *, n_tracks: int = 15, track_s: float = 20.0, n_queries
     :class:`~faiss_flowhash.db.identify.ReferenceWindows`) and hop_s for the offset refinement.
     """
     from .. import FlowHashIndex
-    from ..audio.noise import noise_bank
-    from ..audio.rooms import rir_bank
+    from ..audio.distort import noise_clip
 
     rng = np.random.default_rng(seed)
     refs = _sources(n_tracks, track_s, 10_000 + seed, rng)
     # never indexed; no chirps (a chirp is a time-shifted piece of any other chirp of the same rate)
     others = _sources(n_tracks, track_s, 20_000 + seed, rng, other=True, chirps=False)
-    noises, rirs = noise_bank(seed, 8, split="eval"), rir_bank(seed, 6, split="eval")
     index = FlowHashIndex(fp.dim, quantizer=fp.quantizer)
     ref_emb = [fp.fingerprint(x) for x in refs]
     for t, e in enumerate(ref_emb):
@@ -104,13 +109,11 @@ def calibration_hits(fp, *, n_tracks: int = 15, track_s: float = 20.0, n_queries
         src = others if kind.startswith("ood") else refs
         t = int(rng.integers(len(src)))
         start = float(rng.uniform(0, track_s - length))
-        x = src[t][int(round(start * 16000)) : int(round((start + length) * 16000))]
-        if kind == "ood-noise":
-            x = _distort(x, "noise10", rng, noises, rirs)
-        elif not kind.startswith("ood"):
-            x = _distort(x, kind, rng, noises, rirs)
+        s0, n = int(round(start * 16000)), int(round(length * 16000))
+        x = _distorted(src[t], s0, n, "noise10" if kind == "ood-noise" else "clean" if kind == "ood-clean" else kind,
+                       rng, seed)
         if kind == "ood-clean" and q % 10 == 3:  # some pure noise
-            x = noises[rng.integers(len(noises))][: len(x)] * 0.1
+            x = noise_clip(seed, int(rng.integers(_N_NOISES)), "eval")[: len(x)] * 0.1
         e = fp.fingerprint(np.asarray(x, np.float32))
         D, I = index.search(e, top_k)
         tr, fr = decode_ids(I)

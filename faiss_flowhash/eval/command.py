@@ -16,7 +16,7 @@ import numpy as np
 
 from ..db.identify import ReferenceWindows
 from .protocol import index_searcher, run_eval
-from .queries import QuerySet, fingerprint_queries, make_banks, make_queries
+from .queries import QuerySet, fingerprint_queries, make_banks, make_queries, query_repeats
 from .scoring import locate_from_counts
 
 __all__ = ["save_reference", "add_eval_arguments", "run_eval_command"]
@@ -171,6 +171,9 @@ def add_eval_arguments(parser) -> None:
     parser.add_argument("--min-confidence", type=float, default=0.0,
                         help="answers below this confidence count as 'no match' (0: none, the paper's protocol; "
                              "the database answers with 0.35)")
+    parser.add_argument("--repeats", action="store_true",
+                        help="an answer on an exact repeat of the true segment (waveform correlation >= 0.95) counts "
+                             "as right too (one FFT correlation per query over its track)")
     parser.add_argument("--json", action="store_true", help="print the result table as JSON")
 
 
@@ -199,10 +202,12 @@ def run_eval_command(args) -> int:
         methods = _build_methods(names, ref, ivf_nlist=args.ivf_nlist, ivf_nprobe=args.ivf_nprobe,
                                  lsh_bits=args.lsh_bits)
         fp = ref.fingerprinter
-        fps = fingerprint_queries(queries, lambda t: load_audio(ref.track_paths[t], sample_rate=queries.sample_rate),
-                                  fp, make_banks(queries))
+        load = lambda t: load_audio(ref.track_paths[t], sample_rate=queries.sample_rate)  # noqa: E731
+        fps = fingerprint_queries(queries, load, fp, make_banks(queries))
+        repeats = query_repeats(queries, load) if args.repeats else None
         result = run_eval(fps, queries, methods, ref.locate, len(ref.fingerprints), k=args.k, hop_s=fp.hop_s,
-                          consensus=args.consensus, reference=ref.windows, min_confidence=args.min_confidence)
+                          consensus=args.consensus, reference=ref.windows, min_confidence=args.min_confidence,
+                          repeats=repeats)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"flowhash eval: error: {e}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ import numpy as np
 
 from .conditions import PAPER_CONDITIONS, QUERY_LENGTHS_S, Condition
 
-__all__ = ["QuerySet", "Banks", "make_queries", "make_banks", "render_query", "fingerprint_queries"]
+__all__ = ["QuerySet", "Banks", "make_queries", "make_banks", "render_query", "fingerprint_queries", "query_repeats"]
 
 
 @dataclass
@@ -218,4 +218,18 @@ def fingerprint_queries(queries: QuerySet, load_track: Callable[[int], np.ndarra
             out[i] = fingerprinter.fingerprint(render_query(wave, queries, int(i), banks))
         if progress is not None:
             progress(f"queries of {j + 1}/{len(tracks)} tracks fingerprinted")
+    return out
+
+
+def query_repeats(queries: QuerySet, load_track: Callable[[int], np.ndarray], *, min_corr: float = 0.95) -> list:
+    """Per query, the exact repeats of its true segment in its track (seconds,
+    :func:`~faiss_flowhash.eval.scoring.exact_repeats`), for ``run_eval(repeats=...)``; each track loaded once."""
+    from .scoring import exact_repeats
+
+    out = [[] for _ in range(len(queries))]
+    for t in np.unique(queries.track):
+        wave = load_track(int(t))
+        for i in np.flatnonzero(queries.track == t):
+            out[i] = exact_repeats(wave, int(queries.start[i]), int(queries.length[i]), min_corr=min_corr,
+                                   sample_rate=queries.sample_rate)
     return out

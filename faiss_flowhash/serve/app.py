@@ -17,8 +17,12 @@ does not decode, 403 a path outside ``path_root``, 404 a path that does not exis
 
 Identification is :meth:`FingerprintDB.query` (the same call as ``flowhash query``); the service adds
 decoding of uploads and the limits above. Requests run on the server's worker threads at once: the
-fingerprinter is pure inference (``torch.inference_mode``), the index is only read, the track store
-takes LMDB read transactions; the database re-reads its index file when another process rewrote it.
+fingerprinter is pure inference (``torch.inference_mode``), the index is only read (faiss's scan gets
+per-call result buffers and releases the GIL), the track store takes LMDB read transactions (under a
+shared lock that only a map resize takes exclusively); the database re-reads its index file when
+another process rewrote it. Matches are therefore the same as sequential queries (tests/test_serve.py).
+One shared counter is not per call: ``eval_percent`` comes from the index's ``last_search_stats``
+and faiss's global ``indexIVF_stats``, so under concurrent requests it may mix two queries' counts.
 """
 
 import os
