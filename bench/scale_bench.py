@@ -1,8 +1,8 @@
 """Persistence at scale: the append-only segment store (faiss_flowhash.index.segments) at 1M..10M vectors
 against the simplest alternative, one file rewritten whole at every commit (what the database does today).
 
-    python bench/scale_bench.py                         # 10 commits of 1M vectors, d = 128, float16
-    python bench/scale_bench.py --commits 2 --rows 500000 --dtype float32 --json out.json
+    python -m bench.scale_bench                         # 10 commits of 1M vectors, d = 128, float16
+    python -m bench.scale_bench --commits 2 --rows 500000 --dtype float32 --json out.json
 
 Measured, one process: per commit seconds and bytes written; opening the store (manifest + memory
 maps) and reading 1,000 random rows; a full scan; compaction after deleting 1 % (and the latency of
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     work = args.work or tempfile.mkdtemp(prefix="flowhash-scale-")
     rng = np.random.default_rng(0)
-    out = {"command": "python bench/scale_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    out = {"command": "python -m bench.scale_bench " + " ".join(argv if argv is not None else sys.argv[1:]),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(), "load_before": _load(),
            "rows_per_commit": args.rows, "commits": args.commits, "d": args.d, "dtype": args.dtype}
     try:

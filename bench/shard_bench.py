@@ -3,8 +3,8 @@ vectors and the same trained quantizer: build (add) time, batch and single-query
 per shard, recall@1 against exact search and agreement with the single index's top-1 (identical
 answers need ``probe="flip"``; the default centroid ranking picks ``nprobe`` lists per shard).
 
-    python bench/shard_bench.py                              # N = 200k synthetic d = 128, K = 16
-    python bench/shard_bench.py --n 500000 --shards 1 2 4 --json out.json
+    python -m bench.shard_bench                              # N = 200k synthetic d = 128, K = 16
+    python -m bench.shard_bench --n 500000 --shards 1 2 4 --json out.json
 
 One process drives a local Ray (``--ray-cpus``, default all cores); shards reserve 1 / max(shards)
 of those CPUs each so all of them run, and use one faiss / torch thread each. The single index runs
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
-    out = {"command": "python bench/shard_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    out = {"command": "python -m bench.shard_bench " + " ".join(argv if argv is not None else sys.argv[1:]),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
            "load_before": _load(), "n": args.n, "K": args.K, "k": args.k}
     ds = make_synthetic(args.n, args.nq, n_train=min(args.n, 100_000), seed=0)
