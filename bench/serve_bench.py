@@ -2,8 +2,8 @@
 against the simplest alternatives on the same database and snippets: one ``flowhash query`` process per
 snippet (what a client did before the service), and FingerprintDB.query called in this process (no HTTP).
 
-    python bench/serve_bench.py                                   # 24 tracks x 30 s, 64 requests a level
-    python bench/serve_bench.py --tracks 48 --requests 128 --concurrency 1 4 16 --workers 4 --json out.json
+    python -m bench.serve_bench                                   # 24 tracks x 30 s, 64 requests a level
+    python -m bench.serve_bench --tracks 48 --requests 128 --concurrency 1 4 16 --workers 4 --json out.json
 
 The database (synthetic music, seeds 0..tracks-1) is built once under --work (default
 /tmp/flowhash-serve-bench). Each request uploads a 3 s WAV snippet (16-bit, 16 kHz) of a random
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     snips = snippets(args.work, 64, args.tracks, args.seconds)
     out = {"machine": f"{platform.node()} {os.cpu_count()} cpus", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "load_before": _load(), "tracks": args.tracks, "seconds": args.seconds, "workers": args.workers,
-           "command": "python bench/serve_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+           "command": "python -m bench.serve_bench " + " ".join(argv if argv is not None else sys.argv[1:])}
     out["in_process"] = in_process(db_path, snips, 32)
     t0 = time.perf_counter()
     with ServeProcess(db_path, "--workers", args.workers, exit_after_s=3600) as server:
