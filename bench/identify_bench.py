@@ -15,7 +15,7 @@ faiss_flowhash.eval.make_queries, 3 s, the paper's 15 conditions (noise 0-20 dB,
 both). A hit: right track and start within 50 ms of the true start or of an exact repeat of it
 (faiss_flowhash.eval.exact_repeats, waveform correlation >= 0.95); "@0.35": and confidence >= 0.35.
 
-    OMP_WAIT_POLICY=PASSIVE python bench/identify_bench.py --tracks 12 --per-cell 20
+    OMP_WAIT_POLICY=PASSIVE python -m bench.identify_bench --tracks 12 --per-cell 20
 """
 
 from __future__ import annotations
@@ -29,11 +29,10 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 
-from faiss_flowhash import eval as ev  # noqa: E402
-from faiss_flowhash.db.consensus import match_confidence, refine_offset, vote_offsets  # noqa: E402
-from faiss_flowhash.db.identify import ReferenceWindows, identify  # noqa: E402
+from faiss_flowhash import eval as ev
+from faiss_flowhash.db.consensus import match_confidence, refine_offset, vote_offsets
+from faiss_flowhash.db.identify import ReferenceWindows, identify
 
 SR, HOP, TH = 16000, 0.1, 0.35
 

@@ -21,7 +21,7 @@ product search (faiss.IndexFlatIP) over all reference windows (1 s every 100 ms)
 - ``offset FH``: the 3 s offset (without repeats) from the same vote over the FlowHashIndex (the model's own flow quantizer, index defaults,
   r~ = 1.25) instead of exact search.
 
-    python bench/model_eval.py --models faiss_flowhash/models/default.pt /work/model_runs/r1/final.pt \
+    python -m bench.model_eval --models faiss_flowhash/models/default.pt /work/model_runs/r1/final.pt \
         --corpus bench/data/corpus --n 100 --cache-dir /work/model_runs/eval_cache --json out.json
 """
 
@@ -38,16 +38,15 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import faiss  # noqa: E402
-import torch  # noqa: E402
+import faiss
+import torch
 
-from faiss_flowhash import FlowHashIndex  # noqa: E402
-from faiss_flowhash.audio import Fingerprinter, load_audio  # noqa: E402
-from faiss_flowhash.audio import distort as D  # noqa: E402
+from faiss_flowhash import FlowHashIndex
+from faiss_flowhash.audio import Fingerprinter, load_audio
+from faiss_flowhash.audio import distort as D
 
 SR, HOP = 16000, 0.1
 CONDITIONS = [("clean", "clean", None), ("noise 0dB", "noise", 0.0), ("noise 10dB", "noise", 10.0),
@@ -235,7 +234,7 @@ def main(argv=None):
         fp = Fingerprinter.load(path)
         fps[f"{fp.model_id}"] = fp
     out = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-           "command": "python bench/model_eval.py " + " ".join(sys.argv[1:] if argv is None else argv),
+           "command": "python -m bench.model_eval " + " ".join(sys.argv[1:] if argv is None else argv),
            "load_start": os.getloadavg(), "models": {m: p for m, p in zip(fps, args.models)}, "sets": {}}
     for set_name in args.sets.split(","):
         names, waves = reference_set(set_name, args)

@@ -128,37 +128,23 @@ class BucketMap:
         out[rows, col] = self.lists[gather_ranges(starts, lengths)]
         return out
 
-    def probe_matrix(self, qidx: np.ndarray, codes: np.ndarray, n: int, n_lists: int | None = None) -> np.ndarray:
+    def probe_matrix(self, qidx: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
         """faiss's assign matrix for probes (qidx (m,) ascending, codes (m,)) of n queries.
 
-        Each probed code expands into its group, in order; absent codes become -1 (faiss skips them).
-        Returns (n, P) int64 list ids in probe order. Rows hold distinct lists; P is kept <= n_lists
-        (faiss clips nprobe to nlist, which would break the row stride) by moving the -1 holes out.
+        Each probed code expands into its group; absent codes are dropped. Returns (n, P) int64 list
+        ids in probe order, -1 padded, P = the most lists any query probes (>= 1). Rows hold distinct
+        lists, so P never exceeds the number of lists (faiss clips nprobe to nlist).
         """
-        qidx = np.asarray(qidx, np.int64)
-        m = len(qidx)
-        counts = np.bincount(qidx, minlength=n) if n else np.zeros(0, np.int64)
-        singles = len(self.lists) == len(self.keys)  # every group one list: no expansion needed
-        if n and m and singles and counts.min() == counts.max():
-            starts, lengths = self.lookup(codes)
-            out = np.where(lengths > 0, self.lists[np.minimum(starts, max(len(self.lists) - 1, 0))]
-                           if len(self.lists) else -1, -1).reshape(n, -1)
-        else:
-            starts, lengths = self.lookup(codes)
-            q = np.repeat(qidx, lengths)
-            lid = self.lists[gather_ranges(starts, lengths)]
-            c = np.bincount(q, minlength=n)
-            P = max(int(c.max()) if n else 0, 1)
-            first = np.r_[0, np.cumsum(c)[:-1]]
-            out = np.full((n, P), -1, np.int64)
-            out[q, np.arange(len(q)) - first[q]] = lid
-        limit = self.n_lists if n_lists is None else n_lists
-        if out.shape[1] > max(limit, 1):
-            keep = np.argsort(out < 0, axis=1, kind="stable")  # valid lists first, in probe order
-            out = np.take_along_axis(out, keep, axis=1)[:, : max(int((out >= 0).sum(1).max()), 1)]
-        if out.shape[1] == 0:
-            out = np.full((n, 1), -1, np.int64)
-        return np.ascontiguousarray(out, np.int64)
+        starts, lengths = self.lookup(codes)
+        q = np.repeat(np.asarray(qidx, np.int64), lengths)
+        lid = self.lists[gather_ranges(starts, lengths)]
+        counts = np.bincount(q, minlength=n)
+        P = max(int(counts.max()) if n else 0, 1)
+        first = np.r_[0, np.cumsum(counts)[:-1]]
+        pos = np.arange(len(q)) - first[q]
+        out = np.full((n, P), -1, np.int64)
+        out[q, pos] = lid
+        return out
 
     def state(self) -> dict:
         return {"keys": self.keys, "offsets": self.offsets, "lists": self.lists,

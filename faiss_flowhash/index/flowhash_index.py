@@ -606,32 +606,31 @@ class FlowHashIndex:
         z = self._encode(xs)
         n = len(x)
         if p.probe == "flip":
-            return self._assign(z, p)
+            if p.budget and self._n:
+                return self._flip_prefix(z, p)
+            qidx, codes, _ = probe_codes(z, radius=p.r_query, max_bits=p.max_probe_bits, max_probes=p.max_probes)
+            A = self._map.probe_matrix(qidx, codes, n)
+            return A, len(qidx)
         codes, _ = flip_candidates(z, p.max_probe_bits, p.max_probes, ordered=False)
-        A = self._map.probe_matrix(np.repeat(np.arange(n), codes.shape[1]), codes.reshape(-1), n, self._engine.nlist)
-        if (A[:, 1:] >= 0).any() and ((A[:, :-1] < 0) & (A[:, 1:] >= 0)).any():
-            A = np.sort(A, axis=1)[:, ::-1]  # the ranking kernel stops at the first -1: holes go last
+        A = self._map.probe_matrix(np.repeat(np.arange(n), codes.shape[1]), codes.reshape(-1), n)
         return rank_lists(xs, self._cent.centroids(), A, p.nprobe or A.shape[1]), codes.size
 
-    def _assign(self, z: np.ndarray, p: SearchParams):
-        """faiss's assign matrix (n, P) for query latents z, and the number of probe codes looked up.
+    def _flip_prefix(self, z: np.ndarray, p: SearchParams):
+        """Flip probing under a budget: (assign (n, P), probe codes looked up).
 
-        Under a budget, probes come cheapest first and faiss stops at the budget, so only a prefix of
-        each query's probe order is needed: it is built for the first ``cap`` probes, and again with
-        4x the cap only for the queries whose prefix holds fewer than ``budget`` entries (until the
-        whole order). The result equals building every probe (the prefix of a stable sort)."""
+        Probes come cheapest first and faiss stops at the budget, so only a prefix of each query's probe
+        order is needed: it is built for the first ``cap`` probes, and again with 4x the cap only for
+        the queries whose prefix holds fewer than ``budget`` entries (until the whole order). The result
+        equals building every probe (a prefix of the same stable sort)."""
         n = len(z)
         kw = dict(radius=p.r_query, max_bits=p.max_probe_bits)
-        if not p.budget or self._n == 0:
-            qidx, codes, _ = probe_codes(z, max_probes=p.max_probes, **kw)
-            return self._map.probe_matrix(qidx, codes, n, self._engine.nlist), len(qidx)
         full = 1 << p.max_probe_bits if p.max_probes is None else min(p.max_probes, 1 << p.max_probe_bits)
         mean_bucket = self._engine.n_entries / max(len(self._map), 1)
         cap = int(min(full, max(32, 2 * p.budget / mean_bucket)))
         blocks, todo, n_probes = [], np.arange(n), 0
         while len(todo):
             qidx, codes, _ = probe_codes(z[todo], max_probes=cap, **kw)
-            A = self._map.probe_matrix(qidx, codes, len(todo), self._engine.nlist)
+            A = self._map.probe_matrix(qidx, codes, len(todo))
             got = np.bincount(qidx, minlength=len(todo))
             done = (got < cap) | (cap >= full) | (self._engine.scanned_per_query(A, p.budget) >= p.budget)
             blocks.append((todo[done], A[done]))
