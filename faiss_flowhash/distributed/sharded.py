@@ -35,7 +35,7 @@ import tempfile
 import numpy as np
 
 from ..index import FlowHashIndex, SearchStats, deserialize_index, read_index, serialize_index, write_index
-from ..index.checks import as_ids, as_matrix, check_k
+from ..index.checks import as_ids, as_matrix, check_k, check_unique_ids
 
 __all__ = ["ShardedFlowHashIndex", "shard_of_codes", "code_bounds", "shard_of_range"]
 
@@ -249,9 +249,7 @@ class ShardedFlowHashIndex:
         ids = as_ids(ids, len(x))
         if len(x) == 0:
             return
-        uniq, counts = np.unique(ids, return_counts=True)
-        if (counts > 1).any():
-            raise ValueError(f"ids: duplicate id {int(uniq[counts > 1][0])} in the batch")
+        check_unique_ids(ids)
         if self._shards and self.ntotal:
             present = np.logical_or.reduce(self._ray.get([s.present.remote(ids) for s in self._shards]))
             if present.any():

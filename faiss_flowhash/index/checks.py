@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["as_matrix", "as_ids", "check_k"]
+__all__ = ["as_matrix", "as_ids", "check_unique_ids", "check_k"]
 
 _MAX_ID = int(np.iinfo(np.int64).max)
 
@@ -58,6 +58,13 @@ def as_ids(ids, n: int, *, name: str = "ids") -> np.ndarray:
     if n and arr.min() < 0:
         raise ValueError(f"{name}: ids must be >= 0, got {int(arr.min())}")
     return arr
+
+
+def check_unique_ids(ids: np.ndarray, *, name: str = "ids") -> None:
+    """ValueError naming the first id that occurs twice in one batch."""
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"{name}: duplicate id {int(uniq[counts > 1][0])} in the batch")
 
 
 def check_k(k) -> int:

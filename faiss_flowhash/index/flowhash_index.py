@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 
 from .balance import code_balance
-from .checks import as_ids, as_matrix, check_k
+from .checks import as_ids, as_matrix, check_k, check_unique_ids
 from .codes import expand_codes, pack_codes, probe_codes
 from .engine import IVFEngine, worst_value
 from .bucket_map import BucketMap
@@ -219,9 +219,7 @@ class FlowHashIndex:
         ids = as_ids(ids, len(x))
         if len(x) == 0:
             return
-        uniq, counts = np.unique(ids, return_counts=True)
-        if (counts > 1).any():
-            raise ValueError(f"ids: duplicate id {int(uniq[counts > 1][0])} in the batch")
+        check_unique_ids(ids)
         present = self._rows_of(ids) >= 0
         if present.any():
             raise ValueError(f"ids: id {int(ids[present][0])} is already in the index")
