@@ -202,7 +202,7 @@ def method_builders(x, fp, args, flow2=None):
 
     def flowhash(quantizer, extra):
         def build():
-            index = FlowHashIndex(d, quantizer=quantizer, assign="radius", r=1.0, r_query=1.25)
+            index = FlowHashIndex(d, quantizer=quantizer)  # the index's defaults, as the database builds it
             index.verbose = False
             index.add(x)
             return ev.index_searcher(index), {"balance": index.balance(), "table_entries_per_vec": index.table_entries / N,
@@ -353,9 +353,9 @@ def track_vs_offset(rows, length_s=2.0):
     return out
 
 
-def flowhash_probe_stats(x, quantizer, q, r_query=1.25):
-    """Buckets probed / vectors scored per query segment of a FlowHashIndex over x, on segments q."""
-    index = FlowHashIndex(x.shape[1], quantizer=quantizer, assign="radius", r=1.0, r_query=r_query)
+def flowhash_probe_stats(x, quantizer, q):
+    """Buckets probed / vectors scored per query segment of a FlowHashIndex over x (its defaults), on segments q."""
+    index = FlowHashIndex(x.shape[1], quantizer=quantizer)
     index.verbose = False
     index.add(x)
     index.search(q, 1)
