@@ -19,7 +19,7 @@ import numpy as np
 
 from .codes import pack_codes, subset_masks
 
-__all__ = ["flip_candidates", "flip_cost_order", "rank_lists"]
+__all__ = ["flip_candidates", "rank_lists"]
 
 
 def flip_candidates(z: np.ndarray, probe_bits: int, keep: int | None = None, *,
@@ -55,14 +55,6 @@ def flip_candidates(z: np.ndarray, probe_bits: int, keep: int | None = None, *,
     for j in range(b):  # flip mask of subset s = OR of the bits it holds
         flips |= ((subset >> j) & 1).astype(np.uint64) * bitval[:, j: j + 1]
     return base[:, None] ^ flips, cost.astype(np.float32)
-
-
-def flip_cost_order(cost: np.ndarray, lists: np.ndarray) -> np.ndarray:
-    """Order each row of proposed lists (n, P) by the flip cost (n, P) of their bucket, cheapest first;
-    -1 entries go last. Returns (n, P) int64 (the paper's probe order, for comparison)."""
-    c = np.where(lists >= 0, cost, np.inf)
-    order = np.argsort(c, axis=1, kind="stable")
-    return np.take_along_axis(lists, order, axis=1)
 
 
 def rank_lists(q: np.ndarray, centroids: np.ndarray, lists: np.ndarray, nprobe: int) -> np.ndarray:

@@ -246,7 +246,8 @@ class FlowQuantizer:
     def latent(self, y: np.ndarray, *, batch_size: int = 65536) -> np.ndarray:
         """y (n, K) -> z (n, K) float32 through the preconditioner and the flow (identity start: y / scale)."""
         if not self.flow_active and not self.config.precondition:
-            return (y - self._linear()[2][0]) / self._linear()[2][1]
+            loc, scale = self._linear()[2]
+            return (y - loc) / scale
         if not self.config.precondition and str(self.config.device) == "cpu":
             return _flow_numpy(self._flow_weights(), y)
         dev = torch.device(self.config.device)

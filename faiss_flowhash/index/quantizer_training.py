@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .codes import pack_codes
+from .balance import code_balance
+from .codes import pack_codes, subset_masks
 from .prior import code_cross_entropy, two_mode_log_prob
-from .probing import flip_candidates
+from .projection import contrast_directions, pca_basis
 
 __all__ = ["TrainReport", "neighbour_pairs", "flip_rank_score", "fit_flow"]
 
@@ -77,8 +78,6 @@ def flip_rank_score(z_query: np.ndarray, z_target: np.ndarray, probe_bits: int =
     bits where the codes differ are all among the query's ``probe_bits`` least certain ones; its rank is
     the number of subsets of those bits that cost less.
     """
-    from .codes import subset_masks
-
     a = np.abs(z_query)
     b = min(probe_bits, z_query.shape[1])
     pos = np.argsort(a, axis=1, kind="stable")[:, :b]
@@ -130,8 +129,6 @@ def fit_flow(flow, y: torch.Tensor, y_pos: torch.Tensor, cfg, K: int, rng: np.ra
 
 def train_quantizer(q, x: np.ndarray, x_pos: np.ndarray | None) -> TrainReport:
     """Fit q's projection and flow on x (n, d) (positives x_pos (n, d) optional); see the module doc."""
-    from .projection import contrast_directions, pca_basis
-
     cfg = q.config
     rng = np.random.default_rng(cfg.seed)
     if len(x) > cfg.max_train:
@@ -196,8 +193,6 @@ def train_quantizer(q, x: np.ndarray, x_pos: np.ndarray | None) -> TrainReport:
     elif degenerate:
         q.say("training vectors are (almost) identical: codes carry no information; keeping the identity start")
     codes = pack_codes(q.latent(q.project(x[: min(len(x), 200_000)])))
-    from .balance import code_balance
-
     report = TrainReport(kind, x_pos is not None, len(x), cfg.steps, time.perf_counter() - t0, nll, bce,
                          start, trained, kept, code_balance(codes, q.K), history)
     if n_hold:
