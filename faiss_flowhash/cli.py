@@ -44,8 +44,9 @@ def _db_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="fingerprint model file (default: the database's model, else the shipped one)")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: fingerprinting small batches is fastest on one thread, "
-                        "and far faster than 2+ threads on a loaded machine; raise it on an idle many-core one)")
+                   help="CPU threads for fingerprinting: numpy's BLAS (OPENBLAS_NUM_THREADS unless set) or torch "
+                        "(default 1: fingerprinting small batches is fastest on one thread, and far faster than 2+ "
+                        "threads on a loaded machine; raise it on an idle many-core one)")
 
 
 def _lock_wait_message(args):
@@ -54,16 +55,14 @@ def _lock_wait_message(args):
 
 
 def _open(args, *, readonly: bool, create: bool = False, model: bool = False, **kw):
-    """The database of ``args.db``; ``model``: the command fingerprints (torch is imported and set up only then:
-    list and stats start without it)."""
+    """The database of ``args.db``. The model fingerprints on numpy (torch is never imported for it: see
+    ``Fingerprinter.load``); where torch is loaded already, its threads follow ``--threads``."""
     from .db import FingerprintDB
 
     if args.threads < 1:
         raise ValueError(f"--threads: expected an int >= 1, got {args.threads}")
-    if model or args.model is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(args.threads)
     if not readonly:
         kw.setdefault("on_lock_wait", _lock_wait_message(args))
     return FingerprintDB(args.db, model=args.model, readonly=readonly, create=create, **kw)
@@ -295,13 +294,32 @@ def build_parser(commands: list[Command] | None = None, *, only: str | None = No
     return parser
 
 
+_FINGERPRINTING = ("ingest", "query", "serve")  # commands whose --threads sets the fingerprinting threads
+
+
+def _blas_threads(argv: list[str]) -> None:
+    """``--threads N`` -> OPENBLAS_NUM_THREADS=N (unless set) before numpy loads: numpy fingerprints on one
+    BLAS thread by default, 5-8x faster than two on a loaded 2-core machine (bench/results/startup.md)."""
+    if "numpy" in sys.modules or "OPENBLAS_NUM_THREADS" in os.environ:
+        return
+    n = "1"
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            n = argv[i + 1]
+        elif a.startswith("--threads="):
+            n = a.split("=", 1)[1]
+    if n.isdigit() and int(n) >= 1:
+        os.environ["OPENBLAS_NUM_THREADS"] = n
+
+
 def main(argv=None) -> int:
     """Entry point of ``flowhash`` and ``python -m faiss_flowhash``; returns the exit status."""
-    from .db import DatabaseMismatchError
-
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     names = {c.name for c in COMMANDS}
     named = next((a for a in argv if a in names), "")  # the subcommand: only its arguments are built
+    if named in _FINGERPRINTING:
+        _blas_threads(argv)
+    from .db import DatabaseMismatchError
     args = build_parser(only=named).parse_args(argv)
     try:
         return int(args._run(args) or 0)

@@ -12,7 +12,6 @@
 """
 
 import time
-from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
@@ -23,36 +22,9 @@ from .balance import code_balance
 from .codes import pack_codes, subset_masks
 from .prior import code_cross_entropy, two_mode_log_prob
 from .projection import contrast_directions, pca_basis
+from .train_report import TrainReport
 
 __all__ = ["TrainReport", "neighbour_pairs", "flip_rank_score", "fit_flow"]
-
-
-@dataclass
-class TrainReport:
-    """What :meth:`FlowQuantizer.train` did.
-
-    Attributes:
-        projection: projection kind used. used_positives: the user's positives (else neighbour pairs).
-        n_train: training vectors used. steps: flow steps run. seconds: wall time of the whole training.
-        nll, bce: last training losses (None where not computed).
-        heldout_start, heldout_trained: held-out pair score of the identity start and of the trained
-            flow (mean of hit@1/@16/@256 of the target's code among the query's cheapest flips).
-        kept: "trained" or "start" (the trained flow did not beat its start and was dropped).
-        balance: bucket balance of the training codes. history: training log.
-    """
-
-    projection: str
-    used_positives: bool
-    n_train: int
-    steps: int
-    seconds: float
-    nll: float | None
-    bce: float | None
-    heldout_start: float | None
-    heldout_trained: float | None
-    kept: str
-    balance: dict
-    history: list = field(default_factory=list)
 
 
 def neighbour_pairs(x: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
