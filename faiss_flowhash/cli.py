@@ -297,19 +297,17 @@ def build_parser(commands: list[Command] | None = None, *, only: str | None = No
 _FINGERPRINTING = ("ingest", "query", "serve")  # commands whose --threads sets the fingerprinting threads
 
 
-def _blas_threads(argv: list[str]) -> None:
-    """``--threads N`` -> OPENBLAS_NUM_THREADS=N (unless set) before numpy loads: numpy fingerprints on one
-    BLAS thread by default, 5-8x faster than two on a loaded 2-core machine (bench/results/startup.md)."""
-    if "numpy" in sys.modules or "OPENBLAS_NUM_THREADS" in os.environ:
-        return
+def _blas_threads(argv: list[str]) -> str:
+    """The ``--threads`` value of a command line ("1" when absent or not a positive int): what main sets as
+    OPENBLAS_NUM_THREADS (unless set) before numpy loads. numpy fingerprints on one BLAS thread by
+    default: several times faster than two on a loaded 2-core machine (bench/results/startup.md)."""
     n = "1"
     for i, a in enumerate(argv):
         if a == "--threads" and i + 1 < len(argv):
             n = argv[i + 1]
         elif a.startswith("--threads="):
             n = a.split("=", 1)[1]
-    if n.isdigit() and int(n) >= 1:
-        os.environ["OPENBLAS_NUM_THREADS"] = n
+    return n if n.isdigit() and int(n) >= 1 else "1"
 
 
 def main(argv=None) -> int:
@@ -317,9 +315,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     names = {c.name for c in COMMANDS}
     named = next((a for a in argv if a in names), "")  # the subcommand: only its arguments are built
-    if named in _FINGERPRINTING:
-        _blas_threads(argv)
+    if named in _FINGERPRINTING and "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", _blas_threads(argv))
     from .db import DatabaseMismatchError
+
     args = build_parser(only=named).parse_args(argv)
     try:
         return int(args._run(args) or 0)
