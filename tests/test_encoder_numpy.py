@@ -2,6 +2,7 @@
 forward, the numpy log-Mel and features, and a loaded quantizer's numpy chain (shipped and random models)."""
 
 import dataclasses
+import functools
 import inspect
 import io
 import pickle
@@ -202,6 +203,7 @@ def test_random_model_round_trip_numpy_backend(tmp_path):
         Fingerprinter.load(tmp_path / "m.pt", backend="numpy", device="cuda")
 
 
+@functools.lru_cache(maxsize=None)
 def _trained_quantizer(precondition: bool, rounds: int = 0) -> tuple[FlowQuantizer, np.ndarray]:
     rng = np.random.default_rng(1)
     x = rng.standard_normal((600, 32)).astype(np.float32) * np.linspace(2, 0.5, 32, dtype=np.float32)
@@ -239,7 +241,7 @@ def test_loaded_quantizer_encodes_in_numpy_like_the_trained_one(precondition, ro
 
 def test_loaded_quantizer_state_that_does_not_fit_is_refused():
     q, _ = _trained_quantizer(False)
-    state = q.state_dict()
+    state = q.state_dict()  # a copy: the cached quantizer is not changed
     state["projection.weight"] = state["projection.weight"][:, :4]
     with pytest.raises(ValueError, match="does not fit"):
         FlowQuantizer.from_state(state)

@@ -248,11 +248,18 @@ def log_mel_numpy(
     fb = mel_filterbank(n_fft=n_fft, n_mels=n_mels, sample_rate=sample_rate, f_min=f_min, f_max=f_max,
                         mel_scale=mel_scale, norm=norm, as_numpy=True)  # (n_freqs, n_mels)
     frames = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=-1)[:, ::hop_length]  # (B, frames, n_fft)
-    spec = np.fft.rfft(frames * _hann_numpy(win_length, n_fft), axis=-1)  # (B, frames, n_freqs) complex64
-    power = np.square(spec.real) + np.square(spec.imag)
-    mel = (power @ fb).transpose(0, 2, 1)  # (B, n_mels, frames)
-    out = np.log(np.maximum(mel, np.float32(amin)))
-    return np.ascontiguousarray(out, dtype=np.float32).reshape(lead + out.shape[-2:])
+    window = _hann_numpy(win_length, n_fft)
+    out = np.empty((x.shape[0], n_mels, frames.shape[1]), np.float32)
+    for b in range(x.shape[0]):
+        for lo in range(0, frames.shape[1], _FFT_BLOCK):  # blocks of frames: the FFT's buffers stay in cache
+            spec = np.fft.rfft(frames[b, lo : lo + _FFT_BLOCK] * window, axis=-1)  # (f, n_freqs) complex64
+            power = np.square(spec.real) + np.square(spec.imag)
+            out[b, :, lo : lo + _FFT_BLOCK] = (power @ fb).T  # (n_mels, f)
+    np.log(np.maximum(out, np.float32(amin)), out=out)
+    return out.reshape(lead + out.shape[-2:])
+
+
+_FFT_BLOCK = 256  # frames per FFT block in log_mel_numpy
 
 
 def _log_mel_module():
