@@ -97,3 +97,19 @@ def test_auto_backend_follows_torch_being_loaded():
                                           (["--threads=2"], "2"), (["--threads", "0"], "1"), (["--threads", "x"], "1")])
 def test_threads_flag_gives_the_blas_threads(argv, threads):
     assert _blas_threads(argv) == threads
+
+
+def test_remove_and_ingest_with_the_models_quantizer_do_not_import_torch(corpus, tmp_path):
+    import shutil
+
+    path = str(tmp_path / "db")
+    shutil.copytree(corpus["db"], path)
+    track = sorted(corpus["snippets"].values())[0][0]
+    code = ("import sys\nfrom faiss_flowhash.cli import main\n"
+            f"a = main(['remove', {path!r}, '0'])\n"
+            f"b = main(['ingest', {path!r}, {track!r}, '--no-progress'])\n"
+            "print('STATUS', a, b, 'TORCH', 'torch' in sys.modules)\n")
+    out = _run(code).strip().splitlines()
+    assert out[-1] == "STATUS 0 0 TORCH False", out
+    with FingerprintDB(path, readonly=True) as db:
+        assert sorted(r.path for r in db.tracks()) == sorted(p for p, _ in corpus["snippets"].values())
