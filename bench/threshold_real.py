@@ -47,13 +47,48 @@ def _shared_audio(segment: np.ndarray, ref: np.ndarray, offset_s: float, *, sear
     return float(np.max(c / np.sqrt(np.maximum(energy, 1e-20) * float(seg @ seg))))
 
 
-def main(argv=None) -> int:
+def real_hits(fp, waves: list, *, seed: int, n_refs: int, n_queries: int) -> tuple[list, list, np.ndarray, list]:
+    """(hits as calibrate.calibration_hits returns them, the clean source segment of each snippet, the
+    permutation of ``waves`` whose first n_refs are the references, the reference waves)."""
     from faiss_flowhash import FlowHashIndex
+    from faiss_flowhash.db.identify import ReferenceWindows
+    from faiss_flowhash.db.ids import decode_ids, encode_ids
+    from faiss_flowhash.eval.calibrate import _distorted
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(waves))
+    refs, others = [waves[i] for i in order[:n_refs]], [waves[i] for i in order[n_refs:]]
+    index = FlowHashIndex(fp.dim, quantizer=fp.quantizer)
+    ref_emb = [fp.fingerprint(x) for x in refs]
+    for t, e in enumerate(ref_emb):
+        index.add_with_ids(e, encode_ids(t, len(e)))
+    windows = ReferenceWindows.from_tracks(ref_emb)
+    kinds = ("clean", "noise10", "reverb+noise5", "ood-clean", "ood-noise")
+    hits, segments = [], []
+    for q in range(n_queries):
+        kind = kinds[q % len(kinds)]
+        length = float(rng.uniform(1.0, 5.0))
+        src = others if kind.startswith("ood") else refs
+        t = int(rng.integers(len(src)))
+        start = float(rng.uniform(0, len(src[t]) / 16000 - length))
+        s0, n = int(round(start * 16000)), int(round(length * 16000))
+        render = "noise10" if kind == "ood-noise" else "clean" if kind == "ood-clean" else kind
+        x = _distorted(src[t], s0, n, render, rng, seed)
+        e = fp.fingerprint(np.asarray(x, np.float32))
+        D, I = index.search(e, 5)
+        tr, fr = decode_ids(I)
+        hits.append({"kind": kind, "track": -1 if kind.startswith("ood") else t, "offset_s": start, "tracks": tr,
+                     "times": fr * fp.hop_s, "scores": D, "segment_times": np.arange(len(e)) * fp.hop_s,
+                     "query": e, "references": windows, "hop_s": fp.hop_s})
+        segments.append(src[t][s0:s0 + n])
+    return hits, segments, order, refs
+
+
+def main(argv=None) -> int:
     from faiss_flowhash.audio import Fingerprinter
     from faiss_flowhash.audio.io import load_audio
-    from faiss_flowhash.db.identify import ReferenceWindows, identify
-    from faiss_flowhash.db.ids import decode_ids, encode_ids
-    from faiss_flowhash.eval.calibrate import _distorted, sweep
+    from faiss_flowhash.db.identify import identify
+    from faiss_flowhash.eval.calibrate import sweep
 
     p = argparse.ArgumentParser(prog="python -m bench.threshold_real")
     p.add_argument("--corpus", type=Path, required=True)
@@ -73,34 +108,9 @@ def main(argv=None) -> int:
               "refs": args.refs, "seeds": {}}
     for seed in args.seeds:
         t0 = time.time()
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(waves))
-        refs, others = [waves[i] for i in order[: args.refs]], [waves[i] for i in order[args.refs:]]
-        index = FlowHashIndex(fp.dim, quantizer=fp.quantizer)
-        ref_emb = [fp.fingerprint(x) for x in refs]
-        for t, e in enumerate(ref_emb):
-            index.add_with_ids(e, encode_ids(t, len(e)))
-        windows = ReferenceWindows.from_tracks(ref_emb)
-        kinds = ("clean", "noise10", "reverb+noise5", "ood-clean", "ood-noise")
-        hits, meta = [], []
-        for q in range(args.queries):
-            kind = kinds[q % len(kinds)]
-            length = float(rng.uniform(1.0, 5.0))
-            src = others if kind.startswith("ood") else refs
-            t = int(rng.integers(len(src)))
-            start = float(rng.uniform(0, len(src[t]) / 16000 - length))
-            s0, n = int(round(start * 16000)), int(round(length * 16000))
-            render = "noise10" if kind == "ood-noise" else "clean" if kind == "ood-clean" else kind
-            x = _distorted(src[t], s0, n, render, rng, seed)
-            e = fp.fingerprint(np.asarray(x, np.float32))
-            D, I = index.search(e, 5)
-            tr, fr = decode_ids(I)
-            hits.append({"kind": kind, "track": -1 if kind.startswith("ood") else t, "offset_s": start, "tracks": tr,
-                         "times": fr * fp.hop_s, "scores": D, "segment_times": np.arange(len(e)) * fp.hop_s,
-                         "query": e, "references": windows, "hop_s": fp.hop_s})
-            meta.append((src[t], s0, n))
+        hits, segments, order, refs = real_hits(fp, waves, seed=seed, n_refs=args.refs, n_queries=args.queries)
         rows = []
-        for h, (wave, s0, n) in zip(hits, meta):
+        for h, segment in zip(hits, segments):
             found = identify(h["tracks"], h["times"], h["scores"], h["segment_times"], query=h["query"],
                              reference=h["references"], hop_s=h["hop_s"])
             if not found:
@@ -110,7 +120,7 @@ def main(argv=None) -> int:
             ok = m.track_id == h["track"] and abs(m.offset_s - h["offset_s"]) <= 0.05
             corr = None
             if h["kind"].startswith("ood") and m.confidence >= 0.2:
-                corr = _shared_audio(wave[s0:s0 + n], refs[m.track_id], m.offset_s)
+                corr = _shared_audio(segment, refs[m.track_id], m.offset_s)
             rows.append((h["kind"], bool(ok), float(m.confidence), int(m.track_id), float(m.offset_s), corr))
         result["seeds"][str(seed)] = {"refs": [names[i] for i in order[: args.refs]],
                                       "others": [names[i] for i in order[args.refs:]], "rows": rows}
