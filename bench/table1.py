@@ -298,21 +298,20 @@ def evaluate_methods(builders, fps, queries, counts, args, key, flow_info=None, 
 
 def rescore_with_repeats(rows, queries, load):
     """Count an answer at an exact repeat of the true segment as right (issue 11: "within 50 ms of the
-    true start or of an exact repeat of it"). Only right-track answers away from the true start can
-    change, so repeats are computed for those queries alone (each track loaded once). Keeps the strict
-    hit in ``hit_strict``; returns how many queries were checked."""
-    todo = sorted({r["query"] for r in rows if r["track_right"] and not r["hit"]})
-    reps = {}
-    for t in np.unique(queries.track[todo]) if todo else []:
-        wave = load(int(t))
-        for i in (j for j in todo if queries.track[j] == t):
-            reps[i] = ev.exact_repeats(wave, int(queries.start[i]), int(queries.length[i]),
-                                       sample_rate=queries.sample_rate)
+    true start or of an exact repeat of it"): only right-track answers away from the true start can
+    change, and for each the check is :func:`faiss_flowhash.eval.repeat_near` around the answer (each
+    track loaded once). Keeps the strict hit in ``hit_strict``; returns how many answers were checked."""
+    todo = [r for r in rows if r["track_right"] and not r.get("hit_strict", r["hit"])]
     for r in rows:
         r["hit_strict"] = r.get("hit_strict", r["hit"])
-        if r["query"] in reps and reps[r["query"]]:
-            r["hit"] = bool(ev.is_hit(r["track"], r["start_s"], int(queries.track[r["query"]]),
-                                      float(queries.start_s[r["query"]]), repeats=reps[r["query"]]))
+    for t in sorted({int(queries.track[r["query"]]) for r in todo}):
+        wave = load(t)
+        for r in (r for r in todo if queries.track[r["query"]] == t):
+            i = r["query"]
+            rep = ev.repeat_near(wave, int(queries.start[i]), int(queries.length[i]), float(r["start_s"]),
+                                 sample_rate=queries.sample_rate)
+            r["hit"] = rep is not None
+            r["repeat_s"] = rep
     return len(todo)
 
 

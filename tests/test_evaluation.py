@@ -390,3 +390,16 @@ def test_run_eval_gives_the_databases_answer_for_the_same_hits(rng):
         assert r["alternates"] == [a.offset_s for a in m.alternates]
     assert any(a["start_s"] != b["start_s"] for a, b in zip(res.rows, plain.rows))  # refinement ran
     assert np.mean([r["hit"] for r in res.rows]) >= 0.6  # starts off the 100 ms grid, noisy windows: 0.75 seen
+
+
+def test_repeat_near_finds_the_repeats_exact_repeats_finds():
+    a, b = synthetic_music(3.0, seed=11), synthetic_music(3.0, seed=12)
+    track = np.concatenate([a, b, a, b[:SR]])  # a at 0 s and again at 6 s
+    start, length = int(0.5 * SR), 2 * SR
+    (rep,) = ev.exact_repeats(track, start, length)
+    for at in (rep, rep + 0.04, rep - 0.04):
+        assert ev.repeat_near(track, start, length, at) == pytest.approx(rep, abs=1 / SR)
+    for at in (rep + 0.06, 0.5, 3.0, 9.0):  # too far from the repeat; the true start itself is no repeat
+        assert ev.repeat_near(track, start, length, at) is None
+    with pytest.raises(ValueError, match="segment inside the track"):
+        ev.repeat_near(track, len(track) - 10, length, 1.0)

@@ -15,12 +15,12 @@ from .conditions import EXTRA_CONDITIONS, PAPER_CONDITIONS, QUERY_LENGTHS_S, TOL
 from .protocol import EvalResult, Searcher, format_table, index_searcher, run_eval, summarize
 from .queries import (Banks, QuerySet, fingerprint_queries, make_banks, make_queries, query_distortion, query_repeats,
                       render_query)
-from .scoring import answer, consensus, exact_repeats, is_hit, locate_from_counts
+from .scoring import answer, consensus, exact_repeats, is_hit, locate_from_counts, repeat_near
 
 __all__ = [
     "Condition", "PAPER_CONDITIONS", "EXTRA_CONDITIONS", "QUERY_LENGTHS_S", "TOLERANCE_S", "QuerySet", "Banks",
     "make_queries", "make_banks", "query_distortion", "render_query", "fingerprint_queries", "query_repeats", "consensus", "answer", "is_hit",
-    "exact_repeats", "locate_from_counts", "index_searcher", "Searcher", "run_eval", "EvalResult", "summarize",
+    "exact_repeats", "repeat_near", "locate_from_counts", "index_searcher", "Searcher", "run_eval", "EvalResult", "summarize",
     "format_table", "add_eval_arguments", "run_eval_command", "save_reference",
 ]
 
