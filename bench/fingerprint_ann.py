@@ -110,24 +110,28 @@ class ShippedFlowHash:
 
     family = "FlowHash"
 
-    def __init__(self, quantizer, nprobes=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512)):
+    def __init__(self, quantizer, nprobes=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), max_probe_bits=None,
+                 max_probes=None):
         from bench.baselines import FlowHash
 
         self._fh = FlowHash(0, nprobes=nprobes)  # d is read from the data at build time
         self.quantizer = quantizer
+        # None: the index's defaults; else the proposal set (bits that may flip, proposals ranked)
+        self.kw = {k: v for k, v in (("max_probe_bits", max_probe_bits), ("max_probes", max_probes)) if v is not None}
 
     def builds(self, ds):
         import faiss_flowhash as ffh
 
         from bench.baselines import _f32
 
-        index = ffh.FlowHashIndex(ds.x.shape[1], quantizer=self.quantizer)
+        index = ffh.FlowHashIndex(ds.x.shape[1], quantizer=self.quantizer, **self.kw)
         index.verbose = False
         self._fh.index = index
         t1 = time.perf_counter()
         index.add(_f32(ds.x))
         add_s = time.perf_counter() - t1
-        yield dict(label=f"FlowHash K{index.K} shipped flow", params=dict(K=index.K, quantizer="shipped"),
+        tag = "".join(f" {'bits' if k == 'max_probe_bits' else 'props'}{v}" for k, v in self.kw.items())
+        yield dict(label=f"FlowHash K{index.K} shipped flow{tag}", params=dict(K=index.K, quantizer="shipped", **self.kw),
                    train_s=0.0, add_s=add_s, extra=self._fh._diagnostics(ds))
 
     def bucket_sizes(self):
@@ -192,6 +196,9 @@ def parse_args(argv=None):
     p.add_argument("--fh-rq", default="0.5,1.0,1.25,1.5,2.0", help="paper mode: query radii r~")
     p.add_argument("--methods", default=None, help="comma list of ann_bench families (exact always runs)")
     p.add_argument("--no-shipped", action="store_true", help="skip FlowHash with the shipped model's quantizer")
+    p.add_argument("--shipped-variants", default="16:4096",
+                   help="more shipped-flow builds, comma list of max_probe_bits:max_probes ('' for none); "
+                        "the index defaults always run")
     p.add_argument("--data-only", action="store_true", help="write the .npy files and stop")
     p.add_argument("--json", default=None)
     p.add_argument("--md", default=None, help="write/replace the section '## ANN benchmark on real fingerprints'")
@@ -222,7 +229,12 @@ def main(argv=None):
     if args.methods:
         ann_argv += ["--methods", args.methods]
     aargs = ann_bench.parse_args(ann_argv)
-    extra = [] if args.no_shipped else [("FlowHash", lambda: ShippedFlowHash(fp.quantizer))]
+    extra = []
+    if not args.no_shipped:
+        extra.append(("FlowHash", lambda: ShippedFlowHash(fp.quantizer)))
+        for v in filter(None, args.shipped_variants.split(",")):
+            b, m = (int(t) for t in v.split(":"))
+            extra.append(("FlowHash", lambda b=b, m=m: ShippedFlowHash(fp.quantizer, max_probe_bits=b, max_probes=m)))
     out = ann_bench.run(aargs, extra_specs=extra)
     cmd = "python -m bench.fingerprint_ann " + " ".join(sys.argv[1:] if argv is None else argv)
     out["meta"]["command"] = cmd
