@@ -3,7 +3,7 @@
 Layout: 8-byte magic ``FLOWHASH``, uint32 little-endian format version, then an uncompressed npz
 holding the JSON header and the arrays of :meth:`FlowHashIndex.state` (the inverted lists in faiss's
 own format, the bucket map, ids, codes, the quantizer's ``state_dict``). Files are written atomically (temporary file + rename), so a
-reader never sees half a file; a truncated, foreign or other-version file gets a clear ValueError.
+reader never sees half a file; both stream (no whole-file copy in memory); a truncated, foreign or other-version file gets a clear ValueError.
 """
 
 import io
@@ -22,14 +22,19 @@ MAGIC = b"FLOWHASH"
 FORMAT_VERSION = 2  # 2: faiss inverted lists + bucket map + quantizer state_dict; 1: row table (refused)
 
 
-def serialize_index(index: FlowHashIndex) -> bytes:
-    """The index as bytes (see module docstring for the layout): ``index.state()`` in an npz."""
+def _write_to(index: FlowHashIndex, f) -> None:
+    """Write the layout to the binary file object f (streamed: no copy of the whole file in memory)."""
     if not isinstance(index, FlowHashIndex):
         raise TypeError(f"index: expected a FlowHashIndex, got {type(index).__name__}")
     header, arrays = index.state()
+    f.write(MAGIC + struct.pack("<I", FORMAT_VERSION))
+    np.savez(f, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+
+
+def serialize_index(index: FlowHashIndex) -> bytes:
+    """The index as bytes (see module docstring for the layout): ``index.state()`` in an npz."""
     buf = io.BytesIO()
-    buf.write(MAGIC + struct.pack("<I", FORMAT_VERSION))
-    np.savez(buf, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+    _write_to(index, buf)
     return buf.getvalue()
 
 
@@ -37,17 +42,22 @@ def deserialize_index(data: bytes, *, device: str = "cpu") -> FlowHashIndex:
     """Rebuild an index from :func:`serialize_index` bytes."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data: expected bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if len(data) < 12 or data[:8] != MAGIC:
+    return _read_from(io.BytesIO(bytes(data)), device=device)
+
+
+def _read_from(f, *, device: str = "cpu") -> FlowHashIndex:
+    """Read the layout from the seekable binary file object f (arrays are read straight from it)."""
+    head = f.read(12)
+    if len(head) < 12 or head[:8] != MAGIC:
         raise ValueError("not a FlowHash index: the file does not start with the FLOWHASH magic")
-    (version,) = struct.unpack("<I", data[8:12])
+    (version,) = struct.unpack("<I", head[8:12])
     if version != FORMAT_VERSION:
         hint = (" (written by faiss-flowhash before the faiss-list engine: rebuild it with train/add and "
                 "write_index)" if version < FORMAT_VERSION else " (written by a newer faiss-flowhash)")
         raise ValueError(f"FlowHash index format version {version}; this faiss-flowhash reads version "
                          f"{FORMAT_VERSION}{hint}")
     try:
-        with np.load(io.BytesIO(data[12:]), allow_pickle=False) as z:
+        with np.load(f, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         header = json.loads(arrays.pop("__header__").tobytes())
     except Exception as e:  # zipfile / zlib / json errors of a truncated or corrupted payload
@@ -60,13 +70,14 @@ def deserialize_index(data: bytes, *, device: str = "cpu") -> FlowHashIndex:
 
 def write_index(index: FlowHashIndex, path) -> None:
     """Write the index to ``path`` atomically (a temporary file in the same folder, then rename)."""
-    data = serialize_index(index)
+    if not isinstance(index, FlowHashIndex):
+        raise TypeError(f"index: expected a FlowHashIndex, got {type(index).__name__}")
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".flowhash-", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            _write_to(index, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -82,4 +93,4 @@ def read_index(path, *, device: str = "cpu") -> FlowHashIndex:
     if not os.path.exists(path):
         raise FileNotFoundError(path)
     with open(path, "rb") as f:
-        return deserialize_index(f.read(), device=device)
+        return _read_from(f, device=device)
