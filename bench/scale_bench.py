@@ -174,7 +174,7 @@ def log(msg):
 class FlowHashM:
     def __init__(self, K, storage):
         self.K, self.storage, self.label = K, storage, f"FlowHash K{K}"
-        self.grid = [dict(nprobe=v) for v in (16, 64, 256, 512)]
+        self.grid = [dict(nprobe=v) for v in (16, 64, 256, 512, 1024)]
 
     def build(self, data, nthreads):
         import faiss_flowhash as ffh
