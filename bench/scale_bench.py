@@ -3,6 +3,7 @@
     OMP_WAIT_POLICY=PASSIVE python -m bench.scale_bench ann --n 1000000 --json bench/results/scale_1M.json
     OMP_WAIT_POLICY=PASSIVE python -m bench.scale_bench ann --n 10000000 --methods fh16,fh20,ivf \\
         --json bench/results/scale_10M.json
+    python -m bench.scale_bench commit --n 1000000 --json bench/results/scale_commit.json   # the db's index commits
     python -m bench.scale_bench segments ...      # the segment store alone (bench/scale_segments.py)
 
 One process, one data set, the methods one after the other (each index is built, written, dropped,
@@ -413,8 +414,118 @@ def ann_main(argv):
     return 0
 
 
+def _dir_bytes(path):
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
+
+
+def commit_main(argv):
+    """The database's index persistence at N vectors: a commit of a small batch (whole-file rewrite, as
+    before the segments, vs one segment), opening (one file vs base + segments), a reader's refresh after a
+    commit, and compaction. It drives :class:`faiss_flowhash.db.index_store.IndexStore`, which is what
+    ``FingerprintDB`` calls for its index at each commit (the LMDB transaction is unchanged and not timed)."""
+    import faiss_flowhash as ffh
+    from faiss_flowhash.db.index_store import IndexStore
+    from faiss_flowhash.index.serialize import read_index, write_index
+
+    ap = argparse.ArgumentParser(prog="python -m bench.scale_bench commit")
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--K", type=int, default=16)
+    ap.add_argument("--batches", default="600,30000", help="small commit sizes (vectors)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    out = dict(command="python -m bench.scale_bench commit " + " ".join(argv), git=git_rev(),
+               date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), n=args.n, K=args.K, load_start=load())
+    batches = [int(b) for b in args.batches.split(",")]
+    work = tempfile.mkdtemp(prefix="flowhash-scale-commit-", dir=os.environ.get("TMPDIR", "/tmp"))
+    try:
+        with threads(args.threads):
+            extra = sum(batches) + args.n // 4
+            data = generate(args.n + extra, 10, n_train=200_000)
+            x = data["x"]
+            index = ffh.FlowHashIndex(x.shape[1], K=args.K, config=ffh.QuantizerConfig(verbose=False, threads=args.threads))
+            index.train(data["x_train"], x_pos=data["x_pos"])
+            for i0, xc in f32_chunks(x[: args.n]):
+                index.add_with_ids(xc, np.arange(i0, i0 + len(xc), dtype=np.int64))
+            log(f"index of {index.ntotal:,} built")
+            one = os.path.join(work, "one.flowhash")
+            t0 = time.perf_counter()
+            write_index(index, one)  # what every commit did before: the whole file
+            out["rewrite_s"], out["rewrite_bytes"] = time.perf_counter() - t0, os.path.getsize(one)
+            t0 = time.perf_counter()
+            read_index(one)
+            out["open_one_file_s"] = time.perf_counter() - t0
+            os.unlink(one)
+            db = os.path.join(work, "db")
+            os.makedirs(db)
+            st = IndexStore(db)
+            t0 = time.perf_counter()
+            st.write_base(index)
+            out["base_write_s"] = time.perf_counter() - t0
+            reader = IndexStore(db, readonly=True)
+            t0 = time.perf_counter()
+            rindex = reader.load()
+            out["open_base_only_s"] = time.perf_counter() - t0
+            pos, rows = args.n, []
+            for b in batches:
+                xb = np.ascontiguousarray(x[pos: pos + b], np.float32)
+                ids = np.arange(pos, pos + b, dtype=np.int64)
+                pos += b
+                t0 = time.perf_counter()
+                index.add_with_ids(xb, ids)
+                add_s = time.perf_counter() - t0
+                before = _dir_bytes(db)
+                t0 = time.perf_counter()
+                st.append(xb, ids, index)
+                commit_s = time.perf_counter() - t0
+                written = _dir_bytes(db) - before
+                t0 = time.perf_counter()
+                rindex = reader.refresh(rindex)
+                refresh_s = time.perf_counter() - t0
+                assert rindex.ntotal == index.ntotal
+                t0 = time.perf_counter()
+                IndexStore(db, readonly=True).load()
+                open_s = time.perf_counter() - t0
+                rows.append(dict(batch=b, add_s=add_s, segment_commit_s=commit_s, segment_bytes=written,
+                                 rewrite_bytes_instead=out["rewrite_bytes"] + b * (x.shape[1] * 4 + 16),
+                                 reader_refresh_s=refresh_s, open_s=open_s, load=load()))
+                log(f"commit of {b}: add {add_s:.2f} s, segment {commit_s:.3f} s {written / 1e6:.1f} MB; "
+                    f"reader refresh {refresh_s:.2f} s; open {open_s:.1f} s")
+            out["commits"] = rows
+            # the worst open before an automatic compaction: segments holding compact_ratio (0.25) x the base
+            b = args.n // 4 - sum(batches)
+            xb = np.ascontiguousarray(x[pos: pos + b], np.float32)
+            ids = np.arange(pos, pos + b, dtype=np.int64)
+            index.add_with_ids(xb, ids)
+            st.append(xb, ids, index)
+            t0 = time.perf_counter()
+            IndexStore(db, readonly=True).load()
+            out["open_at_compact_ratio_s"] = time.perf_counter() - t0
+            out["delta_rows_at_compact_ratio"] = st.delta_rows()
+            t0 = time.perf_counter()
+            out["compact"] = st.compact(index)
+            t0 = time.perf_counter()
+            rindex = reader.refresh(rindex)
+            out["reader_reload_after_compaction_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            IndexStore(db, readonly=True).load()
+            out["open_after_compaction_s"] = time.perf_counter() - t0
+            log(f"open at the compact ratio {out['open_at_compact_ratio_s']:.1f} s; compaction "
+                f"{out['compact']['seconds']:.1f} s; open after {out['open_after_compaction_s']:.1f} s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    out["load_end"] = load()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    print(json.dumps(out, indent=1))
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "commit":
+        return commit_main(argv[1:])
     if argv and argv[0] == "segments":
         from bench.scale_segments import main as seg_main
         return seg_main(argv[1:])
