@@ -286,13 +286,13 @@ COMMANDS: list[Command] = [
             lambda p: (_db_arguments(p), _json_flag(p)), _stats),
     Command("list", "list the tracks", lambda p: (_db_arguments(p), _json_flag(p)), _list),
     Command("remove", "remove tracks by id or path", _remove_arguments, _remove),
-    Command("compact", "rewrite the index's base file with every commit (readers keep answering)",
-            lambda p: (_db_arguments(p), _json_flag(p)), _compact),
     Command("train", "train a fingerprint model (encoder + flow)", _train_arguments, _train),
     Command("eval", "the paper's Table 1 protocol on a database (faiss_flowhash.eval.command)",
             lambda p: _lazy("eval.command", "add_eval_arguments")(p), lambda a: _lazy("eval.command", "run_eval_command")(a)),
     Command("serve", "answer queries over HTTP with the model and index kept loaded (faiss_flowhash.serve)",
             lambda p: _lazy("serve", "add_serve_arguments")(p), lambda a: _lazy("serve", "run_serve")(a)),
+    Command("compact", "rewrite the index's base file with every commit (readers keep answering)",
+            lambda p: (_db_arguments(p), _json_flag(p)), _compact),
 ]
 
 

@@ -126,9 +126,12 @@ def corpus(tmp_path_factory):
         assert len(db.ingest(sorted(waves)[:3]).added) == 3
     grown = str(root / "grown")  # the same + a fourth track in a segment (no automatic compaction)
     shutil.copytree(base, grown)
+    before = os.stat(os.path.join(grown, "index.flowhash"))
     with FingerprintDB(grown, compact_ratio=None) as db:
         assert len(db.ingest(sorted(waves)[3:4]).added) == 1
-    assert segments(grown) == 1
+    after = os.stat(os.path.join(grown, "index.flowhash"))
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert segments(grown) == 1  # the commit appended a segment and left the base file alone
     return {"root": root, "waves": waves, "paths": sorted(waves), "base": base, "grown": grown}
 
 

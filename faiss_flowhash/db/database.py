@@ -139,7 +139,7 @@ class FingerprintDB:
             last commit: commits on a large database are spaced out, while a killed ingest loses at most
             the work since the last commit (each commit appends only its own vectors to the index).
         compact_ratio: a commit that leaves the index's segments holding at least this share of the base's
-            vectors (added rows + removed ids) rewrites the base (:meth:`compact`; 0.25; None: never
+            vectors (added rows + removed ids) rewrites the base (:meth:`compact`; 0.1; None: never
             automatically). Open time grows with the segments (they are replayed), commits do not.
         hits_per_segment: index hits per 1 s query segment that vote (5).
         quantizer_config: how to train the index's flow when the model has none (None:
@@ -604,7 +604,7 @@ class FingerprintDB:
     def _maybe_compact(self) -> None:
         """The automatic compaction past ``compact_ratio`` (the caller holds the write lock)."""
         if self.compact_ratio is not None and self._index is not None and \
-                self._istore.should_compact(self._index.ntotal, self.compact_ratio):
+                self._istore.should_compact(self.compact_ratio):
             self._istore.compact(self._index)
             self._index_committed()
             self._store.put_meta(self._meta)

@@ -28,12 +28,17 @@ import os
 
 import numpy as np
 
-from ..index.segments import MANIFEST, SegmentStore
-
 __all__ = ["IndexStore", "INDEX_FILE", "SEGMENTS_DIR", "DEFAULT_COMPACT_RATIO"]
 
 INDEX_FILE, SEGMENTS_DIR = "index.flowhash", "index.segments"
-DEFAULT_COMPACT_RATIO = 0.25  # compact once the segments hold this share of the base's vectors
+# compact once the segments hold this share of the base's vectors: replaying a segment costs what adding its
+# vectors costs (encode + lists: ~60 s for 250k onto 1M at load 9, bench/results/scale.md), so open time
+# grows with it; 0.1 rewrites the base about as often as the database's commits did before the segments
+# (commit_growth 0.1), with the commits in between writing only their own rows
+DEFAULT_COMPACT_RATIO = 0.1
+# the segment store's manifest name (segments.MANIFEST): spelled here so that stat-only callers (stats,
+# list, the change check of every query) import neither faiss_flowhash.index nor torch
+MANIFEST = "MANIFEST.json"
 
 
 def _sig(path: str):
@@ -60,11 +65,14 @@ class IndexStore:
         self._segs = None
         self.base_generation = 0  # generation of the base the last load read
         self.applied = 0  # last generation applied to the index returned by load / refresh
+        self.base_rows = 0  # vectors in the base file the last load read (or write_base wrote)
         self._base_sig = None
 
     # -- segment store ----------------------------------------------------------------------------
     def _store(self, d: int | None = None, dtype: str | None = None) -> SegmentStore | None:
         if self._segs is None:
+            from ..index.segments import SegmentStore
+
             if os.path.exists(os.path.join(self.seg_path, MANIFEST)):
                 self._segs = SegmentStore(self.seg_path, readonly=self.readonly, lock_timeout_s=self.lock_timeout_s)
             elif d is not None and not self.readonly:
@@ -96,7 +104,7 @@ class IndexStore:
                 continue
             self._base_sig = sig
             self.base_generation = int(meta.get("base_generation", 0))
-            self.applied = self.base_generation
+            self.applied, self.base_rows = self.base_generation, int(index.ntotal)
             if snap is not None:
                 self._apply(index, snap)
             return index
@@ -151,6 +159,7 @@ class IndexStore:
         gen = store.generation
         write_index(index, self.base_path, meta={"base_generation": gen})
         self._base_sig, self.base_generation, self.applied = _sig(self.base_path), gen, gen
+        self.base_rows = int(index.ntotal)
         store.drop_through(gen)
 
     def append(self, x: np.ndarray, ids: np.ndarray, index) -> None:
@@ -178,9 +187,10 @@ class IndexStore:
         return int(sum(s["n"] for s in m["segments"] if s["gen"] > self.base_generation)
                    + sum(t["n"] for t in m["tombstones"] if t["gen"] > self.base_generation))
 
-    def should_compact(self, ntotal: int, ratio: float) -> bool:
+    def should_compact(self, ratio: float) -> bool:
+        """Whether the segments (rows added + ids removed) reach ``ratio`` x the base's vectors."""
         delta = self.delta_rows()
-        return delta > 0 and delta >= ratio * max(ntotal - delta, 1)
+        return delta > 0 and delta >= ratio * max(self.base_rows, 1)
 
     def compact(self, index) -> dict:
         """Rewrite the base from ``index`` (current through the last commit); returns what was absorbed."""
@@ -214,6 +224,8 @@ class IndexStore:
         return removed
 
     def disk_bytes(self) -> int:
+        """Bytes of the base file and of the segment store's folder (a stat of each file)."""
         total = os.path.getsize(self.base_path) if os.path.exists(self.base_path) else 0
-        store = self._store()
-        return total + (store.snapshot().disk_bytes() if store is not None else 0)
+        if os.path.isdir(self.seg_path):
+            total += sum(e.stat().st_size for e in os.scandir(self.seg_path) if e.is_file())
+        return total
