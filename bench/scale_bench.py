@@ -3,6 +3,7 @@
     OMP_WAIT_POLICY=PASSIVE python -m bench.scale_bench ann --n 1000000 --json bench/results/scale_1M.json
     OMP_WAIT_POLICY=PASSIVE python -m bench.scale_bench ann --n 10000000 --methods fh16,fh20,ivf \\
         --json bench/results/scale_10M.json
+    python -m bench.scale_bench plot bench/results/scale_1M.json bench/results/scale_10M.json   # the cost-vs-N plot
     python -m bench.scale_bench commit --n 1000000 --json bench/results/scale_commit.json   # the db's index commits
     python -m bench.scale_bench segments ...      # the segment store alone (bench/scale_segments.py)
 
@@ -522,8 +523,69 @@ def commit_main(argv):
     return 0
 
 
+def operating_point(rec, target):
+    """The fastest search setting (batch QPS) of a method with R@1 >= target, else its most accurate one."""
+    ok = [r for r in rec["search"] if r["r1"] >= target]
+    return (max(ok, key=lambda r: r["batch_qps"]), True) if ok else (max(rec["search"], key=lambda r: r["r1"]), False)
+
+
+def plot_main(argv):
+    """Cost vs N per method from the ann JSONs: build s, memory, disk, open s, batch QPS and single-query
+    p99 at the fastest setting with R@1 >= --target (hollow marker: the method never reached it; its most
+    accurate setting is shown)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ap = argparse.ArgumentParser(prog="python -m bench.scale_bench plot")
+    ap.add_argument("jsons", nargs="+")
+    ap.add_argument("--target", type=float, default=0.9)
+    ap.add_argument("--out", default="bench/plots/scale_cost_vs_n.png")
+    args = ap.parse_args(argv)
+    runs = [json.load(open(p)) for p in args.jsons]
+    series = {}
+    for run in runs:
+        for rec in run["methods"]:
+            if "search" not in rec:
+                continue
+            pt, reached = operating_point(rec, args.target)
+            series.setdefault(rec["method"], []).append(dict(
+                n=run["n"], build=rec["build_s"], mem=(rec["memory_bytes"] + rec.get("centroid_bytes", 0)) / 1e9,
+                disk=rec["disk_bytes"] / 1e9, open=rec["open_s"], qps=pt["batch_qps"], p99=pt["p99_ms"], r1=pt["r1"],
+                reached=reached))
+    panels = [("build", "build s (train + add)"), ("mem", "index RAM GB (memory_bytes + list centroids)"),
+              ("disk", "file GB"), ("open", "open s (read the file)"),
+              ("qps", f"batch QPS at R@1 >= {args.target}"), ("p99", f"1-query p99 ms at R@1 >= {args.target}")]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    for ax, (key, title) in zip(axes.ravel(), panels):
+        for name, pts in sorted(series.items()):
+            pts = sorted(pts, key=lambda p: p["n"])
+            line, = ax.plot([p["n"] for p in pts], [p[key] for p in pts], "-", label=name)
+            for p in pts:
+                ax.plot(p["n"], p[key], "o", color=line.get_color(), mfc=line.get_color() if p["reached"] or key not in
+                        ("qps", "p99") else "none")
+                if key in ("qps", "p99"):
+                    ax.annotate(f"{p['r1']:.2f}", (p["n"], p[key]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("N vectors")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    loads = ", ".join(f"{r['n'] / 1e6:g}M: load {r['load_start']} (git {r['git']})" for r in runs)
+    fig.suptitle(f"Scale: cost vs N, synthetic fingerprint-like d=128, 2 shared cores ({loads}); "
+                 "labels: R@1 of the point; hollow: target not reached", fontsize=9)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(args.out)
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "plot":
+        return plot_main(argv[1:])
     if argv and argv[0] == "commit":
         return commit_main(argv[1:])
     if argv and argv[0] == "segments":
