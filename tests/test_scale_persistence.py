@@ -137,3 +137,34 @@ def test_the_manifest_name_is_the_segment_stores():
     from faiss_flowhash.index import segments
 
     assert index_store.MANIFEST == segments.MANIFEST
+
+
+def test_a_refresh_waits_for_the_searches_under_way():
+    import threading
+
+    from faiss_flowhash.db.index_store import ReadWriteLock
+
+    lock, events = ReadWriteLock(), []
+    inside, release = threading.Event(), threading.Event()
+
+    def search():
+        with lock.shared():
+            events.append("search in")
+            inside.set()
+            assert release.wait(30)
+            events.append("search out")
+
+    def refresh():
+        with lock.exclusive():
+            events.append("refresh")
+
+    s = threading.Thread(target=search)
+    s.start()
+    assert inside.wait(30)
+    r = threading.Thread(target=refresh)
+    r.start()
+    release.set()
+    s.join(30), r.join(30)
+    assert events == ["search in", "search out", "refresh"]
+    with lock.shared(), lock.shared():  # searches share it
+        pass

@@ -76,7 +76,7 @@ from .identify import identify
 from .spans import SpanTracker
 from .ids import decode_ids, encode_ids
 from .lock import write_lock
-from .index_store import DEFAULT_COMPACT_RATIO, INDEX_FILE, SEGMENTS_DIR, IndexStore
+from .index_store import DEFAULT_COMPACT_RATIO, INDEX_FILE, SEGMENTS_DIR, IndexStore, ReadWriteLock
 from .repair import plan_repair
 from .results import IngestReport, Match, QueryResult
 from .tracks import TrackRecord, TrackStore
@@ -183,6 +183,7 @@ class FingerprintDB:
         self.compact_ratio = compact_ratio
         self._index_path = os.path.join(self.path, INDEX_FILE)
         self._istore = IndexStore(self.path, readonly=readonly, lock_timeout_s=lock_timeout_s)
+        self._guard = ReadWriteLock()  # searches (shared) vs a refresh that applies new commits in place
         tracks_dir = os.path.join(self.path, TRACKS_DIR)
         if not os.path.isdir(tracks_dir):
             if readonly or not create:
@@ -295,7 +296,8 @@ class FingerprintDB:
         sig = self._istore.signature
         if force or sig != self._index_sig:
             try:
-                self._index = self._istore.load() if force else self._istore.refresh(self._index)
+                with self._guard.exclusive():  # the searches under way finish first (serve's threads)
+                    self._index = self._istore.load() if force else self._istore.refresh(self._index)
             except ValueError as e:
                 raise ValueError(f"{self._index_path}: {e}") from None
             if self._index is not None and self._index.d != self._meta["dim"]:
@@ -479,9 +481,10 @@ class FingerprintDB:
         result = QueryResult(query=name, n_segments=len(emb), duration_s=len(wave) / fp.sample_rate)
         index = self._reload_index()
         if index is not None and index.ntotal and len(emb):
-            D, I = index.search(emb, self.hits_per_segment, r_query=r_query, budget=budget)
-            result.eval_percent = float(index.last_search_stats.eval_percent)
-            result.matches = self._consensus(index, emb, D, I, top, min_confidence)
+            with self._guard.shared():  # a concurrent refresh changes the index in place
+                D, I = index.search(emb, self.hits_per_segment, r_query=r_query, budget=budget)
+                result.eval_percent = float(index.last_search_stats.eval_percent)
+                result.matches = self._consensus(index, emb, D, I, top, min_confidence)
         result.elapsed_ms = 1000 * (time.perf_counter() - t0)
         return result
 
@@ -524,7 +527,8 @@ class FingerprintDB:
                 continue
             wave = buf[: (n - 1) * hop + window]
             emb = fp.fingerprint(wave)
-            D, I = index.search(emb, self.hits_per_segment, r_query=r_query, budget=budget)
+            with self._guard.shared():
+                D, I = index.search(emb, self.hits_per_segment, r_query=r_query, budget=budget)
             tracks, frames = decode_ids(I)
             committed = list(self._store.get_many(np.unique(tracks[tracks >= 0]).tolist()))
             tracks = np.where(np.isin(tracks, committed), tracks, -1)  # uncommitted / removed tracks: no vote

@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-__all__ = ["IndexStore", "INDEX_FILE", "SEGMENTS_DIR", "DEFAULT_COMPACT_RATIO"]
+__all__ = ["IndexStore", "ReadWriteLock", "INDEX_FILE", "SEGMENTS_DIR", "DEFAULT_COMPACT_RATIO"]
 
 INDEX_FILE, SEGMENTS_DIR = "index.flowhash", "index.segments"
 # compact once the segments hold this share of the base's vectors: replaying a segment costs what adding its
@@ -39,6 +39,57 @@ DEFAULT_COMPACT_RATIO = 0.1
 # the segment store's manifest name (segments.MANIFEST): spelled here so that stat-only callers (stats,
 # list, the change check of every query) import neither faiss_flowhash.index nor torch
 MANIFEST = "MANIFEST.json"
+
+
+class ReadWriteLock:
+    """Many searches at once (``shared``), or one refresh that changes the index in place (``exclusive``,
+    which waits for the searches under way and holds up new ones). Not reentrant."""
+
+    def __init__(self):
+        import threading
+
+        self._cond = threading.Condition()
+        self._readers, self._writer, self._waiting = 0, False, 0
+
+    class _Ctx:
+        def __init__(self, enter, leave):
+            self.enter, self.leave = enter, leave
+
+        def __enter__(self):
+            self.enter()
+
+        def __exit__(self, *exc):
+            self.leave()
+
+    def _acquire_shared(self):
+        with self._cond:
+            while self._writer or self._waiting:
+                self._cond.wait()
+            self._readers += 1
+
+    def _release_shared(self):
+        with self._cond:
+            self._readers -= 1
+            self._cond.notify_all()
+
+    def _acquire_exclusive(self):
+        with self._cond:
+            self._waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting -= 1
+            self._writer = True
+
+    def _release_exclusive(self):
+        with self._cond:
+            self._writer = False
+            self._cond.notify_all()
+
+    def shared(self):
+        return self._Ctx(self._acquire_shared, self._release_shared)
+
+    def exclusive(self):
+        return self._Ctx(self._acquire_exclusive, self._release_exclusive)
 
 
 def _sig(path: str):
