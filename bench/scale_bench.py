@@ -174,8 +174,8 @@ def log(msg):
 # -- methods: build -> write -> drop -> open -> search ----------------------------------------------
 
 class FlowHashM:
-    def __init__(self, K, storage):
-        self.K, self.storage, self.label = K, storage, f"FlowHash K{K}"
+    def __init__(self, K, storage, add_chunk=CHUNK):
+        self.K, self.storage, self.label, self.add_chunk = K, storage, f"FlowHash K{K}", add_chunk
         self.grid = [dict(nprobe=v) for v in (16, 64, 256, 512, 1024)]
 
     def build(self, data, nthreads):
@@ -185,7 +185,7 @@ class FlowHashM:
         t0 = time.perf_counter()
         self.index.train(data["x_train"], x_pos=data["x_pos"])
         t1 = time.perf_counter()
-        for _, xc in f32_chunks(data["x"]):
+        for _, xc in f32_chunks(data["x"], self.add_chunk):
             self.index.add(xc)
         return t1 - t0, time.perf_counter() - t1
 
@@ -291,11 +291,11 @@ class HNSWM:
         return I, 100.0 * st.ndis / len(q) / self.index.ntotal
 
 
-def make_methods(names, n, storage):
+def make_methods(names, n, storage, add_chunk=CHUNK):
     out = []
     for m in names:
         if m.startswith("fh"):
-            out.append(FlowHashM(int(m[2:]), storage))
+            out.append(FlowHashM(int(m[2:]), storage, add_chunk))
         elif m == "ivf":
             out.append(IVFM(1 << int(round(np.log2(4 * np.sqrt(n))))))
         elif m.startswith("ivf"):
@@ -369,13 +369,16 @@ def ann_main(argv):
     ap.add_argument("--methods", default="fh16,fh20,fh24,ivf,hnsw")
     ap.add_argument("--storage", default="float16", choices=["float16", "float32"], help="FlowHash storage")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fh-add-chunk", type=int, default=CHUNK,
+                    help="rows per FlowHashIndex.add call (its add holds an (n, largest bucket group) matrix: "
+                         "1M-row adds at 10M needed > 15 GB)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=None, help="folder for the index files (default: a temporary one)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     out = dict(command="python -m bench.scale_bench ann " + " ".join(argv), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                git=git_rev(), cpus=os.cpu_count(), n=args.n, nq=args.nq, n_single=args.n_single, n_train=args.n_train,
-               storage=args.storage, threads=args.threads, load_start=load(), methods=[])
+               storage=args.storage, threads=args.threads, fh_add_chunk=args.fh_add_chunk, load_start=load(), methods=[])
 
     def dump():
         if args.json:
@@ -398,7 +401,7 @@ def ann_main(argv):
         out["exact_batch_qps"] = args.nq / out["exact_s"]
         log(f"exact: {out['exact_s']:.1f} s, hit@1 {out['exact_hit1']:.3f}")
         dump()
-        for m in make_methods(args.methods.split(","), args.n, args.storage):
+        for m in make_methods(args.methods.split(","), args.n, args.storage, args.fh_add_chunk):
             try:
                 out["methods"].append(measure(m, data, gt, args, work))
             except MemoryError as e:
