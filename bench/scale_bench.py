@@ -585,8 +585,38 @@ def plot_main(argv):
     return 0
 
 
+def table_main(argv):
+    """Markdown tables of ann JSONs: one build row per method, one row per search setting."""
+    for path in argv:
+        run = json.load(open(path))
+        print(f"\n`{run['command']}` ({run['date']}, git {run['git']}, load {run['load_start']} -> "
+              f"{run.get('load_end', '?')}; data {run['generate_s']:.0f} s, exact top-1 of {run['nq']} queries "
+              f"{run['exact_s']:.0f} s, exact hit@1 {run['exact_hit1']:.3f})\n")
+        print("| method | train s | add s | RAM delta GB | peak over start GB | memory_bytes GB | list centroids GB | lists "
+              "| file GB | write s | open s |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for m in run["methods"]:
+            if "search" not in m:
+                print(f"| {m['method']} | {m.get('error', '')} |")
+                continue
+            print(f"| {m['method']} | {m['train_s']:.1f} | {m['add_s']:.1f} | {m['rss_delta_mb'] / 1e3:.2f} | "
+                  f"{m['peak_over_start_mb'] / 1e3:.2f} | {m['memory_bytes'] / 1e9:.2f} | "
+                  f"{m.get('centroid_bytes', 0) / 1e9:.2f} | {m.get('n_lists', '')} | {m['disk_bytes'] / 1e9:.2f} | "
+                  f"{m['write_s']:.1f} | {m['open_s']:.2f} |")
+        print("\n| method | setting | R@1 | hit@1 | eval % | batch QPS | 1-query p50 ms | p99 ms | load |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+        for m in run["methods"]:
+            for r in m.get("search", []):
+                sp = ", ".join(f"{k} {v}" for k, v in r["params"].items())
+                print(f"| {m['method']} | {sp} | {r['r1']:.3f} | {r['hit1']:.3f} | {r['eval_percent']:.3f} | "
+                      f"{r['batch_qps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['load'].split()[0]} |")
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "table":
+        return table_main(argv[1:])
     if argv and argv[0] == "plot":
         return plot_main(argv[1:])
     if argv and argv[0] == "commit":
