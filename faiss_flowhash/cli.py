@@ -6,6 +6,7 @@
     flowhash stats DB [--json]
     flowhash list DB [--json]
     flowhash remove DB TRACK...         track ids or paths
+    flowhash compact DB [--json]        rewrite the index's base file, dropping its segments
     flowhash train --out MODEL ...      see faiss_flowhash.audio.train
     flowhash eval DB QUERIES ...        see faiss_flowhash.eval.command
     flowhash serve DB [--port N]        HTTP query service, see faiss_flowhash.serve
@@ -244,6 +245,19 @@ def _remove(args) -> int:
     return status
 
 
+def _compact(args) -> int:
+    with _open(args, readonly=False) as db:
+        c = db.compact()
+    if args.json:
+        print(json.dumps(c))
+    elif c["segments"]:
+        print(f"compacted {c['segments']} segments ({c['delta_rows']} rows and removed ids) into the base: "
+              f"{c['ntotal']} vectors, {c['base_bytes'] / 2**20:.2f} MiB, {c['seconds']:.1f} s")
+    else:
+        print("nothing to compact")
+    return 0
+
+
 def _lazy(module: str, name: str):
     """``faiss_flowhash.<module>.<name>``, imported when the subcommand is used."""
     import importlib
@@ -276,6 +290,8 @@ COMMANDS: list[Command] = [
             lambda p: _lazy("eval.command", "add_eval_arguments")(p), lambda a: _lazy("eval.command", "run_eval_command")(a)),
     Command("serve", "answer queries over HTTP with the model and index kept loaded (faiss_flowhash.serve)",
             lambda p: _lazy("serve", "add_serve_arguments")(p), lambda a: _lazy("serve", "run_serve")(a)),
+    Command("compact", "rewrite the index's base file with every commit (readers keep answering)",
+            lambda p: (_db_arguments(p), _json_flag(p)), _compact),
 ]
 
 

@@ -15,7 +15,8 @@ class TrainReport:
         n_train: training vectors used. steps: flow steps run. seconds: wall time of the whole training.
         nll, bce: last training losses (None where not computed).
         heldout_start, heldout_trained: held-out pair score of the identity start and of the trained
-            flow (mean of hit@1/@16/@256 of the target's code among the query's cheapest flips).
+            flow (``QuantizerConfig.gate``: "probes", mean of hit@1/@16/@256 of the target's code among
+            the query's cheapest flips; "candidates", mean hit rate within 0.1/0.5/2 % scanned).
         kept: "trained" or "start" (the trained flow did not beat its start and was dropped).
         balance: bucket balance of the training codes. history: training log.
     """
