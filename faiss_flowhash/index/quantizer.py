@@ -59,6 +59,12 @@ class QuantizerConfig:
         bce_weight: lambda of eq. 11 (0.5, paper).
         warmup: fraction of steps trained on NLL alone before lambda ramps up linearly (0.3).
         heldout: share of the training pairs held out to check the trained flow against its start (0.1).
+        gate: what that check counts: "probes" (the target's code among the query's cheapest 1 / 16 /
+            256 flips: fits centroid probing, which ranks the proposed buckets by their data) or
+            "candidates" (the target's bucket reached in flip order before 0.1 / 0.5 / 2 % of the
+            training vectors are scanned: fits flip probing under a budget, the paper's mode, where a
+            flow that splits dense buckets costs recall per vector scanned; bench/results/flow_vs_identity.md).
+            FlowHashIndex picks "candidates" for ``probe="flip"`` when it makes the config itself.
         neighbour_pairs: without positives, pairs are made from this many training vectors and their
             exact nearest neighbours (20,000).
         projection: "auto" / "pca" (centred PCA, raw scale), "contrast" (variance over distortion
@@ -83,6 +89,7 @@ class QuantizerConfig:
     bce_weight: float = 0.5
     warmup: float = 0.3
     heldout: float = 0.1
+    gate: str = "probes"
     neighbour_pairs: int = 20_000
     projection: str = "auto"
     projection_steps: int = 300
@@ -111,6 +118,8 @@ class QuantizerConfig:
             raise ValueError(f"warmup: expected in [0, 1], got {self.warmup}")
         if not 0 <= self.heldout < 1:
             raise ValueError(f"heldout: expected in [0, 1), got {self.heldout}")
+        if self.gate not in ("probes", "candidates"):
+            raise ValueError(f"gate: expected 'probes' or 'candidates', got {self.gate!r}")
         if self.neighbour_pairs < 2:
             raise ValueError(f"neighbour_pairs: expected >= 2, got {self.neighbour_pairs}")
         if self.projection not in _PROJECTIONS:
