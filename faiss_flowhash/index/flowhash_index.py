@@ -38,6 +38,7 @@ _METRICS = {faiss.METRIC_INNER_PRODUCT: "inner_product", faiss.METRIC_L2: "L2"}
 ASSIGN_MODES = ("spill", "none", "radius")
 _MAX_ID = np.iinfo(np.int64).max
 _MAX_RESULT_ELEMS = 1 << 28  # (n, k) results past ntotal are padding: refuse to allocate more than this
+_GROUP_CELLS = 1 << 22  # (row, list) cells of one nearest-sub-list pass in add (32 MiB of int64)
 _QUERY_CHUNK = 1024  # queries planned at once (their proposals are (chunk, max_probes))
 
 log = logging.getLogger("faiss_flowhash")
@@ -543,7 +544,18 @@ class FlowHashIndex:
         starts, lengths = self._map.lookup(codes)
         multi = np.flatnonzero(lengths > 1)
         if len(multi):
-            lists[multi] = nearest_in_groups(x[multi], self._map.groups(codes[multi]), self._cent.centroids())
+            # rows by group size, in chunks of at most _GROUP_CELLS (row, list) cells: a chunk's (rows, G)
+            # matrix pads only to its own largest group (one 3,492-list bucket must not pad every row)
+            multi = multi[np.argsort(lengths[multi], kind="stable")]
+            size = lengths[multi]
+            cent = self._cent.centroids()
+            i = 0
+            while i < len(multi):
+                ks = np.arange(i + 1, min(len(multi), i + max(1, _GROUP_CELLS // int(size[i]))) + 1)
+                j = i + max(1, int(((ks - i) * size[ks - 1] <= _GROUP_CELLS).sum()))  # a prefix: sizes ascend
+                rows = multi[i:j]
+                lists[rows] = nearest_in_groups(x[rows], self._map.groups(codes[rows]), cent)
+                i = j
         return lists
 
     def cap(self) -> int:
