@@ -15,6 +15,7 @@ they cost memory, hence the default. Duplicate hits are removed.
 import logging
 import math
 import numbers
+import threading
 import time
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from .bucket_map import BucketMap
 from .errors import NotTrainedError
 from .params import DEFAULT, SearchParams
 from .partition import ListCentroids, median_split, nearest_in_groups
-from .probing import flip_candidates, rank_lists
+from .planner import fused_plan, jit_kernels, reference_plan
 from .quantizer import FlowQuantizer, QuantizerConfig
 
 __all__ = ["FlowHashIndex", "SearchStats", "ASSIGN_MODES"]
@@ -135,7 +136,7 @@ class FlowHashIndex:
                                        or bucket_cap < 1):
             raise ValueError(f"bucket_cap: expected None or an int >= 1, got {bucket_cap!r}")
         self.params = SearchParams(r_query=r_query, budget=budget, max_probes=max_probes,
-                                   max_probe_bits=max_probe_bits, probe=probe, nprobe=nprobe)
+                                   max_probe_bits=max_probe_bits, probe=probe, nprobe=nprobe, planner="fused")
         self.bucket_cap = None if bucket_cap is None else int(bucket_cap)
         if quantizer is not None:
             if d is not None and quantizer.d != d:
@@ -147,6 +148,7 @@ class FlowHashIndex:
         self.assign, self.spill, self.r, self.max_assign_bits = assign, float(spill), float(r), int(max_assign_bits)
         self.storage, self.device = storage, str(device)
         self.verbose = True
+        self._stats_local = threading.local()
         self.last_search_stats = SearchStats()
         self._ref_norm = None  # typical database norm: queries are encoded at this scale (inner product)
         self._spill_t = None  # min |z| below which a vector spills (the ``spill`` quantile of the first add)
@@ -161,6 +163,26 @@ class FlowHashIndex:
         if self.device != "cpu":
             self._engine.to(self.device)
         self.reset()
+
+    @property
+    def last_search_stats(self) -> SearchStats:
+        """Statistics of the last search made by the calling thread (concurrent searches from several
+        threads each see their own); a thread that never searched sees the index's latest."""
+        return getattr(self._stats_local, "stats", None) or self._last_stats
+
+    @last_search_stats.setter
+    def last_search_stats(self, stats: SearchStats) -> None:
+        self._stats_local.stats = stats
+        self._last_stats = stats
+
+    def __getstate__(self):  # a thread-local cannot be pickled: it is per process anyway
+        state = self.__dict__.copy()
+        state.pop("_stats_local", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._stats_local = threading.local()
 
     # -- search settings (thin aliases of ``params``) ----------------------------------------------
     r_query = property(lambda self: self.params.r_query)
@@ -242,12 +264,16 @@ class FlowHashIndex:
             D (n, k) float32 scores (inner product, or squared L2) and I (n, k) int64 ids, best first,
             -1 / the metric's worst value where fewer than k candidates were found.
         """
-        if params is not None and not isinstance(params, SearchParams):
-            raise TypeError(f"params: expected a faiss_flowhash SearchParams, got {type(params).__name__}")
-        alias = SearchParams(r_query=DEFAULT if r_query is None else r_query,
-                             budget=DEFAULT if budget is None else budget,
-                             max_probes=DEFAULT if max_probes is None else max_probes)
-        p = alias.over((params or SearchParams()).over(self.params))
+        if params is None and r_query is DEFAULT and (budget is DEFAULT or budget is None) and (
+                max_probes is DEFAULT or max_probes is None):
+            p = self.params  # the common call: no merging (a single query pays no dataclass work)
+        else:
+            if params is not None and not isinstance(params, SearchParams):
+                raise TypeError(f"params: expected a faiss_flowhash SearchParams, got {type(params).__name__}")
+            alias = SearchParams(r_query=DEFAULT if r_query is None else r_query,
+                                 budget=DEFAULT if budget is None else budget,
+                                 max_probes=DEFAULT if max_probes is None else max_probes)
+            p = alias.over((params or SearchParams()).over(self.params))
         k = check_k(k)
         self._require_trained("search")
         x = as_matrix(x, self.d, name="x")
@@ -609,9 +635,11 @@ class FlowHashIndex:
             qidx, codes, _ = probe_codes(z, radius=p.r_query, max_bits=p.max_probe_bits, max_probes=p.max_probes)
             A = self._map.probe_matrix(qidx, codes, n)
             return A, len(qidx)
-        codes, _ = flip_candidates(z, p.max_probe_bits, p.max_probes, ordered=False)
-        A = self._map.probe_matrix(np.repeat(np.arange(n), codes.shape[1]), codes.reshape(-1), n)
-        return rank_lists(xs, self._cent.centroids(), A, p.nprobe or A.shape[1]), codes.size
+        kw = dict(probe_bits=p.max_probe_bits, keep=p.max_probes, nprobe=p.nprobe)
+        if p.planner == "reference" or jit_kernels() is None:
+            return reference_plan(z, xs, bucket_map=self._map, centroids=self._cent.centroids(), **kw)
+        return fused_plan(z, xs, tables=self._map.tables(), centroids=self._cent.centroids(),
+                          max_group=self._map.max_group, **kw)
 
     def _flip_prefix(self, z: np.ndarray, p: SearchParams):
         """Flip probing under a budget: (assign (n, P), probe codes looked up).

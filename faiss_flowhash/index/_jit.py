@@ -1,0 +1,241 @@
+"""Numba kernels of the fused probe planner (:mod:`.planner`) and of small-batch flow inference.
+
+Imported lazily (only :mod:`.planner` imports this module, inside a function): ``import numba`` and the
+first compile cost seconds (cached on disk with ``cache=True`` after the first process), and neither
+``import faiss_flowhash`` nor the CLI should pay them.
+
+Every kernel is pure: arrays in, arrays out, no state.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["cheapest_flips", "plan_batch", "plan_serial", "flow_forward"]
+
+
+@njit(cache=True, nogil=True)
+def cheapest_flips(z, b, m):
+    """The m cheapest flip masks of z's b least certain bits, cheapest first: (flips (L,) uint64,
+    costs (L,) float32), L = min(m, 2^b); cost = sum of |z_k| over the flipped bits.
+
+    Exact top-m by merging: with the bits taken in order of |z|, the cheapest m subsets of the first
+    j + 1 bits are the m cheapest of (those of the first j) and (those + bit j), two sorted lists, so
+    one merge per bit; a bit dearer than the current m-th subset cannot enter, and ends the loop.
+    O(b m) instead of the reference's O(2^b) cost matrix and partition; ties keep the subset without
+    the newer bit first."""
+    K = z.shape[0]
+    bb = min(b, K)
+    a = np.abs(z)
+    order = np.argsort(a, kind="mergesort")  # stable, as the reference's argsort
+    m = min(m, 1 << bb)
+    ca = np.empty(m, np.float32)
+    fa = np.empty(m, np.uint64)
+    cb = np.empty(m, np.float32)
+    fb = np.empty(m, np.uint64)
+    ca[0] = 0.0
+    fa[0] = 0
+    L = 1
+    for j in range(bb):
+        cj = a[order[j]]
+        bj = np.uint64(1) << np.uint64(order[j])
+        if L == m and cj >= ca[m - 1]:
+            break
+        i = 0
+        k = 0
+        tot = min(2 * L, m)
+        for w in range(tot):
+            if k >= L or (i < L and ca[i] <= ca[k] + cj):
+                cb[w] = ca[i]
+                fb[w] = fa[i]
+                i += 1
+            else:
+                cb[w] = ca[k] + cj
+                fb[w] = fa[k] | bj
+                k += 1
+        ca, cb = cb, ca
+        fa, fb = fb, fa
+        L = tot
+    return fa[:L], ca[:L]
+
+
+@njit(cache=True, nogil=True)
+def _kth(x, k):
+    """The k-th smallest (0-based) value of x; reorders x (Hoare quickselect, median-of-3 pivot)."""
+    lo, hi = 0, x.shape[0] - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        a, b, c = x[lo], x[mid], x[hi]
+        piv = max(min(a, b), min(max(a, b), c))
+        i, j = lo, hi
+        while i <= j:
+            while x[i] < piv:
+                i += 1
+            while x[j] > piv:
+                j -= 1
+            if i <= j:
+                x[i], x[j] = x[j], x[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return x[k]
+    return x[k]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _l2(q, c):
+    """Squared L2 distance of two float32 vectors (fastmath: the sum is reassociated into SIMD lanes)."""
+    s = np.float32(0.0)
+    for u in range(q.shape[0]):
+        df = q[u] - c[u]
+        s += df * df
+    return s
+
+
+@njit(cache=True, nogil=True)
+def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, out_row):
+    """Plan one query: write its kept lists (nearest centroid first) into out_row; return how many.
+
+    The ``keep`` cheapest flips of the ``b`` least certain bits come from :func:`cheapest_flips`."""
+    K = z.shape[0]
+    base = np.uint64(0)
+    for k in range(K):
+        if z[k] > 0:
+            base |= np.uint64(1) << np.uint64(k)
+    flips, _ = cheapest_flips(z, b, keep)
+    m = flips.shape[0]
+    grp = np.empty(m, np.int64)
+    total = 0
+    dense_ok = dense.shape[0] > 0
+    nkeys = keys.shape[0]
+    for e in range(m):  # look the codes up first: the distance buffers get their exact size
+        code = base ^ flips[e]
+        if dense_ok:
+            g = np.int64(dense[np.int64(code)])
+        else:
+            lo, hi = 0, nkeys
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if keys[mid] < code:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            g = lo if lo < nkeys and keys[lo] == code else -1
+        grp[e] = g
+        if g >= 0:
+            total += offsets[g + 1] - offsets[g]
+    dist = np.empty(total, np.float32)
+    lid = np.empty(total, np.int64)
+    cnt = 0
+    for e in range(m):
+        g = grp[e]
+        if g < 0:
+            continue
+        for t in range(offsets[g], offsets[g + 1]):
+            l = lists[t]
+            dist[cnt] = _l2(q, cent[l])
+            lid[cnt] = l
+            cnt += 1
+    kk = min(nprobe, cnt, out_row.shape[0])
+    if kk == 0:
+        return 0
+    if cnt > kk:  # keep the kk nearest: threshold by partition; ties at the threshold in proposal order
+        thr = _kth(dist[:cnt].copy(), kk - 1)
+        sd = np.empty(kk, np.float32)
+        sl = np.empty(kk, np.int64)
+        w = 0
+        for t in range(cnt):
+            if dist[t] < thr:
+                sd[w], sl[w] = dist[t], lid[t]
+                w += 1
+        for t in range(cnt):
+            if w == kk:
+                break
+            if dist[t] == thr:
+                sd[w], sl[w] = dist[t], lid[t]
+                w += 1
+        dist, lid = sd, sl
+    o = np.argsort(dist[:kk], kind="mergesort")
+    for t in range(kk):
+        out_row[t] = lid[o[t]]
+    return kk
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def plan_batch(Z, Q, b, keep, nprobe, dense, keys, offsets, lists, cent, out):
+    """:func:`_plan_one` over the rows of Z (n, K) and Q (n, d), in parallel; out (n, P) is -1 filled.
+    Returns the lists kept per query (n,) int64."""
+    n = Z.shape[0]
+    got = np.zeros(n, np.int64)
+    for i in prange(n):
+        got[i] = _plan_one(Z[i], Q[i], b, keep, nprobe, dense, keys, offsets, lists, cent, out[i])
+    return got
+
+
+@njit(cache=True, nogil=True)
+def plan_serial(Z, Q, b, keep, nprobe, dense, keys, offsets, lists, cent, out):
+    """:func:`plan_batch` without threads (a few queries: no parallel launch cost)."""
+    n = Z.shape[0]
+    got = np.zeros(n, np.int64)
+    for i in range(n):
+        got[i] = _plan_one(Z[i], Q[i], b, keep, nprobe, dense, keys, offsets, lists, cent, out[i])
+    return got
+
+
+@njit(cache=True, nogil=True)
+def flow_forward(Y, loc, scale, perms, ks, bounds, W, woff, wshape, bias, boff, lin_start):
+    """RealNVP forward y -> z for a few rows, the arithmetic of ``quantizer._flow_numpy`` (float32).
+
+    Layer i has permutation perms[i] (K,), split ks[i], soft bound bounds[i] and the linears
+    lin_start[i] .. lin_start[i + 1] - 1; linear j is W[woff[j]: ...] reshaped (wshape[j, 0], wshape[j, 1])
+    (in, out) with bias bias[boff[j]: boff[j] + wshape[j, 1]]; ReLU between the linears of a layer."""
+    n, K = Y.shape
+    L = perms.shape[0]
+    hmax = 0
+    for j in range(wshape.shape[0]):
+        hmax = max(hmax, wshape[j, 1])
+    out = np.empty((n, K), np.float32)
+    x = np.empty(K, np.float32)
+    xp = np.empty(K, np.float32)
+    h = np.empty(max(hmax, K), np.float32)
+    h2 = np.empty(max(hmax, K), np.float32)
+    for r in range(n):
+        for k in range(K):
+            x[k] = (Y[r, k] - loc[k]) / scale[k]
+        for i in range(L):
+            for k in range(K):
+                xp[k] = x[perms[i, k]]
+            kk = ks[i]
+            width = kk
+            for k in range(kk):
+                h[k] = xp[k]
+            j0, j1 = lin_start[i], lin_start[i + 1]
+            for j in range(j0, j1):
+                nin, nout = wshape[j, 0], wshape[j, 1]
+                for o in range(nout):
+                    h2[o] = np.float32(0.0)
+                for u in range(nin):
+                    hu = h[u]
+                    base = woff[j] + u * nout
+                    for o in range(nout):
+                        h2[o] += hu * W[base + o]
+                for o in range(nout):
+                    v = h2[o] + bias[boff[j] + o]
+                    if j < j1 - 1 and v < 0:
+                        v = np.float32(0.0)
+                    h[o] = v
+                width = nout
+            half = width // 2
+            bd = bounds[i]
+            for t in range(K - kk):
+                ls = np.float32(bd * np.tanh(h[half + t] / bd))
+                xp[kk + t] = xp[kk + t] * np.exp(ls) + h[t]
+            # inverse permutation: x[perm[k]] = xp[k]
+            for k in range(K):
+                x[perms[i, k]] = xp[k]
+        for k in range(K):
+            out[r, k] = x[k]
+    return out

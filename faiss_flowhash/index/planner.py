@@ -1,0 +1,93 @@
+"""The centroid probe planner, fused: flips -> bucket lookup -> lists -> centroid ranking in one pass.
+
+What it computes is :mod:`.probing`'s "the hash proposes, centroids rank" (the reference, kept as the
+oracle: :func:`reference_plan`): for each query the ``keep`` cheapest flips of its ``probe_bits``
+least certain bits are looked up in the bucket map, every list of the found buckets is ranked by the
+squared L2 distance from the query to its centroid, and the ``nprobe`` nearest are kept, nearest first.
+
+:func:`fused_plan` does it per query in one numba kernel (:mod:`._jit`), without the reference's
+(n, 2^b) cost matrix, (n, P) proposal matrices and their sorts: the cheapest flips come best first
+by merging sorted subset lists bit by bit (:func:`._jit.cheapest_flips`, O(b x keep)),
+each code is looked up in the dense code table (or a binary search of the sorted codes above
+K = 20), and centroid distances are computed as the lists are found. Queries run in parallel (numba
+threads) from :data:`PARALLEL_MIN` queries on.
+
+The two agree on the list sets, up to ties (a flip cost or a centroid distance equal, in float, at the
+``keep``-th / ``nprobe``-th place: the two sum in a different order): tests/test_planner.py checks it
+on random data. numba is imported on the first fused plan (not at package import); the first call in
+a fresh environment compiles (seconds, then cached on disk: bench/results/planner.md).
+"""
+
+import numpy as np
+
+from .params import PLANNERS
+from .probing import flip_candidates, rank_lists
+
+__all__ = ["fused_plan", "reference_plan", "jit_kernels", "PARALLEL_MIN", "PLANNERS"]
+
+PARALLEL_MIN = 16  # below this many queries the serial kernel (no thread launch) is used
+
+_KERNELS = None
+
+
+def jit_kernels():
+    """The compiled kernels module (:mod:`._jit`), imported on first use; None when numba is missing."""
+    global _KERNELS
+    if _KERNELS is None:
+        try:
+            from . import _jit
+        except ImportError:  # numba not installed: callers fall back to the reference planner
+            _KERNELS = False
+        else:
+            _KERNELS = _jit
+    return _KERNELS or None
+
+
+def _n_proposals(probe_bits: int, keep: int | None, K: int) -> int:
+    full = 1 << int(min(probe_bits, K))
+    return full if keep is None else int(min(keep, full))
+
+
+def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | None, nprobe: int | None,
+               tables: tuple, centroids: np.ndarray, max_group: int) -> tuple[np.ndarray, int]:
+    """Lists to scan for each query, planned in one numba pass.
+
+    Args:
+        z: query latents (n, K) float32.
+        q: queries (n, d) float32 (inner product: already scaled to the database's norm).
+        probe_bits: flip every subset of this many least certain bits (<= K).
+        keep: propose only the ``keep`` cheapest flips (None: all 2^probe_bits).
+        nprobe: keep this many lists, nearest centroid first (None: every proposed list).
+        tables: the bucket map's ``(dense, keys, offsets, lists)`` (:meth:`.BucketMap.tables`).
+        centroids: (L, d) float32 list centroids.
+        max_group: the most lists one code maps to.
+
+    Returns:
+        (assign (n, P) int64 list ids nearest first, -1 padded, P >= 1; codes looked up).
+    """
+    n, K = z.shape
+    m = _n_proposals(probe_bits, keep, K)
+    dense, keys, offsets, lists = tables
+    room = max(min(m * max(int(max_group), 1), len(lists)), 1)  # a row's lists are distinct
+    P = room if nprobe is None else int(min(nprobe, room))
+    out = np.full((n, P), -1, np.int64)
+    if n == 0:
+        return out, 0
+    kern = jit_kernels()
+    if kern is None:
+        raise ImportError("the fused planner needs numba (pip install numba); planner='reference' does not")
+    fn = kern.plan_batch if n >= PARALLEL_MIN else kern.plan_serial
+    got = fn(np.ascontiguousarray(z, np.float32), np.ascontiguousarray(q, np.float32), int(min(probe_bits, K)), m,
+             P, dense, keys, offsets, lists, np.ascontiguousarray(centroids, np.float32), out)
+    width = max(int(got.max()), 1)
+    return (out[:, :width] if width < out.shape[1] else out), n * m
+
+
+def reference_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | None, nprobe: int | None,
+                   bucket_map, centroids: np.ndarray) -> tuple[np.ndarray, int]:
+    """The same plan in numpy + faiss kernels (:func:`.probing.flip_candidates`,
+    :meth:`.BucketMap.probe_matrix`, :func:`.probing.rank_lists`): the oracle of :func:`fused_plan`."""
+    n = len(z)
+    codes, _ = flip_candidates(z, probe_bits, keep, ordered=False)
+    A = bucket_map.probe_matrix(np.repeat(np.arange(n), codes.shape[1]), codes.reshape(-1), n)
+    return rank_lists(q, centroids, A, nprobe or A.shape[1]), codes.size
