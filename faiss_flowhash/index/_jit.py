@@ -7,10 +7,19 @@ first compile cost seconds (cached on disk with ``cache=True`` after the first p
 Every kernel is pure: arrays in, arrays out, no state.
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["cheapest_flips", "plan_batch", "plan_serial", "flow_forward"]
+__all__ = ["cheapest_flips", "plan_batch", "plan_serial", "flow_forward", "set_threads"]
+
+
+def set_threads(n: int) -> None:
+    """Run the parallel kernels on n threads (capped at numba's pool size): the caller passes faiss's
+    OpenMP thread count, so one setting (faiss.omp_set_num_threads) governs the scan and the plan."""
+    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)
 
 
 @njit(cache=True, nogil=True)
@@ -96,10 +105,13 @@ def _l2(q, c):
 
 
 @njit(cache=True, nogil=True)
-def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, out_row):
+def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, qr, cred, cres, short, out_row):
     """Plan one query: write its kept lists (nearest centroid first) into out_row; return how many.
 
-    The ``keep`` cheapest flips of the ``b`` least certain bits come from :func:`cheapest_flips`."""
+    The ``keep`` cheapest flips of the ``b`` least certain bits come from :func:`cheapest_flips`. With
+    ``short`` > 0 and more proposed lists than that, the lists are first ranked in the reduced space
+    (qr (r,) against cred (L, r), plus each centroid's residual norm cres (L,)) and only the ``short``
+    best get the exact distance."""
     K = z.shape[0]
     base = np.uint64(0)
     for k in range(K):
@@ -130,15 +142,34 @@ def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, out_row)
     dist = np.empty(total, np.float32)
     lid = np.empty(total, np.int64)
     cnt = 0
+    approx = short > 0 and total > short
     for e in range(m):
         g = grp[e]
         if g < 0:
             continue
         for t in range(offsets[g], offsets[g + 1]):
             l = lists[t]
-            dist[cnt] = _l2(q, cent[l])
+            dist[cnt] = _l2(qr, cred[l]) + cres[l] if approx else _l2(q, cent[l])
             lid[cnt] = l
             cnt += 1
+    if approx:  # the ``short`` best by the estimate, in proposal order, then their exact distance
+        thr = _kth(dist[:cnt].copy(), short - 1)
+        sl = np.empty(short, np.int64)
+        w = 0
+        for t in range(cnt):
+            if dist[t] < thr:
+                sl[w] = lid[t]
+                w += 1
+        for t in range(cnt):
+            if w == short:
+                break
+            if dist[t] == thr:
+                sl[w] = lid[t]
+                w += 1
+        cnt = w
+        for t in range(cnt):
+            lid[t] = sl[t]
+            dist[t] = _l2(q, cent[sl[t]])
     kk = min(nprobe, cnt, out_row.shape[0])
     if kk == 0:
         return 0
@@ -165,23 +196,23 @@ def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, out_row)
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def plan_batch(Z, Q, b, keep, nprobe, dense, keys, offsets, lists, cent, out):
+def plan_batch(Z, Q, b, keep, nprobe, dense, keys, offsets, lists, cent, QR, cred, cres, short, out):
     """:func:`_plan_one` over the rows of Z (n, K) and Q (n, d), in parallel; out (n, P) is -1 filled.
     Returns the lists kept per query (n,) int64."""
     n = Z.shape[0]
     got = np.zeros(n, np.int64)
     for i in prange(n):
-        got[i] = _plan_one(Z[i], Q[i], b, keep, nprobe, dense, keys, offsets, lists, cent, out[i])
+        got[i] = _plan_one(Z[i], Q[i], b, keep, nprobe, dense, keys, offsets, lists, cent, QR[i], cred, cres, short, out[i])
     return got
 
 
 @njit(cache=True, nogil=True)
-def plan_serial(Z, Q, b, keep, nprobe, dense, keys, offsets, lists, cent, out):
+def plan_serial(Z, Q, b, keep, nprobe, dense, keys, offsets, lists, cent, QR, cred, cres, short, out):
     """:func:`plan_batch` without threads (a few queries: no parallel launch cost)."""
     n = Z.shape[0]
     got = np.zeros(n, np.int64)
     for i in range(n):
-        got[i] = _plan_one(Z[i], Q[i], b, keep, nprobe, dense, keys, offsets, lists, cent, out[i])
+        got[i] = _plan_one(Z[i], Q[i], b, keep, nprobe, dense, keys, offsets, lists, cent, QR[i], cred, cres, short, out[i])
     return got
 
 

@@ -30,7 +30,7 @@ from .bucket_map import BucketMap
 from .errors import NotTrainedError
 from .params import DEFAULT, SearchParams
 from .partition import ListCentroids, median_split, nearest_in_groups
-from .planner import fused_plan, jit_kernels, reference_plan
+from .planner import RANK_DIMS, fused_plan, jit_kernels, reference_plan
 from .quantizer import FlowQuantizer, QuantizerConfig
 
 __all__ = ["FlowHashIndex", "SearchStats", "ASSIGN_MODES"]
@@ -136,7 +136,8 @@ class FlowHashIndex:
                                        or bucket_cap < 1):
             raise ValueError(f"bucket_cap: expected None or an int >= 1, got {bucket_cap!r}")
         self.params = SearchParams(r_query=r_query, budget=budget, max_probes=max_probes,
-                                   max_probe_bits=max_probe_bits, probe=probe, nprobe=nprobe, planner="fused")
+                                   max_probe_bits=max_probe_bits, probe=probe, nprobe=nprobe, planner="fused",
+                                   shortlist=None)
         self.bucket_cap = None if bucket_cap is None else int(bucket_cap)
         if quantizer is not None:
             if d is not None and quantizer.d != d:
@@ -393,10 +394,13 @@ class FlowHashIndex:
 
     def memory_bytes(self) -> int:
         """Bytes held for vectors and ids in the lists (copies included), the per-list overhead, the
-        insertion-order ids and codes, and the bucket map."""
+        insertion-order ids and codes, the bucket map (its dense code table included once built), and
+        the list centroids (float32 means + int64 counts, plus the planner's reduced ranking space
+        when built)."""
         if self.d is None:
             return 0
-        return self._engine.nbytes() + self._ids.nbytes + self._codes.nbytes + self._map.nbytes
+        return (self._engine.nbytes() + self._ids.nbytes + self._codes.nbytes + self._map.nbytes
+                + self._cent.nbytes)
 
     @property
     def table_entries(self) -> int:
@@ -638,8 +642,9 @@ class FlowHashIndex:
         kw = dict(probe_bits=p.max_probe_bits, keep=p.max_probes, nprobe=p.nprobe)
         if p.planner == "reference" or jit_kernels() is None:
             return reference_plan(z, xs, bucket_map=self._map, centroids=self._cent.centroids(), **kw)
+        space = self._cent.rank_space(RANK_DIMS) if p.shortlist else None
         return fused_plan(z, xs, tables=self._map.tables(), centroids=self._cent.centroids(),
-                          max_group=self._map.max_group, **kw)
+                          max_group=self._map.max_group, shortlist=p.shortlist, space=space, **kw)
 
     def _flip_prefix(self, z: np.ndarray, p: SearchParams):
         """Flip probing under a budget: (assign (n, P), probe codes looked up).

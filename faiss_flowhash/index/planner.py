@@ -18,16 +18,19 @@ on random data. numba is imported on the first fused plan (not at package import
 a fresh environment compiles (seconds, then cached on disk: bench/results/planner.md).
 """
 
+import faiss
 import numpy as np
 
 from .params import PLANNERS
 from .probing import flip_candidates, rank_lists
 
-__all__ = ["fused_plan", "reference_plan", "jit_kernels", "PARALLEL_MIN", "PLANNERS"]
+__all__ = ["fused_plan", "reference_plan", "jit_kernels", "PARALLEL_MIN", "PLANNERS", "RANK_DIMS"]
 
 PARALLEL_MIN = 16  # below this many queries the serial kernel (no thread launch) is used
 
 _KERNELS = None
+_NO_SPACE = (np.zeros((1, 1), np.float32), np.zeros(1, np.float32))  # placeholders without a shortlist
+RANK_DIMS = 32  # dimensions of the reduced ranking space (SearchParams.shortlist)
 
 
 def jit_kernels():
@@ -49,7 +52,8 @@ def _n_proposals(probe_bits: int, keep: int | None, K: int) -> int:
 
 
 def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | None, nprobe: int | None,
-               tables: tuple, centroids: np.ndarray, max_group: int) -> tuple[np.ndarray, int]:
+               tables: tuple, centroids: np.ndarray, max_group: int, shortlist: int | None = None,
+               space: tuple | None = None) -> tuple[np.ndarray, int]:
     """Lists to scan for each query, planned in one numba pass.
 
     Args:
@@ -61,6 +65,10 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
         tables: the bucket map's ``(dense, keys, offsets, lists)`` (:meth:`.BucketMap.tables`).
         centroids: (L, d) float32 list centroids.
         max_group: the most lists one code maps to.
+        shortlist: rank the proposed lists in the reduced space ``space`` first and compute the exact
+            distance for this many only (None: exact for every proposed list).
+        space: ``(mu, U, reduced centroids, residual norms)`` (:meth:`.ListCentroids.rank_space`),
+            needed with ``shortlist``.
 
     Returns:
         (assign (n, P) int64 list ids nearest first, -1 padded, P >= 1; codes looked up).
@@ -76,9 +84,20 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
     kern = jit_kernels()
     if kern is None:
         raise ImportError("the fused planner needs numba (pip install numba); planner='reference' does not")
-    fn = kern.plan_batch if n >= PARALLEL_MIN else kern.plan_serial
-    got = fn(np.ascontiguousarray(z, np.float32), np.ascontiguousarray(q, np.float32), int(min(probe_bits, K)), m,
-             P, dense, keys, offsets, lists, np.ascontiguousarray(centroids, np.float32), out)
+    if n >= PARALLEL_MIN:
+        kern.set_threads(faiss.omp_get_max_threads())
+        fn = kern.plan_batch
+    else:
+        fn = kern.plan_serial
+    q = np.ascontiguousarray(q, np.float32)
+    if shortlist:
+        mu, U, cred, cres = space
+        qr = np.ascontiguousarray((q - mu) @ U, np.float32)
+        short = int(max(shortlist, P))
+    else:
+        qr, (cred, cres), short = np.zeros((n, 1), np.float32), _NO_SPACE, 0
+    got = fn(np.ascontiguousarray(z, np.float32), q, int(min(probe_bits, K)), m, P, dense, keys, offsets, lists,
+             np.ascontiguousarray(centroids, np.float32), qr, cred, cres, short, out)
     width = max(int(got.max()), 1)
     return (out[:, :width] if width < out.shape[1] else out), n * m
 
