@@ -292,7 +292,7 @@ class FlowHashIndex:
             Di, Ii, si = self._engine.search(x[i: i + _QUERY_CHUNK], A, kk, max_codes=p.budget or 0)
             D.append(Di), I.append(Ii)
             scanned, probed, lists = scanned + si, probed + m, lists + int((A >= 0).sum())
-        D, I = np.concatenate(D), np.concatenate(I)
+        D, I = (D[0], I[0]) if len(D) == 1 else (np.concatenate(D), np.concatenate(I))
         if kk < k:
             D = np.pad(D, ((0, 0), (0, k - kk)), constant_values=worst_value(self.metric_type))
             I = np.pad(I, ((0, 0), (0, k - kk)), constant_values=-1)
@@ -439,6 +439,8 @@ class FlowHashIndex:
                     max_probe_bits=p["max_probe_bits"], budget=p["budget"], max_probes=p["max_probes"],
                     probe=p["probe"], nprobe=p["nprobe"], bucket_cap=header["bucket_cap"],
                     storage=header["storage"], quantizer=quantizer)
+        index.params = SearchParams(**{**index.params.as_dict(),
+                                       **{f: v for f, v in p.items() if f in SearchParams.__dataclass_fields__}})
         n = int(header["ntotal"])
         ids, codes = np.asarray(arrays["ids"], np.int64), np.asarray(arrays["codes"], np.uint64)
         if ids.shape != (n,) or codes.shape != (n,):
@@ -631,7 +633,7 @@ class FlowHashIndex:
     def _plan(self, x: np.ndarray, p: SearchParams):
         """Lists to scan for queries x (n, d): (assign (n, P) int64 -1 padded, lists proposed)."""
         xs = self._scaled(x)
-        z = self._encode(xs)
+        z = self.quantizer.latent(self.quantizer.project(xs))  # = encode(xs) without re-checking x
         n = len(x)
         if p.probe == "flip":
             if p.budget and self._n:
