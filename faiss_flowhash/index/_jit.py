@@ -7,19 +7,59 @@ first compile cost seconds (cached on disk with ``cache=True`` after the first p
 Every kernel is pure: arrays in, arrays out, no state.
 """
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-__all__ = ["cheapest_flips", "plan_batch", "plan_serial", "flow_forward", "set_threads"]
+__all__ = ["cheapest_flips", "plan_serial", "flow_forward"]
 
 
-def set_threads(n: int) -> None:
-    """Run the parallel kernels on n threads (capped at numba's pool size): the caller passes faiss's
-    OpenMP thread count, so one setting (faiss.omp_set_num_threads) governs the scan and the plan."""
-    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
-    if numba.get_num_threads() != n:
-        numba.set_num_threads(n)
+@njit(cache=True, nogil=True)
+def _argsort_small(a):
+    """Stable argsort of a short array (insertion sort; K <= 62 entries). numpy's argsort would cost
+    ~10 s of compile time for this."""
+    n = a.shape[0]
+    idx = np.arange(n)
+    for i in range(1, n):
+        j = i
+        v = idx[i]
+        while j > 0 and a[idx[j - 1]] > a[v]:
+            idx[j] = idx[j - 1]
+            j -= 1
+        idx[j] = v
+    return idx
+
+
+@njit(cache=True, nogil=True)
+def _argsort(a):
+    """Stable argsort (bottom-up merge sort of indices), without numpy's compile cost."""
+    n = a.shape[0]
+    idx = np.arange(n)
+    tmp = np.empty(n, np.int64)
+    width = 1
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            i, j, w = lo, mid, lo
+            while i < mid and j < hi:
+                if a[idx[j]] < a[idx[i]]:
+                    tmp[w] = idx[j]
+                    j += 1
+                else:
+                    tmp[w] = idx[i]
+                    i += 1
+                w += 1
+            while i < mid:
+                tmp[w] = idx[i]
+                i += 1
+                w += 1
+            while j < hi:
+                tmp[w] = idx[j]
+                j += 1
+                w += 1
+        idx, tmp = tmp, idx
+        width *= 2
+    return idx
 
 
 @njit(cache=True, nogil=True)
@@ -35,7 +75,7 @@ def cheapest_flips(z, b, m):
     K = z.shape[0]
     bb = min(b, K)
     a = np.abs(z)
-    order = np.argsort(a, kind="mergesort")  # stable, as the reference's argsort
+    order = _argsort_small(a)  # stable, as the reference's argsort
     m = min(m, 1 << bb)
     ca = np.empty(m, np.float32)
     fa = np.empty(m, np.uint64)
@@ -189,26 +229,17 @@ def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, qr, cred
                 sd[w], sl[w] = dist[t], lid[t]
                 w += 1
         dist, lid = sd, sl
-    o = np.argsort(dist[:kk], kind="mergesort")
+    o = _argsort(dist[:kk])
     for t in range(kk):
         out_row[t] = lid[o[t]]
     return kk
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def plan_batch(Z, Q, b, keep, nprobe, dense, keys, offsets, lists, cent, QR, cred, cres, short, out):
-    """:func:`_plan_one` over the rows of Z (n, K) and Q (n, d), in parallel; out (n, P) is -1 filled.
-    Returns the lists kept per query (n,) int64."""
-    n = Z.shape[0]
-    got = np.zeros(n, np.int64)
-    for i in prange(n):
-        got[i] = _plan_one(Z[i], Q[i], b, keep, nprobe, dense, keys, offsets, lists, cent, QR[i], cred, cres, short, out[i])
-    return got
-
-
 @njit(cache=True, nogil=True)
 def plan_serial(Z, Q, b, keep, nprobe, dense, keys, offsets, lists, cent, QR, cred, cres, short, out):
-    """:func:`plan_batch` without threads (a few queries: no parallel launch cost)."""
+    """:func:`_plan_one` over the rows of Z (n, K) and Q (n, d); out (n, P) is -1 filled. Returns the
+    lists kept per query (n,) int64. Releases the GIL (nogil): :mod:`.planner` runs row blocks of a
+    batch on threads (no numba ``parallel=True``: it would compile a second kernel, ~15 s)."""
     n = Z.shape[0]
     got = np.zeros(n, np.int64)
     for i in range(n):

@@ -9,14 +9,17 @@ squared L2 distance from the query to its centroid, and the ``nprobe`` nearest a
 (n, 2^b) cost matrix, (n, P) proposal matrices and their sorts: the cheapest flips come best first
 by merging sorted subset lists bit by bit (:func:`._jit.cheapest_flips`, O(b x keep)),
 each code is looked up in the dense code table (or a binary search of the sorted codes above
-K = 20), and centroid distances are computed as the lists are found. Queries run in parallel (numba
-threads) from :data:`PARALLEL_MIN` queries on.
+K = 20), and centroid distances are computed as the lists are found. A batch is cut into row blocks
+planned on threads (the kernel releases the GIL), as many as faiss's OpenMP threads.
 
 The two agree on the list sets, up to ties (a flip cost or a centroid distance equal, in float, at the
 ``keep``-th / ``nprobe``-th place: the two sum in a different order): tests/test_planner.py checks it
 on random data. numba is imported on the first fused plan (not at package import); the first call in
 a fresh environment compiles (seconds, then cached on disk: bench/results/planner.md).
 """
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import faiss
 import numpy as np
@@ -26,11 +29,19 @@ from .probing import flip_candidates, rank_lists
 
 __all__ = ["fused_plan", "reference_plan", "jit_kernels", "PARALLEL_MIN", "PLANNERS", "RANK_DIMS"]
 
-PARALLEL_MIN = 16  # below this many queries the serial kernel (no thread launch) is used
+PARALLEL_MIN = 16  # queries per thread at least: smaller batches are planned on the calling thread
 
 _KERNELS = None
+_POOL = None
 _NO_SPACE = (np.zeros((1, 1), np.float32), np.zeros(1, np.float32))  # placeholders without a shortlist
 RANK_DIMS = 32  # dimensions of the reduced ranking space (SearchParams.shortlist)
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="flowhash-plan")
+    return _POOL
 
 
 def jit_kernels():
@@ -84,11 +95,7 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
     kern = jit_kernels()
     if kern is None:
         raise ImportError("the fused planner needs numba (pip install numba); planner='reference' does not")
-    if n >= PARALLEL_MIN:
-        kern.set_threads(faiss.omp_get_max_threads())
-        fn = kern.plan_batch
-    else:
-        fn = kern.plan_serial
+    fn = kern.plan_serial
     q = np.ascontiguousarray(q, np.float32)
     if shortlist:
         mu, U, cred, cres = space
@@ -96,8 +103,16 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
         short = int(max(shortlist, P))
     else:
         qr, (cred, cres), short = np.zeros((n, 1), np.float32), _NO_SPACE, 0
-    got = fn(np.ascontiguousarray(z, np.float32), q, int(min(probe_bits, K)), m, P, dense, keys, offsets, lists,
-             np.ascontiguousarray(centroids, np.float32), qr, cred, cres, short, out)
+    z = np.ascontiguousarray(z, np.float32)
+    cent = np.ascontiguousarray(centroids, np.float32)
+    b = int(min(probe_bits, K))
+    run = lambda s: fn(z[s], q[s], b, m, P, dense, keys, offsets, lists, cent, qr[s], cred, cres, short, out[s])
+    threads = int(min(faiss.omp_get_max_threads(), n // PARALLEL_MIN))
+    if threads > 1:  # the kernel releases the GIL: row blocks on threads, as many as faiss's scan uses
+        edges = np.linspace(0, n, threads + 1).astype(int)
+        got = np.concatenate(list(_pool().map(run, [slice(edges[i], edges[i + 1]) for i in range(threads)])))
+    else:
+        got = run(slice(0, n))
     width = max(int(got.max()), 1)
     return (out[:, :width] if width < out.shape[1] else out), n * m
 
