@@ -144,14 +144,25 @@ def _l2(q, c):
     return s
 
 
+@njit(cache=True, nogil=True, fastmath=True)
+def _l2_sq8(qn, code, s2):
+    """Squared L2 estimate from a centroid's 8-bit codes: sum_u s2[u] (qn[u] - code[u])^2, with qn the
+    query in code units ((q - vmin) / scale) and s2 = scale^2: a quarter of the float32 row's bytes."""
+    s = np.float32(0.0)
+    for u in range(qn.shape[0]):
+        df = qn[u] - np.float32(code[u])
+        s += s2[u] * df * df
+    return s
+
+
 @njit(cache=True, nogil=True)
 def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, qr, cred, cres, short, out_row):
     """Plan one query: write its kept lists (nearest centroid first) into out_row; return how many.
 
     The ``keep`` cheapest flips of the ``b`` least certain bits come from :func:`cheapest_flips`. With
-    ``short`` > 0 and more proposed lists than that, the lists are first ranked in the reduced space
-    (qr (r,) against cred (L, r), plus each centroid's residual norm cres (L,)) and only the ``short``
-    best get the exact distance."""
+    ``short`` > 0 and more proposed lists than that, the lists are first ranked by an estimate from
+    8-bit centroid codes (qr (d,) the query in code units, cred (L, d) uint8 codes, cres (d,) squared
+    scales) and only the ``short`` best get the exact distance."""
     K = z.shape[0]
     base = np.uint64(0)
     for k in range(K):
@@ -189,7 +200,7 @@ def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, qr, cred
             continue
         for t in range(offsets[g], offsets[g + 1]):
             l = lists[t]
-            dist[cnt] = _l2(qr, cred[l]) + cres[l] if approx else _l2(q, cent[l])
+            dist[cnt] = _l2_sq8(qr, cred[l], cres) if approx else _l2(q, cent[l])
             lid[cnt] = l
             cnt += 1
     if approx:  # the ``short`` best by the estimate, in proposal order, then their exact distance

@@ -30,7 +30,7 @@ from .bucket_map import BucketMap
 from .errors import NotTrainedError
 from .params import DEFAULT, SearchParams
 from .partition import ListCentroids, median_split, nearest_in_groups
-from .planner import RANK_DIMS, fused_plan, jit_kernels, reference_plan
+from .planner import fused_plan, jit_kernels, reference_plan
 from .quantizer import FlowQuantizer, QuantizerConfig
 
 __all__ = ["FlowHashIndex", "SearchStats", "ASSIGN_MODES"]
@@ -644,7 +644,7 @@ class FlowHashIndex:
         kw = dict(probe_bits=p.max_probe_bits, keep=p.max_probes, nprobe=p.nprobe)
         if p.planner == "reference" or jit_kernels() is None:
             return reference_plan(z, xs, bucket_map=self._map, centroids=self._cent.centroids(), **kw)
-        space = self._cent.rank_space(RANK_DIMS) if p.shortlist else None
+        space = self._cent.sq8() if p.shortlist else None
         return fused_plan(z, xs, tables=self._map.tables(), centroids=self._cent.centroids(),
                           max_group=self._map.max_group, shortlist=p.shortlist, space=space, **kw)
 

@@ -59,9 +59,9 @@ class SearchParams:
         planner: with probe="centroid", "fused" (one numba pass per query, :mod:`.planner`) or
             "reference" (numpy + faiss kernels, the oracle the fused planner is tested against; also
             used when numba is missing). Same lists up to float ties.
-        shortlist: fused planner only: rank the proposed lists first in a 32-d principal subspace of
-            the centroids and compute the exact centroid distance for this many (>= nprobe) only;
-            None: exact for every proposed list.
+        shortlist: fused planner only: rank the proposed lists first by an estimate from 8-bit codes
+            of the centroids (a quarter of their bytes) and compute the exact centroid distance for this
+            many (>= nprobe) only; None: exact for every proposed list.
     """
 
     r_query: float = DEFAULT

@@ -21,8 +21,9 @@ class ListCentroids:
 
     Updates are exact running means: a batch's per-list sums are taken in float64 and merged with
     ``mean * count`` in float64 before the result is stored as float32 (4 d bytes per list, the
-    figure :meth:`FlowHashIndex.memory_bytes` counts, plus 8 for the count). The planner's reduced
-    ranking space (:meth:`rank_space`) is derived from the means and cached until they change.
+    figure :meth:`FlowHashIndex.memory_bytes` counts, plus 8 for the count). The planner's 8-bit
+    centroid codes (:meth:`sq8`, d bytes per list, counted when built) are derived from the means and
+    cached until they change.
     """
 
     def __init__(self, d: int):
@@ -66,33 +67,22 @@ class ListCentroids:
         """(L, d) float32 means (0 for empty lists); the stored array itself (do not modify)."""
         return self.means
 
-    def rank_space(self, dims: int):
-        """The reduced space the planner ranks centroids in before the exact distance (cached).
-
-        The ``dims`` principal directions U (d, r) of the count-weighted centroids (about their mean mu):
-        returns (mu (d,), U (d, r), reduced centroids (L, r) = (c - mu) U, residual norms (L,) =
-        ||c - mu||^2 - ||(c - mu) U||^2), all float32. ||q - c||^2 = ||(q - c) U||^2 + ||res(q)||^2 +
-        ||res(c)||^2 - 2 res(q).res(c); the planner's estimate drops the last two query terms (a constant,
-        and a cross term that is small when the directions hold most of the spread)."""
-        r = int(min(dims, self.d))
-        if self._space is None or self._space[0] != r:
-            w = self.counts.astype(np.float64)
-            C = self.means.astype(np.float64)
-            mu = (w @ C) / max(w.sum(), 1.0)
-            Cc = C - mu
-            cov = (Cc * w[:, None]).T @ Cc
-            vals, vecs = np.linalg.eigh(cov)
-            U = vecs[:, np.argsort(vals)[::-1][:r]]
-            red = Cc @ U
-            res = np.maximum((Cc ** 2).sum(1) - (red ** 2).sum(1), 0.0)
-            self._space = (r, mu.astype(np.float32), np.ascontiguousarray(U, np.float32),
-                           np.ascontiguousarray(red, np.float32), res.astype(np.float32))
-        return self._space[1:]
+    def sq8(self):
+        """8-bit codes of the centroids for the planner's first-stage ranking (cached until the means
+        change): (vmin (d,), scale (d,), codes (L, d) uint8), c ~ vmin + scale * code per dimension."""
+        if self._space is None:
+            C = self.means
+            lo = C.min(0) if len(C) else np.zeros(self.d, np.float32)
+            hi = C.max(0) if len(C) else np.ones(self.d, np.float32)
+            scale = np.maximum((hi - lo) / 255.0, 1e-30).astype(np.float32)
+            codes = np.clip(np.rint((C - lo) / scale), 0, 255).astype(np.uint8)
+            self._space = (lo.astype(np.float32), scale, np.ascontiguousarray(codes))
+        return self._space
 
     @property
     def nbytes(self) -> int:
         """Bytes of the means and counts, plus the cached ranking space when built."""
-        extra = 0 if self._space is None else sum(a.nbytes for a in self._space[1:])
+        extra = 0 if self._space is None else sum(a.nbytes for a in self._space)
         return self.means.nbytes + self.counts.nbytes + extra
 
     def state(self) -> dict:

@@ -27,14 +27,13 @@ import numpy as np
 from .params import PLANNERS
 from .probing import flip_candidates, rank_lists
 
-__all__ = ["fused_plan", "reference_plan", "jit_kernels", "PARALLEL_MIN", "PLANNERS", "RANK_DIMS"]
+__all__ = ["fused_plan", "reference_plan", "jit_kernels", "PARALLEL_MIN", "PLANNERS"]
 
 PARALLEL_MIN = 16  # queries per thread at least: smaller batches are planned on the calling thread
 
 _KERNELS = None
 _POOL = None
-_NO_SPACE = (np.zeros((1, 1), np.float32), np.zeros(1, np.float32))  # placeholders without a shortlist
-RANK_DIMS = 32  # dimensions of the reduced ranking space (SearchParams.shortlist)
+_NO_SPACE = (np.zeros((1, 1), np.uint8), np.zeros(1, np.float32))  # placeholders without a shortlist
 
 
 def _pool():
@@ -76,10 +75,9 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
         tables: the bucket map's ``(dense, keys, offsets, lists)`` (:meth:`.BucketMap.tables`).
         centroids: (L, d) float32 list centroids.
         max_group: the most lists one code maps to.
-        shortlist: rank the proposed lists in the reduced space ``space`` first and compute the exact
-            distance for this many only (None: exact for every proposed list).
-        space: ``(mu, U, reduced centroids, residual norms)`` (:meth:`.ListCentroids.rank_space`),
-            needed with ``shortlist``.
+        shortlist: rank the proposed lists by an estimate from 8-bit centroid codes first and compute
+            the exact distance for this many only (None: exact for every proposed list).
+        space: ``(vmin, scale, codes)`` (:meth:`.ListCentroids.sq8`), needed with ``shortlist``.
 
     Returns:
         (assign (n, P) int64 list ids nearest first, -1 padded, P >= 1; codes looked up).
@@ -98,8 +96,9 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
     fn = kern.plan_serial
     q = np.ascontiguousarray(q, np.float32)
     if shortlist:
-        mu, U, cred, cres = space
-        qr = np.ascontiguousarray((q - mu) @ U, np.float32)
+        vmin, scale, cred = space
+        qr = np.ascontiguousarray((q - vmin) / scale, np.float32)
+        cres = np.ascontiguousarray(scale * scale, np.float32)
         short = int(max(shortlist, P))
     else:
         qr, (cred, cres), short = np.zeros((n, 1), np.float32), _NO_SPACE, 0
