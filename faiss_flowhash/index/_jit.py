@@ -156,8 +156,11 @@ def _l2_sq8(qn, code, s2):
 
 
 @njit(cache=True, nogil=True)
-def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, qr, cred, cres, short, out_row):
+def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, cent_by_id, qr, cred, cres, short, out_row):
     """Plan one query: write its kept lists (nearest centroid first) into out_row; return how many.
+
+    ``cent`` holds the centroids in the order of ``lists`` (row t = centroid of list lists[t]),
+    ``cent_by_id`` the same by list id (used for the shortlist's exact distances).
 
     The ``keep`` cheapest flips of the ``b`` least certain bits come from :func:`cheapest_flips`. With
     ``short`` > 0 and more proposed lists than that, the lists are first ranked by an estimate from
@@ -198,9 +201,9 @@ def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, qr, cred
         g = grp[e]
         if g < 0:
             continue
-        for t in range(offsets[g], offsets[g + 1]):
+        for t in range(offsets[g], offsets[g + 1]):  # cent is in the order of lists: one contiguous block
             l = lists[t]
-            dist[cnt] = _l2_sq8(qr, cred[l], cres) if approx else _l2(q, cent[l])
+            dist[cnt] = _l2_sq8(qr, cred[l], cres) if approx else _l2(q, cent[t])
             lid[cnt] = l
             cnt += 1
     if approx:  # the ``short`` best by the estimate, in proposal order, then their exact distance
@@ -220,7 +223,7 @@ def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, qr, cred
         cnt = w
         for t in range(cnt):
             lid[t] = sl[t]
-            dist[t] = _l2(q, cent[sl[t]])
+            dist[t] = _l2(q, cent_by_id[sl[t]])
     kk = min(nprobe, cnt, out_row.shape[0])
     if kk == 0:
         return 0
@@ -247,14 +250,14 @@ def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, qr, cred
 
 
 @njit(cache=True, nogil=True)
-def plan_serial(Z, Q, b, keep, nprobe, dense, keys, offsets, lists, cent, QR, cred, cres, short, out):
+def plan_serial(Z, Q, b, keep, nprobe, dense, keys, offsets, lists, cent, cent_by_id, QR, cred, cres, short, out):
     """:func:`_plan_one` over the rows of Z (n, K) and Q (n, d); out (n, P) is -1 filled. Returns the
     lists kept per query (n,) int64. Releases the GIL (nogil): :mod:`.planner` runs row blocks of a
     batch on threads (no numba ``parallel=True``: it would compile a second kernel, ~15 s)."""
     n = Z.shape[0]
     got = np.zeros(n, np.int64)
     for i in range(n):
-        got[i] = _plan_one(Z[i], Q[i], b, keep, nprobe, dense, keys, offsets, lists, cent, QR[i], cred, cres, short, out[i])
+        got[i] = _plan_one(Z[i], Q[i], b, keep, nprobe, dense, keys, offsets, lists, cent, cent_by_id, QR[i], cred, cres, short, out[i])
     return got
 
 

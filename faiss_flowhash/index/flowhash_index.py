@@ -645,8 +645,9 @@ class FlowHashIndex:
         if p.planner == "reference" or jit_kernels() is None:
             return reference_plan(z, xs, bucket_map=self._map, centroids=self._cent.centroids(), **kw)
         space = self._cent.sq8() if p.shortlist else None
-        return fused_plan(z, xs, tables=self._map.tables(), centroids=self._cent.centroids(),
-                          max_group=self._map.max_group, shortlist=p.shortlist, space=space, **kw)
+        tables = self._map.tables()
+        return fused_plan(z, xs, tables=tables, centroids=self._cent.centroids(), max_group=self._map.max_group,
+                          shortlist=p.shortlist, space=space, grouped=self._cent.grouped(tables[3]), **kw)
 
     def _flip_prefix(self, z: np.ndarray, p: SearchParams):
         """Flip probing under a budget: (assign (n, P), probe codes looked up).

@@ -31,6 +31,7 @@ class ListCentroids:
         self.means = np.zeros((0, self.d), np.float32)
         self.counts = np.zeros(0, np.int64)
         self._space = None
+        self._grouped = None  # (lists array it was built for, means in that order)
 
     def __len__(self) -> int:
         return len(self.counts)
@@ -40,7 +41,7 @@ class ListCentroids:
             grow = n_lists - len(self.counts)
             self.means = np.concatenate([self.means, np.zeros((grow, self.d), np.float32)])
             self.counts = np.concatenate([self.counts, np.zeros(grow, np.int64)])
-            self._space = None
+            self._space = self._grouped = None
 
     def update(self, list_ids: np.ndarray, x: np.ndarray, sign: int = 1) -> None:
         """Add (sign=1) or take away (sign=-1) vectors x (n, d) of lists list_ids (n,)."""
@@ -56,16 +57,27 @@ class ListCentroids:
         total = self.means[uniq].astype(np.float64) * old[:, None] + sign * sums
         self.means[uniq] = np.where(count[:, None] > 0, total / np.maximum(count, 1)[:, None], 0.0).astype(np.float32)
         self.counts[uniq] = count
-        self._space = None
+        self._space = self._grouped = None
 
     def clear(self, list_ids: np.ndarray) -> None:
         self.means[list_ids] = 0.0
         self.counts[list_ids] = 0
-        self._space = None
+        self._space = self._grouped = None
 
     def centroids(self) -> np.ndarray:
         """(L, d) float32 means (0 for empty lists); the stored array itself (do not modify)."""
         return self.means
+
+    def grouped(self, lists: np.ndarray) -> np.ndarray:
+        """The means in the order of a bucket map's ``lists`` array (CSR order: each code's lists
+        contiguous), cached until the means or ``lists`` change. The planner reads a probed code's
+        centroids as one contiguous block instead of one random row per list: the centroid gather is
+        latency-bound (a cache miss per row), so this is what makes ranking cheap."""
+        g = self._grouped
+        if g is None or g[0] is not lists:
+            g = (lists, np.ascontiguousarray(self.means[lists]))
+            self._grouped = g
+        return g[1]
 
     def sq8(self):
         """8-bit codes of the centroids for the planner's first-stage ranking (cached until the means
@@ -81,8 +93,9 @@ class ListCentroids:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the means and counts, plus the cached ranking space when built."""
+        """Bytes of the means and counts, plus the planner's grouped copy and 8-bit codes when built."""
         extra = 0 if self._space is None else sum(a.nbytes for a in self._space)
+        extra += 0 if self._grouped is None else self._grouped[1].nbytes
         return self.means.nbytes + self.counts.nbytes + extra
 
     def state(self) -> dict:

@@ -33,6 +33,7 @@ PARALLEL_MIN = 16  # queries per thread at least: smaller batches are planned on
 
 _KERNELS = None
 _POOL = None
+_MAX_OUT = 1 << 22  # entries of one (rows, P) output block (32 MiB): nprobe=None is planned in row blocks
 _NO_SPACE = (np.zeros((1, 1), np.uint8), np.zeros(1, np.float32))  # placeholders without a shortlist
 
 
@@ -63,7 +64,7 @@ def _n_proposals(probe_bits: int, keep: int | None, K: int) -> int:
 
 def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | None, nprobe: int | None,
                tables: tuple, centroids: np.ndarray, max_group: int, shortlist: int | None = None,
-               space: tuple | None = None) -> tuple[np.ndarray, int]:
+               space: tuple | None = None, grouped: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Lists to scan for each query, planned in one numba pass.
 
     Args:
@@ -78,6 +79,8 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
         shortlist: rank the proposed lists by an estimate from 8-bit centroid codes first and compute
             the exact distance for this many only (None: exact for every proposed list).
         space: ``(vmin, scale, codes)`` (:meth:`.ListCentroids.sq8`), needed with ``shortlist``.
+        grouped: the centroids in the order of ``tables``' lists (:meth:`.ListCentroids.grouped`,
+            cached by the index); None: gathered here.
 
     Returns:
         (assign (n, P) int64 list ids nearest first, -1 padded, P >= 1; codes looked up).
@@ -87,9 +90,8 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
     dense, keys, offsets, lists = tables
     room = max(min(m * max(int(max_group), 1), len(lists)), 1)  # a row's lists are distinct
     P = room if nprobe is None else int(min(nprobe, room))
-    out = np.full((n, P), -1, np.int64)
     if n == 0:
-        return out, 0
+        return np.full((0, P), -1, np.int64), 0
     kern = jit_kernels()
     if kern is None:
         raise ImportError("the fused planner needs numba (pip install numba); planner='reference' does not")
@@ -104,8 +106,17 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
         qr, (cred, cres), short = np.zeros((n, 1), np.float32), _NO_SPACE, 0
     z = np.ascontiguousarray(z, np.float32)
     cent = np.ascontiguousarray(centroids, np.float32)
+    grouped = cent[lists] if grouped is None else grouped
     b = int(min(probe_bits, K))
-    run = lambda s: fn(z[s], q[s], b, m, P, dense, keys, offsets, lists, cent, qr[s], cred, cres, short, out[s])
+    run = lambda s: fn(z[s], q[s], b, m, P, dense, keys, offsets, lists, grouped, cent, qr[s], cred, cres, short, out[s])
+    if n > 1 and n * P > _MAX_OUT:  # nprobe=None: every proposed list; plan in row blocks, trim each
+        step = max(1, _MAX_OUT // P)
+        parts = [fused_plan(z[i: i + step], q[i: i + step], probe_bits=probe_bits, keep=keep, nprobe=nprobe,
+                            tables=tables, centroids=cent, max_group=max_group, shortlist=shortlist, space=space,
+                            grouped=grouped)[0] for i in range(0, n, step)]
+        width = max(a.shape[1] for a in parts)
+        return np.concatenate([np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=-1) for a in parts]), n * m
+    out = np.full((n, P), -1, np.int64)
     threads = int(min(faiss.omp_get_max_threads(), n // PARALLEL_MIN))
     if threads > 1:  # the kernel releases the GIL: row blocks on threads, as many as faiss's scan uses
         edges = np.linspace(0, n, threads + 1).astype(int)
