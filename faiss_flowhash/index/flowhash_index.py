@@ -395,8 +395,9 @@ class FlowHashIndex:
     def memory_bytes(self) -> int:
         """Bytes held for vectors and ids in the lists (copies included), the per-list overhead, the
         insertion-order ids and codes, the bucket map (its dense code table included once built), and
-        the list centroids (float32 means + int64 counts, plus the planner's reduced ranking space
-        when built)."""
+        the list centroids (float32 means + int64 counts), and the planner's copy of the means in
+        bucket-map order (4 d bytes per list, built on the first search) plus its 8-bit centroid codes
+        when a shortlist was used."""
         if self.d is None:
             return 0
         return (self._engine.nbytes() + self._ids.nbytes + self._codes.nbytes + self._map.nbytes

@@ -21,9 +21,9 @@ class ListCentroids:
 
     Updates are exact running means: a batch's per-list sums are taken in float64 and merged with
     ``mean * count`` in float64 before the result is stored as float32 (4 d bytes per list, the
-    figure :meth:`FlowHashIndex.memory_bytes` counts, plus 8 for the count). The planner's 8-bit
-    centroid codes (:meth:`sq8`, d bytes per list, counted when built) are derived from the means and
-    cached until they change.
+    figure :meth:`FlowHashIndex.memory_bytes` counts, plus 8 for the count). The planner's copy in
+    bucket-map order (:meth:`grouped`, 4 d bytes per list) and 8-bit codes (:meth:`sq8`, d bytes per
+    list) are derived from the means, cached until they change, and counted once built.
     """
 
     def __init__(self, d: int):
