@@ -158,7 +158,9 @@ def size_hist(sizes):
     return dict(size=s.tolist(), count=c.tolist())
 
 
-def run(args):
+def run(args, extra_specs=()):
+    """All methods of ``method_specs`` (then ``extra_specs``: more (family, constructor) pairs) on one
+    data set, in this process."""
     faiss.omp_set_num_threads(args.threads)
     try:
         import torch
@@ -187,7 +189,7 @@ def run(args):
 
     ok_fh, why_fh = B.flowhash_available()
     rows, builds, skipped, balance = [], [], [], {}
-    for family, make in method_specs(args, d, n):
+    for family, make in method_specs(args, d, n) + list(extra_specs):
         if family.startswith("FlowHash") and not ok_fh:
             skipped.append(dict(family=family, reason=why_fh))
             log(f"FlowHash skipped: {why_fh}")

@@ -6,6 +6,7 @@
     flowhash stats DB [--json]
     flowhash list DB [--json]
     flowhash remove DB TRACK...         track ids or paths
+    flowhash compact DB [--json]        rewrite the index's base file, dropping its segments
     flowhash train --out MODEL ...      see faiss_flowhash.audio.train
     flowhash eval DB QUERIES ...        see faiss_flowhash.eval.command
     flowhash serve DB [--port N]        HTTP query service, see faiss_flowhash.serve
@@ -44,8 +45,9 @@ def _db_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="fingerprint model file (default: the database's model, else the shipped one)")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: fingerprinting small batches is fastest on one thread, "
-                        "and far faster than 2+ threads on a loaded machine; raise it on an idle many-core one)")
+                   help="CPU threads for fingerprinting: numpy's BLAS (OPENBLAS_NUM_THREADS unless set) or torch "
+                        "(default 1: fingerprinting small batches is fastest on one thread, and far faster than 2+ "
+                        "threads on a loaded machine; raise it on an idle many-core one)")
 
 
 def _lock_wait_message(args):
@@ -54,16 +56,14 @@ def _lock_wait_message(args):
 
 
 def _open(args, *, readonly: bool, create: bool = False, model: bool = False, **kw):
-    """The database of ``args.db``; ``model``: the command fingerprints (torch is imported and set up only then:
-    list and stats start without it)."""
+    """The database of ``args.db``. The model fingerprints on numpy (torch is never imported for it: see
+    ``Fingerprinter.load``); where torch is loaded already, its threads follow ``--threads``."""
     from .db import FingerprintDB
 
     if args.threads < 1:
         raise ValueError(f"--threads: expected an int >= 1, got {args.threads}")
-    if model or args.model is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(args.threads)
     if not readonly:
         kw.setdefault("on_lock_wait", _lock_wait_message(args))
     return FingerprintDB(args.db, model=args.model, readonly=readonly, create=create, **kw)
@@ -245,6 +245,19 @@ def _remove(args) -> int:
     return status
 
 
+def _compact(args) -> int:
+    with _open(args, readonly=False) as db:
+        c = db.compact()
+    if args.json:
+        print(json.dumps(c))
+    elif c["segments"]:
+        print(f"compacted {c['segments']} segments ({c['delta_rows']} rows and removed ids) into the base: "
+              f"{c['ntotal']} vectors, {c['base_bytes'] / 2**20:.2f} MiB, {c['seconds']:.1f} s")
+    else:
+        print("nothing to compact")
+    return 0
+
+
 def _lazy(module: str, name: str):
     """``faiss_flowhash.<module>.<name>``, imported when the subcommand is used."""
     import importlib
@@ -277,6 +290,8 @@ COMMANDS: list[Command] = [
             lambda p: _lazy("eval.command", "add_eval_arguments")(p), lambda a: _lazy("eval.command", "run_eval_command")(a)),
     Command("serve", "answer queries over HTTP with the model and index kept loaded (faiss_flowhash.serve)",
             lambda p: _lazy("serve", "add_serve_arguments")(p), lambda a: _lazy("serve", "run_serve")(a)),
+    Command("compact", "rewrite the index's base file with every commit (readers keep answering)",
+            lambda p: (_db_arguments(p), _json_flag(p)), _compact),
 ]
 
 
@@ -295,13 +310,31 @@ def build_parser(commands: list[Command] | None = None, *, only: str | None = No
     return parser
 
 
+_FINGERPRINTING = ("ingest", "query", "serve")  # commands whose --threads sets the fingerprinting threads
+
+
+def _blas_threads(argv: list[str]) -> str:
+    """The ``--threads`` value of a command line ("1" when absent or not a positive int): what main sets as
+    OPENBLAS_NUM_THREADS (unless set) before numpy loads. numpy fingerprints on one BLAS thread by
+    default: several times faster than two on a loaded 2-core machine (bench/results/startup.md)."""
+    n = "1"
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            n = argv[i + 1]
+        elif a.startswith("--threads="):
+            n = a.split("=", 1)[1]
+    return n if n.isdigit() and int(n) >= 1 else "1"
+
+
 def main(argv=None) -> int:
     """Entry point of ``flowhash`` and ``python -m faiss_flowhash``; returns the exit status."""
-    from .db import DatabaseMismatchError
-
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     names = {c.name for c in COMMANDS}
     named = next((a for a in argv if a in names), "")  # the subcommand: only its arguments are built
+    if named in _FINGERPRINTING and "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", _blas_threads(argv))
+    from .db import DatabaseMismatchError
+
     args = build_parser(only=named).parse_args(argv)
     try:
         return int(args._run(args) or 0)

@@ -1,12 +1,15 @@
-"""Crash safety of the database's mechanisms, with real processes: a writer killed inside the index write of
-an ingest and of a remove, and concurrent writers (the write lock).
+"""Crash safety of the database's mechanisms, with real processes: a writer killed inside each step of the
+index commit of an ingest (a new segment), of a remove (a tombstone) and of a compaction (a new base file),
+and concurrent writers (the write lock).
 
-The kill point is deterministic without a hook in the code: the writer runs the real CLI under a file-size
-limit (RLIMIT_FSIZE) smaller than the index file it is about to write, with SIGXFSZ at its default action,
-so the kernel terminates it inside write(2) once that many bytes are written: no handler, no ``finally``,
-no cleanup, exactly as SIGKILL at that byte would. Whatever the implementation, the old index must still
-read (the write was atomic), the readers' answers stay consistent, and the next writer removes what the
-killed one left behind and repairs index and track records.
+The kill points are deterministic without a hook in the code. Either the writer runs the real CLI under a
+file-size limit (RLIMIT_FSIZE) smaller than the file it is about to write, with SIGXFSZ at its default
+action, so the kernel terminates it inside write(2) once that many bytes are written; or its ``os.replace``
+(every rename of a commit: a segment's files, a tombstone, the manifest, the base file) SIGKILLs the process
+when the destination's name contains a given string, after the temporary file was written and before it
+is renamed. No handler, no ``finally``, no cleanup. Whatever the implementation, the last commit must
+still read, the readers' answers stay consistent, and the next writer removes what the killed one left
+behind and repairs index and track records.
 """
 
 import json
@@ -22,17 +25,26 @@ import pytest
 
 from faiss_flowhash.audio import save_audio, synth
 from faiss_flowhash.db import FingerprintDB, write_lock
+from faiss_flowhash.index.serialize import read_index_meta
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SR = 16000
 TRACK_S = 20.0
-KNOWN = {"index.flowhash", "tracks.lmdb", "write.lock"}  # what a database directory holds at rest
+KNOWN = {"index.flowhash", "index.segments", "tracks.lmdb", "write.lock"}  # a database directory at rest
 
 # Run faiss_flowhash.cli.main(argv) killed by the kernel once a file would grow past `limit` bytes
-# (0: no limit); `lock_timeout_s` (optional) shortens the writers' wait for the lock.
+# (0: no limit), or SIGKILLed at the first os.replace whose destination contains `kill_on` (None: never);
+# `lock_timeout_s` (optional) shortens the writers' wait for the lock.
 _DRIVER = """
-import json, resource, signal, sys
-limit, lock_timeout_s, argv = json.loads(sys.argv[1])
+import json, os, resource, signal, sys
+limit, lock_timeout_s, kill_on, argv = json.loads(sys.argv[1])
+if kill_on:
+    _replace = os.replace
+    def replace(src, dst, *a, **kw):
+        if kill_on in os.fspath(dst):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _replace(src, dst, *a, **kw)
+    os.replace = replace
 if limit:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; the default terminates the process
@@ -45,15 +57,32 @@ sys.exit(main(argv))
 """
 
 
-def writer(argv, *, limit: int = 0, lock_timeout_s=None, stderr=subprocess.PIPE) -> subprocess.Popen:
+def writer(argv, *, limit: int = 0, lock_timeout_s=None, kill_on=None, stderr=subprocess.PIPE) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
     env.pop("PYTHONPATH", None)
-    return subprocess.Popen([sys.executable, "-c", _DRIVER, json.dumps([limit, lock_timeout_s, [str(a) for a in argv]])],
+    return subprocess.Popen([sys.executable, "-c", _DRIVER, json.dumps([limit, lock_timeout_s, kill_on, [str(a) for a in argv]])],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
 
 
 def stray(db) -> set:
-    return set(os.listdir(db)) - KNOWN
+    """Files a database at rest does not hold: unknown names, and segment-store files its manifest does not
+    name (or names for a generation the base already holds)."""
+    out = set(os.listdir(db)) - KNOWN
+    seg = os.path.join(db, "index.segments")
+    if os.path.isdir(seg):
+        with open(os.path.join(seg, "MANIFEST.json")) as f:
+            m = json.load(f)
+        base = os.path.join(db, "index.flowhash")
+        base_gen = read_index_meta(base, meta_only=True).get("base_generation", 0) if os.path.exists(base) else 0
+        named = {"MANIFEST.json", "write.lock"} | {t["name"] for t in m["tombstones"] if t["gen"] > base_gen}
+        named |= {s["name"] + x for s in m["segments"] if s["gen"] > base_gen for x in (".vec.npy", ".ids.npy")}
+        out |= {f"index.segments/{n}" for n in set(os.listdir(seg)) - named}
+    return out
+
+
+def segments(db) -> int:
+    with open(os.path.join(db, "index.segments", "MANIFEST.json")) as f:
+        return len(json.load(f)["segments"])
 
 
 def snippet(wave, start_s, length_s=3.0):
@@ -95,38 +124,90 @@ def corpus(tmp_path_factory):
     base = str(root / "base")
     with FingerprintDB(base) as db:  # three tracks committed, index file on disk
         assert len(db.ingest(sorted(waves)[:3]).added) == 3
-    return {"root": root, "waves": waves, "paths": sorted(waves), "base": base}
+    grown = str(root / "grown")  # the same + a fourth track in a segment (no automatic compaction)
+    shutil.copytree(base, grown)
+    before = os.stat(os.path.join(grown, "index.flowhash"))
+    with FingerprintDB(grown, compact_ratio=None) as db:
+        assert len(db.ingest(sorted(waves)[3:4]).added) == 1
+    after = os.stat(os.path.join(grown, "index.flowhash"))
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert segments(grown) == 1  # the commit appended a segment and left the base file alone
+    return {"root": root, "waves": waves, "paths": sorted(waves), "base": base, "grown": grown}
 
 
-def _copy_base(corpus, tmp_path) -> str:
+def _copy_base(corpus, tmp_path, which="base") -> str:
     db = str(tmp_path / "db")
-    shutil.copytree(corpus["base"], db)
+    shutil.copytree(corpus[which], db)
     return db
 
 
-def test_killed_inside_the_index_write_of_an_ingest(corpus, tmp_path):
+@pytest.mark.parametrize("step", [".vec.npy", "MANIFEST.json"])
+def test_killed_inside_the_segment_commit_of_an_ingest(corpus, tmp_path, step):
+    """Killed before a new segment's first file is renamed in, or with all its files in place but before the
+    manifest names them: the commit did not happen; a commit writes no more than its own vectors."""
     db = _copy_base(corpus, tmp_path)
-    old_size = os.path.getsize(os.path.join(db, "index.flowhash"))
+    base_bytes = os.path.getsize(os.path.join(db, "index.flowhash"))
     new = corpus["paths"][3:]
-    proc = writer(["ingest", db, *new, "--no-progress"], limit=old_size)  # the new index is larger
+    proc = writer(["ingest", db, *new, "--no-progress"], kill_on=step)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == -signal.SIGXFSZ, err[-3000:]
-    answers(db, corpus["waves"], corpus["paths"][:3])  # the old index still reads; nothing new committed
-    assert stray(db), "the killed write left no partial file: was it written in place?"
-    consistent(db)  # the partial file goes, nothing to repair in the records
+    assert proc.returncode == -signal.SIGKILL, err[-3000:]
+    assert os.path.getsize(os.path.join(db, "index.flowhash")) == base_bytes  # the base was not rewritten
+    answers(db, corpus["waves"], corpus["paths"][:3])  # the last commit still reads; nothing new committed
+    assert stray(db), "the killed commit left no partial file: was it written in place?"
+    consistent(db)  # the partial files go, nothing to repair in the records
     with FingerprintDB(db) as w:  # ingesting again adds exactly the files the killed writer lost
         assert sorted(r.path for r in w.ingest(new).added) == new
     answers(db, corpus["waves"], corpus["paths"])
     consistent(db)
 
 
-def test_killed_inside_the_index_write_of_a_remove(corpus, tmp_path):
-    db = _copy_base(corpus, tmp_path)
-    old_size = os.path.getsize(os.path.join(db, "index.flowhash"))
-    gone = corpus["paths"][0]
-    proc = writer(["remove", db, gone], limit=old_size // 2)  # the index without one of 3 tracks: > half
+def test_killed_inside_the_base_write_of_a_first_ingest(corpus, tmp_path):
+    """The first commit writes the base file (the quantizer with the first vectors): killed inside it."""
+    db = str(tmp_path / "db")
+    proc = writer(["ingest", db, corpus["paths"][0], "--no-progress"], kill_on="index.flowhash")
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == -signal.SIGXFSZ, err[-3000:]
+    assert proc.returncode == -signal.SIGKILL, err[-3000:]
+    assert stray(db), "the killed write left no partial file: was it written in place?"
+    with FingerprintDB(db) as w:
+        assert w.tracks() == [] and w.index is None
+        assert [r.path for r in w.ingest(corpus["paths"][:1]).added] == corpus["paths"][:1]
+    answers(db, {p: corpus["waves"][p] for p in corpus["paths"][:2]}, corpus["paths"][:1])
+    consistent(db)
+
+
+@pytest.mark.parametrize("how", ["base write", "manifest swap"])
+def test_killed_inside_a_compaction(corpus, tmp_path, how):
+    """``flowhash compact`` killed inside the new base's write (RLIMIT_FSIZE at the old base's size: the new
+    one is larger), or after the new base is renamed in but before the manifest drops the segments it
+    absorbed (a base newer than listed segments): every committed track still answers, exactly once."""
+    db = _copy_base(corpus, tmp_path, "grown")
+    old = os.path.getsize(os.path.join(db, "index.flowhash"))
+    kw = dict(limit=old) if how == "base write" else dict(kill_on="MANIFEST.json")
+    proc = writer(["compact", db], **kw)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == (-signal.SIGXFSZ if how == "base write" else -signal.SIGKILL), err[-3000:]
+    four = corpus["paths"][:4]
+    answers(db, corpus["waves"], four)
+    if how == "base write":
+        assert stray(db) and segments(db) == 1
+    else:  # the new base holds the segment: readers skip it by generation, the next writer drops it
+        assert os.path.getsize(os.path.join(db, "index.flowhash")) > old and stray(db)
+    assert consistent(db) == {"dropped_index_tracks": [], "dropped_records": []}
+    proc = writer(["compact", db, "--json"])
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert json.loads(out)["segments"] == (1 if how == "base write" else 0)
+    assert segments(db) == 0
+    answers(db, corpus["waves"], four)
+    consistent(db)
+
+
+def test_killed_inside_the_tombstone_commit_of_a_remove(corpus, tmp_path):
+    db = _copy_base(corpus, tmp_path)
+    gone = corpus["paths"][0]
+    proc = writer(["remove", db, gone], kill_on="del-")  # the records are gone, the tombstone not renamed in
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL, err[-3000:]
     kept = corpus["paths"][1:3]
     answers(db, {p: corpus["waves"][p] for p in corpus["paths"][:3]}, kept)  # removed at once for readers
     assert stray(db), "the killed write left no partial file: was it written in place?"

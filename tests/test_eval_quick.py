@@ -8,7 +8,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-N_CONDITIONS = 15
+N_CONDITIONS = 18  # the paper's 15 + bursty 0 / 10 dB + phone
 
 
 @pytest.fixture(scope="module")

@@ -62,16 +62,55 @@ def test_query_set_round_trip_regenerates_the_same_audio(tmp_path):
         np.testing.assert_array_equal(v, _arrays(r)[k])
     assert r.conditions == q.conditions and r.track_names == q.track_names
     waves = [synthetic_music(L / SR, seed=100 + t) for t, L in enumerate(TRACKS)]
-    b1, b2 = ev.make_banks(q, rir_method="synthetic"), ev.make_banks(r, rir_method="synthetic")
     for i in (0, 20, 40, len(q) - 1):
-        x1 = ev.render_query(waves[q.track[i]], q, i, b1)
-        x2 = ev.render_query(waves[r.track[i]], r, i, b2)
+        x1 = ev.render_query(waves[q.track[i]], q, i)
+        x2 = ev.render_query(waves[r.track[i]], r, i)
         assert x1.dtype == np.float32 and x1.shape == (q.length[i],)
         np.testing.assert_array_equal(x1, x2)
+    # a version-1 file (rendered by the retired add_noise / apply_rir protocol) is refused, not reinterpreted
+    with np.load(tmp_path / "q.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    np.savez(tmp_path / "v1.npz", meta=np.array(json.dumps({**meta, "version": 1})), **arrays)
+    with pytest.raises(ValueError, match="version 2"):
+        ev.QuerySet.load(tmp_path / "v1.npz")
+
+
+def test_queries_render_through_the_one_distortion_protocol():
+    """Each query is a distort.Distortion on the eval split: the spec's noise clip from its start, the
+    spec's room at the condition's RT60, rendered by distort.render; the same spec renders the same
+    audio inside another query set (a subset)."""
+    from faiss_flowhash.audio import distort
+
+    q = _small_queries(4, conditions=ev.PAPER_CONDITIONS + ev.EXTRA_CONDITIONS)
+    wave = synthetic_music(TRACKS[1] / SR, seed=9)
+    for i in range(len(q)):
+        cond, d = q.conditions[q.cond[i]], ev.query_distortion(q, i)
+        assert distort.Distortion.from_dict(d.to_dict()) == d
+        if cond.snr_db is not None or cond.kind == "phone":
+            assert d.noise.split == "eval" and d.noise.index == q.noise[i]
+            assert int(d.noise.phase * 10 * SR) == q.noise_start[i]
+            assert d.noise.snr_db == (20.0 if cond.kind == "phone" else cond.snr_db)
+            assert (d.noise.bursty > 0) == (cond.kind == "bursty")
+        else:
+            assert d.noise is None
+        if cond.rt60_s is not None:
+            assert d.room.split == "eval" and d.room.index == q.room[i] and d.room.rt60_range == (cond.rt60_s,) * 2
+        else:
+            assert d.room is None
+        assert (d.eq is not None) == (cond.kind == "phone")
+    sub = q.select(np.arange(len(q))[::-7])
+    for j, i in enumerate(np.arange(len(q))[::-7][:6]):
+        q.track[i] = sub.track[j] = 1
+        q.start[i] = sub.start[j] = min(int(q.start[i]), TRACKS[1] - int(q.length[i]))
+        s, L = int(q.start[i]), int(q.length[i])
+        x = ev.render_query(wave, q, int(i))
+        np.testing.assert_array_equal(x, distort.render(wave, ev.query_distortion(q, int(i)), start=s, length=L))
+        np.testing.assert_array_equal(x, ev.render_query(wave, sub, j))
 
 
 def test_snr_and_rt60_applied_as_requested():
-    q = _small_queries(5, n_rooms=3)
+    q = _small_queries(5, n_rooms=3, conditions=ev.PAPER_CONDITIONS + ev.EXTRA_CONDITIONS)
     banks = ev.make_banks(q)
     for rt, rooms in banks.rooms.items():
         for h in rooms:
@@ -81,7 +120,7 @@ def test_snr_and_rt60_applied_as_requested():
     q.start[:] = np.minimum(q.start, TRACKS[0] - q.length)
     for i in range(len(q)):
         cond = q.conditions[q.cond[i]]
-        x = ev.render_query(wave, q, i, banks).astype(np.float64)
+        x = ev.render_query(wave, q, i).astype(np.float64)
         s, L = q.start[i], q.length[i]
         clean = wave[s:s + L].astype(np.float64)
         if cond.kind == "noise":
@@ -101,9 +140,22 @@ def test_snr_and_rt60_applied_as_requested():
             qr.conditions = tuple(list(q.conditions) + [cond_rev])
             qr.cond = qr.cond.copy()
             qr.cond[i] = len(q.conditions)
-            rev = ev.render_query(wave, qr, i, banks).astype(np.float64)
+            rev = ev.render_query(wave, qr, i).astype(np.float64)
             snr = 10 * np.log10(np.mean(rev**2) / np.mean((x - rev) ** 2))
             assert snr == pytest.approx(cond.snr_db, abs=0.05)
+        elif cond.kind == "bursty":
+            # noise in bursts (the SNR holds during a burst) and pauses 20-30 dB down: quieter on average
+            # than steady noise at that SNR, and either a burst and a pause in the snippet or all pause
+            noise = (x - clean).reshape(-1, 1600)
+            p = 10 * np.log10(np.mean(noise**2, axis=1) / np.mean(clean**2))  # per 100 ms, dB re the music
+            assert 10 * np.log10(np.mean(10 ** (p / 10))) < -cond.snr_db
+            assert p.max() - p.min() > 10 or p.max() < -cond.snr_db - 15
+        elif cond.kind == "phone":
+            # band-limited playback: a 4x smaller share of the energy above 7 kHz than the music has
+            f = np.abs(np.fft.rfft(x)) ** 2
+            fc = np.abs(np.fft.rfft(clean)) ** 2
+            hi = np.fft.rfftfreq(len(x), 1 / SR) > 7000
+            assert f[hi].sum() / f.sum() < 0.25 * fc[hi].sum() / fc.sum()
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -303,3 +355,51 @@ def test_run_eval_answers_as_the_database(rng):
     assert all(r["track"] == -1 and not r["hit"] for r in none.rows if r["confidence"] < 1.0)
     with pytest.raises(ValueError, match="repeats"):
         ev.run_eval(fps, q, methods, ev.locate_from_counts(counts), len(x), repeats=[[]])
+
+
+def test_run_eval_gives_the_databases_answer_for_the_same_hits(rng):
+    """Noisy queries, 3 hits per segment: every row of run_eval (with the reference windows, as bench/table1
+    passes them) is what ``identify`` returns when called as ``FingerprintDB._consensus`` calls it (hits
+    as times, the query's fingerprints and the reference windows for refinement), and differs from the
+    vote without refinement somewhere. tests/test_db.py checks the database itself against ``answer``."""
+    from faiss_flowhash.db.identify import ReferenceWindows, identify
+
+    counts = [50, 70, 30]
+    x = rng.standard_normal((150, 16)).astype(np.float32)
+    x = np.cumsum(x, axis=0) * 0.3 + x  # neighbouring windows alike, as fingerprints of music are
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = ev.make_queries([int((c - 1) * 0.1 * SR + SR) for c in counts], lengths_s=(2.0,),
+                        conditions=(ev.Condition("clean"),), n_per_cell=12, seed=4, noise_s=3.0)
+    first = np.cumsum([0] + counts)[q.track] + np.round(q.start / 1600).astype(int)
+    fps = []
+    for f in first:
+        e = x[f:f + 11] + 0.35 * rng.standard_normal((11, 16)).astype(np.float32)
+        fps.append(e / np.linalg.norm(e, axis=1, keepdims=True))
+    flat = faiss.IndexFlatIP(16)
+    flat.add(x)
+    ref = ReferenceWindows(x, np.cumsum(counts) - counts, counts)
+    locate = ev.locate_from_counts(counts)
+    res = ev.run_eval(fps, q, {"exact": ev.index_searcher(flat)}, locate, len(x), k=3, reference=ref)
+    plain = ev.run_eval(fps, q, {"exact": ev.index_searcher(flat)}, locate, len(x), k=3)
+    for r, e in zip(res.rows, fps):
+        D, I = flat.search(e, 3)
+        t, fr = locate(I)
+        m = identify(t, fr * 0.1, D, np.arange(len(e)) * 0.1, query=e, reference=ref, hop_s=0.1)[0]
+        assert (r["track"], r["start_s"], r["votes"]) == (m.track_id, m.offset_s, m.support)
+        assert r["confidence"] == pytest.approx(m.confidence, abs=1e-12)
+        assert r["alternates"] == [a.offset_s for a in m.alternates]
+    assert any(a["start_s"] != b["start_s"] for a, b in zip(res.rows, plain.rows))  # refinement ran
+    assert np.mean([r["hit"] for r in res.rows]) >= 0.6  # starts off the 100 ms grid, noisy windows: 0.75 seen
+
+
+def test_repeat_near_finds_the_repeats_exact_repeats_finds():
+    a, b = synthetic_music(3.0, seed=11), synthetic_music(3.0, seed=12)
+    track = np.concatenate([a, b, a, b[:SR]])  # a at 0 s and again at 6 s
+    start, length = int(0.5 * SR), 2 * SR
+    (rep,) = ev.exact_repeats(track, start, length)
+    for at in (rep, rep + 0.04, rep - 0.04):
+        assert ev.repeat_near(track, start, length, at) == pytest.approx(rep, abs=1 / SR)
+    for at in (rep + 0.06, 0.5, 3.0, 9.0):  # too far from the repeat; the true start itself is no repeat
+        assert ev.repeat_near(track, start, length, at) is None
+    with pytest.raises(ValueError, match="segment inside the track"):
+        ev.repeat_near(track, len(track) - 10, length, 1.0)

@@ -57,6 +57,60 @@ def test_trained_flow_never_loses_to_its_start():
     assert flip_rank_score(q.encode(xp), q.encode(x)) >= flip_rank_score(start.encode(xp), start.encode(x)) - 0.01
 
 
+def _scan_in_flip_order(z_query, z_target, z_data, budget, probe_bits):
+    """Reference for flip_budget_score: walk each query's probes (codes.probe_codes, the index's flip
+    order), count the vectors of every probed bucket, stop at ``budget``; the target is found with
+    probability (budget - scanned before its bucket) / its bucket's size."""
+    from faiss_flowhash.index.codes import pack_codes, probe_codes
+
+    keys, counts = np.unique(pack_codes(z_data), return_counts=True)
+    size_of = dict(zip(keys.tolist(), counts.tolist()))
+    qidx, codes, _ = probe_codes(z_query, radius=float("inf"), max_bits=probe_bits)
+    target = pack_codes(z_target)
+    found = []
+    for i in range(len(z_query)):
+        scanned, p = 0, 0.0
+        for c in codes[qidx == i].tolist():
+            size = size_of.get(c, 0)
+            if c == int(target[i]):
+                p = min(1.0, max(0.0, (budget - scanned) / max(size, 1)))
+                break
+            scanned += size
+        found.append(p)
+    return float(np.mean(found))
+
+
+def test_flip_budget_score_is_the_flip_scan_under_a_budget():
+    """The gate of flip probing equals an explicit scan of the buckets in the index's probe order."""
+    from faiss_flowhash.index.quantizer_training import flip_budget_score
+
+    rng = np.random.default_rng(3)
+    z_data = rng.standard_normal((3000, 8)).astype(np.float32) * np.linspace(0.3, 2, 8)
+    z_target = z_data[:200]
+    z_query = z_target + 0.4 * rng.standard_normal(z_target.shape).astype(np.float32)
+    for frac in (0.002, 0.01, 0.05):
+        got = flip_budget_score(z_query, z_target, z_data, probe_bits=6, fractions=(frac,))
+        want = _scan_in_flip_order(z_query, z_target, z_data, frac * len(z_data), probe_bits=6)
+        assert got == pytest.approx(want, abs=1e-9), frac
+
+
+def test_flip_probing_index_gates_its_flow_on_candidates():
+    """probe='flip' (the paper's mode) pays for every vector of a probed bucket: its own quantizer is
+    gated on candidates scanned; the default (centroid) probing keeps the probe-count gate; a config
+    the user passes is used as given."""
+    assert ffh.FlowHashIndex(12, K=6, probe="flip").quantizer.config.gate == "candidates"
+    assert ffh.FlowHashIndex(12, K=6).quantizer.config.gate == "probes"
+    cfg = ffh.QuantizerConfig(gate="probes")
+    assert ffh.FlowHashIndex(12, K=6, probe="flip", config=cfg).quantizer.config.gate == "probes"
+    x = _mixture(4000, seed=8)
+    xp = x + 0.3 * np.random.default_rng(9).standard_normal(x.shape).astype(np.float32)
+    q = ffh.FlowQuantizer(12, 6, config=ffh.QuantizerConfig(steps=40, batch_size=256, gate="candidates",
+                                                             verbose=False))
+    r = q.train(x, xp)
+    assert r.heldout_start is not None and 0 <= r.heldout_start <= 1
+    assert (r.kept == "trained") == (r.heldout_trained is not None and r.heldout_trained > r.heldout_start)
+
+
 def test_identical_rows_do_not_train_into_nan(capsys):
     q = ffh.FlowQuantizer(8, 4, config=ffh.QuantizerConfig(steps=20, batch_size=64))
     r = q.train(np.ones((500, 8), np.float32))
@@ -96,7 +150,7 @@ def test_encode_validates_and_requires_training():
 
 @pytest.mark.parametrize("kw", [dict(steps=-1), dict(batch_size=1), dict(lr=1e-3, lr_min=1e-2),
                                 dict(bce_weight=-1), dict(warmup=2), dict(projection="lda"), dict(n_layers=0),
-                                dict(heldout=1.0), dict(max_train=1)])
+                                dict(heldout=1.0), dict(max_train=1), dict(gate="recall")])
 def test_config_validation(kw):
     with pytest.raises(ValueError):
         ffh.QuantizerConfig(**kw)

@@ -75,6 +75,26 @@ def test_deletes_replacement_and_compaction(tmp_path, rng):
     assert store.compact()["merged_segments"] == 1 and store.compact()["merged_segments"] == 0
 
 
+def test_drop_through_forgets_what_a_base_holds(tmp_path, rng):
+    """The database's compaction writes its base elsewhere, then drops the generations it holds."""
+    store = SegmentStore(tmp_path / "s", D, dtype="float32")
+    batches = [_batch(rng, 30, 100 * i) for i in range(3)]
+    for b in batches:
+        store.commit(*b)
+    store.commit(delete=[0, 1])
+    reader = store.snapshot()
+    assert store.drop_through(0) == []
+    removed = store.drop_through(2)
+    assert len(removed) == 6 and store.generation == 4  # two segments x 3 files; the generation stays
+    snap = store.snapshot()
+    assert [s.gen for s in snap.segments] == [3] and [t["gen"] for t in snap.manifest["tombstones"]] == [4]
+    assert np.array_equal(snap.arrays()[1], batches[2][1])
+    assert sorted(os.listdir(tmp_path / "s")) == sorted(
+        [MANIFEST, "write.lock"] + [snap.segments[0].name + k for k in (".vec.npy", ".ids.npy", ".codes.npy")]
+        + [snap.manifest["tombstones"][0]["name"]])
+    assert reader.arrays()[1].size == 88  # an older snapshot still reads its unlinked files
+
+
 def test_compaction_blocks_neither_readers_nor_commits(tmp_path, rng, monkeypatch):
     store = SegmentStore(tmp_path / "s", D)
     for i in range(4):

@@ -2,20 +2,25 @@
 
 Layout of ``path/``::
 
-    index.flowhash   the FlowHashIndex (write_index: temporary file + rename, so never half written)
+    index.flowhash   the FlowHashIndex as of its last full write (the base: first commit, compaction)
+    index.segments/  what each later commit added or removed, one append-only segment per commit
+                     (:mod:`faiss_flowhash.db.index_store`: a commit writes only its own vectors)
     tracks.lmdb/     TrackStore: metadata record, track records, content hashes (msgpack values)
     write.lock       flock'ed by the one process that writes (ingest, remove, repair)
 
 Fingerprint ids encode (track, frame) arithmetically (:mod:`faiss_flowhash.db.ids`), so no Python
 object per fingerprint exists anywhere.
 
-Commit protocol (crash safety). Ingest works in batches; a batch is committed by writing the index file
-(atomically), then the LMDB transaction with its track records. Remove deletes the LMDB records first,
-then rewrites the index. A process killed at any point therefore leaves (a) index ids whose track has
-no LMDB record, or (b) LMDB records whose ids are not (all) in the index, never a half-written file.
-Queries ignore hits whose track has no record (so a removed track vanishes from results at once, in
-every process), and the next writer repairs (a) by removing those ids and (b) by dropping the record
-(re-running the ingest adds the file again). Readers reload the index when its file changes.
+Commit protocol (crash safety). Ingest works in batches; a batch is committed by appending its vectors to
+the index (a new segment, committed by an atomic manifest rename; the first batch writes the base file
+atomically), then the LMDB transaction with its track records. Remove deletes the LMDB records first,
+then commits a tombstone of the ids. ``compact()`` (``flowhash compact DB``, and automatically once the
+segments hold ``compact_ratio`` x the base) rewrites the base atomically while readers keep answering.
+A process killed at any point therefore leaves (a) index ids whose track has no LMDB record, or (b)
+LMDB records whose ids are not (all) in the index, never a half-written file. Queries ignore hits whose
+track has no record (so a removed track vanishes from results at once, in every process), and the next
+writer repairs (a) by removing those ids and (b) by dropping the record (re-running the ingest adds the
+file again). Readers apply the commits made since they last looked (a new base is read whole).
 
 Confidence threshold (``DEFAULT_MIN_CONFIDENCE = 0.35``, ``--min-confidence``), calibrated with
 ``python -m faiss_flowhash.eval.calibrate --seed S`` on the shipped model 063ef8c90201e4ef: 15 reference
@@ -72,6 +77,7 @@ from .identify import identify
 from .spans import SpanTracker
 from .ids import decode_ids, encode_ids
 from .lock import write_lock
+from .index_store import DEFAULT_COMPACT_RATIO, INDEX_FILE, SEGMENTS_DIR, IndexStore, ReadWriteLock
 from .repair import plan_repair
 from .results import IngestReport, Match, QueryResult
 from .tracks import TrackRecord, TrackStore
@@ -80,7 +86,7 @@ __all__ = ["FingerprintDB", "DatabaseMismatchError", "SnippetTooShortError", "FO
 
 FORMAT = "faiss-flowhash-db"
 FORMAT_VERSION = 1
-INDEX_FILE, TRACKS_DIR, LOCK_FILE = "index.flowhash", "tracks.lmdb", "write.lock"
+TRACKS_DIR, LOCK_FILE = "tracks.lmdb", "write.lock"
 _MIN_FLOW_VECTORS = 256  # fewest (window, next window) pairs the index's own flow is trained on
 
 
@@ -96,12 +102,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _file_sig(path: str):
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+def _sig_json(sig) -> list:
+    """An index-store signature as it reads back from JSON (lists, None)."""
+    return [None if s is None else list(s) for s in sig]
 
 
 class _IndexWindows:
@@ -134,9 +137,11 @@ class FingerprintDB:
         readonly: open for queries only (no lock, no repair; what ``query``/``stats``/``list`` use).
         batch_files: ingest commits once at least this many files are pending (16) and either they add
             ``commit_growth`` (0.1) x the index's size or ``commit_interval_s`` (60 s) passed since the
-            last commit: each commit rewrites the index file, so commits on a large database are spaced
-            out (total bytes written stay within ~1/commit_growth x the final size), while a killed
-            ingest loses at most the work since the last commit.
+            last commit: commits on a large database are spaced out, while a killed ingest loses at most
+            the work since the last commit (each commit appends only its own vectors to the index).
+        compact_ratio: a commit that leaves the index's segments holding at least this share of the base's
+            vectors (added rows + removed ids) rewrites the base (:meth:`compact`; 0.1; None: never
+            automatically). Open time grows with the segments (they are replayed), commits do not.
         hits_per_segment: index hits per 1 s query segment that vote (5).
         quantizer_config: how to train the index's flow when the model has none (None:
             ``QuantizerConfig(steps=1000, verbose=False)``; positives are each window's successor).
@@ -153,7 +158,7 @@ class FingerprintDB:
                  hits_per_segment: int = 5, quantizer_config: QuantizerConfig | None = None,
                  min_train_vectors: int = 2000,
                  lock_timeout_s: float = 60.0, commit_growth: float = 0.1, commit_interval_s: float = 60.0,
-                 on_lock_wait=None):
+                 on_lock_wait=None, compact_ratio: float | None = DEFAULT_COMPACT_RATIO):
         for name, v in (("batch_files", batch_files), ("hits_per_segment", hits_per_segment),
                         ("min_train_vectors", min_train_vectors)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -174,7 +179,12 @@ class FingerprintDB:
                 raise TypeError(f"quantizer_config: expected a QuantizerConfig or None, got {type(quantizer_config).__name__}")
         self.quantizer_config = quantizer_config
         self.min_train_vectors, self.lock_timeout_s = min_train_vectors, lock_timeout_s
+        if compact_ratio is not None and not compact_ratio > 0:
+            raise ValueError(f"compact_ratio: expected None or a number > 0, got {compact_ratio!r}")
+        self.compact_ratio = compact_ratio
         self._index_path = os.path.join(self.path, INDEX_FILE)
+        self._istore = IndexStore(self.path, readonly=readonly, lock_timeout_s=lock_timeout_s)
+        self._guard = ReadWriteLock()  # searches (shared) vs a refresh that applies new commits in place
         tracks_dir = os.path.join(self.path, TRACKS_DIR)
         if not os.path.isdir(tracks_dir):
             if readonly or not create:
@@ -282,32 +292,29 @@ class FingerprintDB:
         return self._reload_index()
 
     def _reload_index(self, force: bool = False) -> FlowHashIndex | None:
-        """The index as on disk: re-read when the file changed since it was last read."""
-        sig = _file_sig(self._index_path)
+        """The index as on disk: when a commit happened since it was last read, the new commits are
+        applied (a new base, or ``force``, reads it whole)."""
+        sig = self._istore.signature
         if force or sig != self._index_sig:
-            if sig is None:
-                self._index = None
-            else:
-                from ..index import read_index
-
-                try:
-                    self._index = read_index(self._index_path)
-                except ValueError as e:
-                    raise ValueError(f"{self._index_path}: {e}") from None
-                if self._index.d != self._meta["dim"]:
-                    raise DatabaseMismatchError(f"{self._index_path}: index d={self._index.d}, database d={self._meta['dim']}")
+            try:
+                with self._guard.exclusive():  # the searches under way finish first (serve's threads)
+                    self._index = self._istore.load() if force else self._istore.refresh(self._index)
+            except ValueError as e:
+                raise ValueError(f"{self._index_path}: {e}") from None
+            if self._index is not None and self._index.d != self._meta["dim"]:
+                raise DatabaseMismatchError(f"{self._index_path}: index d={self._index.d}, database d={self._meta['dim']}")
             self._index_sig = sig
         return self._index
 
-    def _write_index(self) -> None:
-        from ..index import write_index
+    _index_dirty = False  # the in-memory index was changed and that change not (yet) committed
 
-        write_index(self._index, self._index_path)
-        self._index_sig = _file_sig(self._index_path)
-        # what stats reports about the index, recorded with the next LMDB write: stats then needs no torch
+    def _index_committed(self) -> None:
+        """After the writer committed its in-memory index: remember the files' state, and what stats
+        reports about the index (recorded with the next LMDB write: stats then needs no torch)."""
+        self._index_sig, self._index_dirty = self._istore.signature, False
         index, bal = self._index, self._index.balance() if self._index.ntotal else {}
         self._meta = {**self._meta, "index_summary": {
-            "sig": list(self._index_sig), "ntotal": int(index.ntotal), "K": int(index.K),
+            "sig": _sig_json(self._index_sig), "ntotal": int(index.ntotal), "K": int(index.K),
             "buckets_used": int(bal.get("buckets_used", 0)), "empty_share": float(bal.get("empty_share", 1.0)),
             "max_over_mean": float(bal.get("max_over_mean", 0.0)), "within_k1_share": float(bal.get("within_k1_share", 0.0)),
             "memory_bytes": int(index.memory_bytes())}}
@@ -322,20 +329,22 @@ class FingerprintDB:
                         on_wait=self.on_lock_wait) as held:
             if held:
                 self._meta = self._store.get_meta()
-                self._reload_index(force=True)
+                self._reload_index(force=self._index_dirty)  # new commits of other writers, or a clean copy
                 self.last_repair = self._repair()
             yield held
 
     def _repair(self) -> dict:
         """Make index and track store agree after a crash (see the module docstring); returns what was done."""
-        for name in os.listdir(self.path):  # temporary files of an index write that was killed
-            if name.startswith(".flowhash-"):
-                os.unlink(os.path.join(self.path, name))
+        self._istore.repair()  # temporary files of a killed index write, segments a newer base holds
         ids = self._index.ids if self._index is not None else np.zeros(0, np.int64)
         plan = plan_repair(ids, self._store.all(), next_track_id=self._meta.get("next_track_id", 0))
         if plan.orphan_tracks:  # index first, then LMDB: the same order as a commit
-            self._index.remove_ids(ids[np.isin(decode_ids(ids)[0], plan.orphan_tracks)])
-            self._write_index()
+            gone = ids[np.isin(decode_ids(ids)[0], plan.orphan_tracks)]
+            self._index_dirty = True
+            with self._guard.exclusive():
+                self._index.remove_ids(gone)
+            self._istore.delete(gone, self._index)
+            self._index_committed()
             self._store.put_meta(self._meta)
         if plan.incomplete_records:
             self._store.delete(plan.incomplete_records)
@@ -414,11 +423,17 @@ class FingerprintDB:
             from ..index import FlowHashIndex
 
             self._index = FlowHashIndex(self.fingerprinter.dim, quantizer=self._quantizer(pending))
-        for record, emb in pending:
-            self._index.add_with_ids(emb, encode_ids(record.track_id, len(emb)))
-        self._write_index()
+        new_ids, self._index_dirty = [], True
+        with self._guard.exclusive():  # this object's own searches (other threads) wait for the adds
+            for record, emb in pending:
+                new_ids.append(encode_ids(record.track_id, len(emb)))
+                self._index.add_with_ids(emb, new_ids[-1])
+        if pending:
+            self._istore.append(np.concatenate([e for _, e in pending]), np.concatenate(new_ids), self._index)
+        self._index_committed()
         self._store.commit([r for r, _ in pending], meta=self._meta)
         report.added += [r for r, _ in pending]
+        self._maybe_compact()
 
     def _quantizer(self, pending: list) -> FlowQuantizer:
         """The model's trained flow, or one trained here on the first batch (positives: the next window)."""
@@ -469,9 +484,10 @@ class FingerprintDB:
         result = QueryResult(query=name, n_segments=len(emb), duration_s=len(wave) / fp.sample_rate)
         index = self._reload_index()
         if index is not None and index.ntotal and len(emb):
-            D, I = index.search(emb, self.hits_per_segment, r_query=r_query, budget=budget)
-            result.eval_percent = float(index.last_search_stats.eval_percent)
-            result.matches = self._consensus(index, emb, D, I, top, min_confidence)
+            with self._guard.shared():  # a concurrent refresh changes the index in place
+                D, I = index.search(emb, self.hits_per_segment, r_query=r_query, budget=budget)
+                result.eval_percent = float(index.last_search_stats.eval_percent)
+                result.matches = self._consensus(index, emb, D, I, top, min_confidence)
         result.elapsed_ms = 1000 * (time.perf_counter() - t0)
         return result
 
@@ -514,7 +530,8 @@ class FingerprintDB:
                 continue
             wave = buf[: (n - 1) * hop + window]
             emb = fp.fingerprint(wave)
-            D, I = index.search(emb, self.hits_per_segment, r_query=r_query, budget=budget)
+            with self._guard.shared():
+                D, I = index.search(emb, self.hits_per_segment, r_query=r_query, budget=budget)
             tracks, frames = decode_ids(I)
             committed = list(self._store.get_many(np.unique(tracks[tracks >= 0]).tolist()))
             tracks = np.where(np.isin(tracks, committed), tracks, -1)  # uncommitted / removed tracks: no vote
@@ -567,10 +584,38 @@ class FingerprintDB:
                 chosen.update({r.track_id: r for r in found})
             removed = self._store.delete(sorted(chosen))
             if removed and self._index is not None:
-                self._index.remove_ids(np.concatenate([np.arange(r.first_id, r.first_id + r.n_fingerprints) for r in removed]))
-                self._write_index()
+                gone = np.concatenate([np.arange(r.first_id, r.first_id + r.n_fingerprints) for r in removed])
+                self._index_dirty = True
+                with self._guard.exclusive():
+                    self._index.remove_ids(gone)
+                self._istore.delete(gone, self._index)
+                self._index_committed()
                 self._store.put_meta(self._meta)
+                self._maybe_compact()
         return removed
+
+    def compact(self) -> dict:
+        """Rewrite the index's base file with every commit so far and drop the segments (atomic; readers
+        keep answering from what they hold and read the new base at their next query). Returns
+        {"segments", "delta_rows", "ntotal", "base_bytes", "seconds"}; nothing to do: segments 0."""
+        self._check_open()
+        with self._writing():
+            if self._index is None or self._istore.delta_rows() == 0:
+                return {"segments": 0, "delta_rows": 0, "ntotal": 0 if self._index is None else int(self._index.ntotal),
+                        "base_bytes": os.path.getsize(self._index_path) if os.path.exists(self._index_path) else 0,
+                        "seconds": 0.0}
+            out = self._istore.compact(self._index)
+            self._index_committed()
+            self._store.put_meta(self._meta)
+        return out
+
+    def _maybe_compact(self) -> None:
+        """The automatic compaction past ``compact_ratio`` (the caller holds the write lock)."""
+        if self.compact_ratio is not None and self._index is not None and \
+                self._istore.should_compact(self.compact_ratio):
+            self._istore.compact(self._index)
+            self._index_committed()
+            self._store.put_meta(self._meta)
 
     def stats(self) -> dict:
         """Tracks, hours, fingerprints, buckets used and balance, bytes on disk, model and format.
@@ -580,8 +625,8 @@ class FingerprintDB:
         self._check_open()
         meta = self._store.get_meta() or self._meta
         summary = meta.get("index_summary")
-        sig = _file_sig(self._index_path)
-        if sig is None or summary is None or list(sig) != list(summary["sig"]):
+        sig = self._istore.signature
+        if sig[0] is None or summary is None or _sig_json(sig) != summary["sig"]:
             index = self._reload_index()
             bal = index.balance() if index is not None and index.ntotal else {}
             summary = {"ntotal": index.ntotal if index is not None else 0, "K": index.K if index is not None else
@@ -590,7 +635,7 @@ class FingerprintDB:
                        "within_k1_share": float(bal.get("within_k1_share", 0.0)),
                        "memory_bytes": index.memory_bytes() if index is not None else 0}
         records = self._store.all()
-        disk = self._store.disk_bytes() + (os.path.getsize(self._index_path) if os.path.exists(self._index_path) else 0)
+        disk = self._store.disk_bytes() + self._istore.disk_bytes()
         return {
             "path": self.path, "tracks": len(records), "hours": sum(r.duration_s for r in records) / 3600,
             "fingerprints": sum(r.n_fingerprints for r in records),

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..db.identify import ReferenceWindows
 from .protocol import index_searcher, run_eval
-from .queries import QuerySet, fingerprint_queries, make_banks, make_queries, query_repeats
+from .queries import QuerySet, fingerprint_queries, make_queries, query_repeats
 from .scoring import locate_from_counts
 
 __all__ = ["save_reference", "add_eval_arguments", "run_eval_command"]
@@ -203,7 +203,7 @@ def run_eval_command(args) -> int:
                                  lsh_bits=args.lsh_bits)
         fp = ref.fingerprinter
         load = lambda t: load_audio(ref.track_paths[t], sample_rate=queries.sample_rate)  # noqa: E731
-        fps = fingerprint_queries(queries, load, fp, make_banks(queries))
+        fps = fingerprint_queries(queries, load, fp)
         repeats = query_repeats(queries, load) if args.repeats else None
         result = run_eval(fps, queries, methods, ref.locate, len(ref.fingerprints), k=args.k, hop_s=fp.hop_s,
                           consensus=args.consensus, reference=ref.windows, min_confidence=args.min_confidence,

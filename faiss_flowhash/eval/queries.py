@@ -1,9 +1,11 @@
 """Query specs of the Table 1 protocol: drawn from a seed, saved and loaded, rendered into audio.
 
 :func:`make_queries` draws query *specs* (track, start, length, distortion, noise clip, room) from a
-seed; :func:`make_banks` builds the eval-split noises and rooms they refer to (never used in
-training); :func:`render_query` turns one spec into audio, :func:`fingerprint_queries` every spec
-into fingerprints. A saved spec file regenerates the exact query audio.
+seed; :func:`query_distortion` turns one spec into a :class:`~faiss_flowhash.audio.distort.Distortion`
+(the one distortion protocol, eval split of its noise clips and rooms: never used in training),
+:func:`render_query` into audio, :func:`fingerprint_queries` every spec into fingerprints;
+:func:`make_banks` lists the clips and rooms a set refers to. A saved spec file regenerates the exact
+query audio.
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ import numpy as np
 
 from .conditions import PAPER_CONDITIONS, QUERY_LENGTHS_S, Condition
 
-__all__ = ["QuerySet", "Banks", "make_queries", "make_banks", "render_query", "fingerprint_queries", "query_repeats"]
+__all__ = ["QuerySet", "Banks", "make_queries", "make_banks", "query_distortion", "render_query", "fingerprint_queries",
+           "query_repeats"]
+
+NOISE_CLIP_S = 10.0  # the length of the clips distort.render_window reads (distort.noise_clip's default)
+_VERSION = 2  # 2: rendered through audio.distort (1: augment.add_noise / apply_rir, retired)
 
 
 @dataclass
@@ -60,7 +66,7 @@ class QuerySet:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an .npz (arrays + a JSON header); :meth:`load` gives back an equal QuerySet."""
-        meta = {"version": 1, "conditions": [[c.kind, c.snr_db, c.rt60_s] for c in self.conditions],
+        meta = {"version": _VERSION, "conditions": [[c.kind, c.snr_db, c.rt60_s] for c in self.conditions],
                 "track_names": list(self.track_names), "seed": self.seed, "bank_seed": self.bank_seed,
                 "n_noises": self.n_noises, "n_rooms": self.n_rooms, "noise_s": self.noise_s,
                 "sample_rate": self.sample_rate}
@@ -80,8 +86,9 @@ class QuerySet:
                 raise ValueError(f"{path}: not a query set (no 'meta' entry)")
             meta = json.loads(str(z["meta"]))
             arrays = {k: z[k] for k in ("track", "start", "length", "cond", "noise", "noise_start", "room")}
-        if meta.get("version") != 1:
-            raise ValueError(f"{path}: expected query set version 1, got {meta.get('version')!r}")
+        if meta.get("version") != _VERSION:
+            raise ValueError(f"{path}: expected query set version {_VERSION} (rendered by audio.distort), got "
+                             f"{meta.get('version')!r}; version 1 rendered another way: draw the queries again")
         conds = tuple(Condition(k, snr_db=s, rt60_s=t) for k, s, t in meta["conditions"])
         return cls(**arrays, conditions=conds, track_names=tuple(meta["track_names"]), seed=meta["seed"],
                    bank_seed=meta["bank_seed"], n_noises=meta["n_noises"], n_rooms=meta["n_rooms"],
@@ -131,8 +138,9 @@ def make_queries(
     if not lengths or min(lengths) < sample_rate:
         raise ValueError(f"lengths_s: expected lengths >= 1 s (one fingerprint window), got {list(lengths_s)}")
     noise_len = int(round(noise_s * sample_rate))
-    if max(lengths) > noise_len:
-        raise ValueError(f"noise_s: expected >= the longest query ({max(lengths_s)} s), got {noise_s}")
+    if max(lengths) > noise_len or noise_s > NOISE_CLIP_S:
+        raise ValueError(f"noise_s: expected >= the longest query ({max(lengths_s)} s) and <= the noise clips' "
+                         f"{NOISE_CLIP_S:g} s, got {noise_s}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7175]))
     cols = {k: [] for k in ("track", "start", "length", "cond", "noise", "noise_start", "room")}
     for L in lengths:
@@ -159,55 +167,75 @@ def make_queries(
 
 @dataclass
 class Banks:
-    """Eval-split distortions: ``noises`` list of (noise_len,) clips, ``rooms`` {rt60_s: list of RIRs}."""
+    """The eval-split distortions a query set refers to, as :mod:`~faiss_flowhash.audio.distort` renders
+    them: ``noises`` list of noise clips (10 s), ``rooms`` {rt60_s: list of prepared RIRs}. For inspection
+    (rendering draws the same clips and rooms itself through ``distort``'s caches)."""
 
     noises: list
     rooms: dict
 
 
-def make_banks(queries: QuerySet, *, rir_method: str = "auto") -> Banks:
-    """The eval-split noise clips and rooms ``queries`` refer to (``noise_bank`` / ``rir_bank`` with
-    ``split="eval"``: never used in training). One set of ``n_rooms`` rooms per distinct RT60."""
-    from ..audio.noise import noise_bank
-    from ..audio.rooms import rir_bank
+def _room_seed(queries: QuerySet, rt60_s: float) -> int:
+    return int(queries.bank_seed) + int(round(rt60_s * 1000))  # one set of n_rooms rooms per distinct RT60
 
-    noises = noise_bank(queries.bank_seed, queries.n_noises, split="eval", duration_s=queries.noise_s,
-                        sample_rate=queries.sample_rate)
+
+def make_banks(queries: QuerySet) -> Banks:
+    """The eval-split noise clips and rooms ``queries`` refer to (``distort.noise_clip`` /
+    ``distort.room_rir`` with ``split="eval"``: never used in training). One set of ``n_rooms`` rooms
+    per distinct RT60, each at exactly that RT60."""
+    from ..audio.distort import noise_clip, room_rir
+
+    noises = [noise_clip(queries.bank_seed, j, "eval") for j in range(queries.n_noises)]
     rooms = {}
     for rt in sorted({c.rt60_s for c in queries.conditions if c.rt60_s is not None}):
-        rooms[rt] = rir_bank(queries.bank_seed + int(round(rt * 1000)), queries.n_rooms, split="eval",
-                             rt60_range=(rt, rt), sample_rate=queries.sample_rate, method=rir_method)
+        rooms[rt] = [room_rir(_room_seed(queries, rt), j, "eval", (rt, rt)) for j in range(queries.n_rooms)]
     return Banks(noises=noises, rooms=rooms)
 
 
-def render_query(track_wave: np.ndarray, queries: QuerySet, i: int, banks: Banks) -> np.ndarray:
-    """Audio of query ``i`` (float32 (length,)), cut from ``track_wave`` (the whole track (T,)).
+def query_distortion(queries: QuerySet, i: int):
+    """The :class:`~faiss_flowhash.audio.distort.Distortion` of query ``i``: the condition's recipe
+    (:func:`faiss_flowhash.audio.distort.condition`) with the spec's eval noise clip (``noise``, cut
+    from ``noise_start``) and eval room (``room``, at the condition's exact RT60). The recipe's own
+    random parts (burst envelope, phone band jitter) are seeded by the query's spec, so the same spec
+    gives the same audio in any query set."""
+    from dataclasses import replace
 
-    Reverb convolves the segment together with up to one RIR length of the audio before it (so the
-    snippet carries the tail of what preceded it, as a recording would), then noise is added at the
-    condition's SNR over the snippet (:func:`faiss_flowhash.audio.augment.add_noise`).
-    """
-    from ..audio.augment import add_noise, apply_rir
+    from ..audio.distort import Room, condition
+
+    if not 0 <= i < len(queries):
+        raise ValueError(f"i: expected a query index in [0, {len(queries)}), got {i}")
+    cond = queries.conditions[int(queries.cond[i])]
+    rng = np.random.default_rng(np.random.SeedSequence(
+        [int(queries.seed), int(queries.track[i]), int(queries.start[i]), int(queries.noise_start[i]), 0x6576]))
+    rt = cond.rt60_s if cond.rt60_s is not None else 0.5
+    d = condition(cond.kind, rng, snr_db=cond.snr_db if cond.snr_db is not None else 10.0,
+                  bank_seed=int(queries.bank_seed), n_noises=int(queries.n_noises), n_rooms=int(queries.n_rooms),
+                  split="eval", rt60_range=(rt, rt))
+    if d.noise is not None:
+        clip_len = int(round(NOISE_CLIP_S * queries.sample_rate))
+        phase = ((int(queries.noise_start[i]) % clip_len) + 0.5) / clip_len  # int(phase * clip_len) = noise_start
+        d = replace(d, noise=replace(d.noise, seed=int(queries.bank_seed), index=int(queries.noise[i]), phase=phase))
+    if d.room is not None:
+        d = replace(d, room=Room(_room_seed(queries, rt), int(queries.room[i]), "eval", (rt, rt)))
+    return d
+
+
+def render_query(track_wave: np.ndarray, queries: QuerySet, i: int) -> np.ndarray:
+    """Audio of query ``i`` (float32 (length,)), cut from ``track_wave`` (the whole track (T,)) and
+    degraded by :func:`query_distortion` through :func:`faiss_flowhash.audio.distort.render` (the room
+    hears 0.5 s of the audio before the snippet, then noise at the condition's SNR over the snippet)."""
+    from ..audio.distort import render
 
     track_wave = np.asarray(track_wave)
     s, L = int(queries.start[i]), int(queries.length[i])
     if track_wave.ndim != 1 or s + L > len(track_wave):
         raise ValueError(f"track_wave: expected shape (T,) with T >= {s + L} for query {i}, got {track_wave.shape}")
-    cond = queries.conditions[int(queries.cond[i])]
-    if cond.rt60_s is not None:
-        rir = banks.rooms[cond.rt60_s][int(queries.room[i])]
-        pre = min(s, len(rir))
-        x = apply_rir(track_wave[s - pre:s + L], rir)[pre:]
-    else:
-        x = np.asarray(track_wave[s:s + L], dtype=np.float32)
-    if cond.snr_db is not None:
-        n0 = int(queries.noise_start[i])
-        x = add_noise(x, banks.noises[int(queries.noise[i])][n0:n0 + L], cond.snr_db)
+    x = render(track_wave, query_distortion(queries, i), start=s, length=L)
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def fingerprint_queries(queries: QuerySet, load_track: Callable[[int], np.ndarray], fingerprinter,
-                        banks: Banks, *, progress: Callable[[str], None] | None = None) -> list:
+def fingerprint_queries(queries: QuerySet, load_track: Callable[[int], np.ndarray], fingerprinter, *,
+                        progress: Callable[[str], None] | None = None) -> list:
     """Render every query (:func:`render_query`) and fingerprint it: a list of (O_i, d) arrays.
     ``load_track(t)`` returns track t's audio (T,) at the queries' sample rate; each track is loaded once."""
     out = [None] * len(queries)
@@ -215,7 +243,7 @@ def fingerprint_queries(queries: QuerySet, load_track: Callable[[int], np.ndarra
     for j, t in enumerate(tracks):
         wave = load_track(int(t))
         for i in np.flatnonzero(queries.track == t):
-            out[i] = fingerprinter.fingerprint(render_query(wave, queries, int(i), banks))
+            out[i] = fingerprinter.fingerprint(render_query(wave, queries, int(i)))
         if progress is not None:
             progress(f"queries of {j + 1}/{len(tracks)} tracks fingerprinted")
     return out

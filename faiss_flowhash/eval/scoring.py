@@ -9,7 +9,7 @@ import numpy as np
 
 from .conditions import TOLERANCE_S
 
-__all__ = ["locate_from_counts", "consensus", "answer", "is_hit", "exact_repeats"]
+__all__ = ["locate_from_counts", "consensus", "answer", "is_hit", "exact_repeats", "repeat_near"]
 
 
 def locate_from_counts(counts: Sequence[int]) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -92,31 +92,52 @@ def is_hit(pred_track, pred_start_s, true_track, true_start_s, *, tolerance_s: f
     return (pred_track == true_track) & (err <= tolerance_s + 1e-9)
 
 
+def _ncc_runs(w, seg, lo: int, hi: int, min_corr: float) -> list[int]:
+    """Starts in [lo, hi] (samples) where ``seg`` recurs in ``w``: the maximum of each run of lags whose
+    normalised cross-correlation with ``seg`` is >= ``min_corr``."""
+    from scipy.signal import oaconvolve
+
+    length = len(seg)
+    seg_norm = np.linalg.norm(seg)
+    if seg_norm == 0 or hi < lo:
+        return []
+    part = w[lo:hi + length]
+    dots = oaconvolve(part, seg[::-1], mode="valid")  # (hi - lo + 1,)
+    c2 = np.concatenate([[0.0], np.cumsum(part * part)])
+    win_norm = np.sqrt(np.maximum(c2[length:] - c2[:-length], 0.0))
+    ncc = dots / np.maximum(win_norm * seg_norm, 1e-12)
+    above = ncc >= min_corr
+    edges = np.flatnonzero(np.diff(np.r_[0, above.astype(np.int8), 0]))
+    return [lo + a + int(np.argmax(ncc[a:b])) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def repeat_near(track_wave, start: int, length: int, at_s: float, *, min_corr: float = 0.95,
+                sample_rate: int = 16000, tolerance_s: float = TOLERANCE_S, margin_s: float = 0.2) -> float | None:
+    """The exact repeat of the segment ``[start, start + length)`` (samples) within ``tolerance_s`` of
+    ``at_s`` (seconds: an answer), or None: :func:`exact_repeats` restricted to ``at_s`` +- (tolerance +
+    ``margin_s``), so scoring one answer costs a correlation over ~0.5 s of lags, not the whole track.
+    Same repeats as :func:`exact_repeats` unless a run of correlations >= ``min_corr`` is longer than the
+    margin (then its maximum is taken inside the window)."""
+    w = np.asarray(track_wave, dtype=np.float64)
+    if w.ndim != 1 or not 0 <= start <= len(w) - length or length < 1:
+        raise ValueError(f"start, length: expected a segment inside the track (T={len(w)}), got {start}, {length}")
+    tol, at = int(round(tolerance_s * sample_rate)), int(round(at_s * sample_rate))
+    pad = tol + int(round(margin_s * sample_rate))
+    lo, hi = max(0, at - pad), min(len(w) - length, at + pad)
+    for r in _ncc_runs(w, w[start:start + length], lo, hi, min_corr):
+        if abs(r - start) > tol and abs(r - at) <= tol:
+            return r / sample_rate
+    return None
+
+
 def exact_repeats(track_wave, start: int, length: int, *, min_corr: float = 0.95, sample_rate: int = 16000,
                   tolerance_s: float = TOLERANCE_S) -> list[float]:
     """Other starts (seconds) where the track repeats its segment ``[start, start + length)`` (samples):
     local maxima of the normalised cross-correlation >= ``min_corr`` more than ``tolerance_s`` away
     from ``start``. An answer landing on one of them is the same audio, so it counts as right."""
-    from scipy.signal import fftconvolve
-
     w = np.asarray(track_wave, dtype=np.float64)
     if w.ndim != 1 or not 0 <= start <= len(w) - length or length < 1:
         raise ValueError(f"start, length: expected a segment inside the track (T={len(w)}), got {start}, {length}")
-    seg = w[start:start + length]
-    seg_norm = np.linalg.norm(seg)
-    if seg_norm == 0:
-        return []
-    dots = fftconvolve(w, seg[::-1], mode="valid")  # (T - length + 1,)
-    c2 = np.concatenate([[0.0], np.cumsum(w * w)])
-    win_norm = np.sqrt(np.maximum(c2[length:] - c2[:-length], 0.0))
-    ncc = dots / np.maximum(win_norm * seg_norm, 1e-12)
-    above = ncc >= min_corr
     tol = int(round(tolerance_s * sample_rate))
-    out = []
-    # one start per run of samples above the threshold: its maximum
-    edges = np.flatnonzero(np.diff(np.r_[0, above.astype(np.int8), 0]))
-    for lo, hi in zip(edges[::2], edges[1::2]):
-        best = lo + int(np.argmax(ncc[lo:hi]))
-        if abs(best - start) > tol:
-            out.append(best / sample_rate)
-    return out
+    runs = _ncc_runs(w, w[start:start + length], 0, len(w) - length, min_corr)
+    return [r / sample_rate for r in runs if abs(r - start) > tol]

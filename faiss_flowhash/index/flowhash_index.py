@@ -159,7 +159,10 @@ class FlowHashIndex:
     def _setup(self) -> None:
         """Create the quantizer (unless given) and the empty storage once d is known."""
         if self.quantizer is None:
-            self.quantizer = FlowQuantizer(self.d, self.K, config=self._config or QuantizerConfig(device=self.device))
+            # flip probing pays for every vector of a probed bucket: gate the flow on candidates scanned
+            gate = "candidates" if self.params.probe == "flip" else "probes"
+            self.quantizer = FlowQuantizer(self.d, self.K, config=self._config or QuantizerConfig(device=self.device,
+                                                                                               gate=gate))
         self._engine = IVFEngine(self.d, self.metric_type, self.storage)
         if self.device != "cpu":
             self._engine.to(self.device)

@@ -5,6 +5,11 @@ fit, flow fit, held-out check) is :mod:`.quantizer_training`. The default chain 
 centred PCA directions at raw scale, one global scale, a RealNVP initialised to the identity; training
 keeps the flow only if it beats that start on held-out pairs (see ``report``). The projection also
 keeps ``extra_dims`` further principal directions, used by the index to split oversized buckets.
+
+torch is imported only where it is needed: a quantizer read from a file (``from_state`` /
+``from_bytes``) keeps its state arrays and encodes on the CPU in numpy (:mod:`.quantizer_numpy`); its
+torch modules (``projection``, ``gauss``, ``flow``) are built from those arrays at first access
+(training, ``to(device)``), and from then on they are the quantizer. A new quantizer builds them at once.
 """
 
 import io
@@ -12,16 +17,13 @@ import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
+from . import quantizer_numpy
 from .checks import as_matrix
 from .codes import pack_codes
 from .errors import NotTrainedError
-from .flow import RealNVP
-from .gaussianize import Gaussianizer
-from .projection import Projection, decorrelation_penalty, triplet_loss
-from .quantizer_training import TrainReport, train_quantizer
+from .train_report import TrainReport
 
 __all__ = ["QuantizerConfig", "TrainReport", "FlowQuantizer"]
 
@@ -78,6 +80,12 @@ class QuantizerConfig:
         bce_weight: lambda of eq. 11 (0.5, paper).
         warmup: fraction of steps trained on NLL alone before lambda ramps up linearly (0.3).
         heldout: share of the training pairs held out to check the trained flow against its start (0.1).
+        gate: what that check counts: "probes" (the target's code among the query's cheapest 1 / 16 /
+            256 flips: fits centroid probing, which ranks the proposed buckets by their data) or
+            "candidates" (the target's bucket reached in flip order before 0.1 / 0.5 / 2 % of the
+            training vectors are scanned: fits flip probing under a budget, the paper's mode, where a
+            flow that splits dense buckets costs recall per vector scanned; bench/results/flow_vs_identity.md).
+            FlowHashIndex picks "candidates" for ``probe="flip"`` when it makes the config itself.
         neighbour_pairs: without positives, pairs are made from this many training vectors and their
             exact nearest neighbours (20,000).
         projection: "auto" / "pca" (centred PCA, raw scale), "contrast" (variance over distortion
@@ -102,6 +110,7 @@ class QuantizerConfig:
     bce_weight: float = 0.5
     warmup: float = 0.3
     heldout: float = 0.1
+    gate: str = "probes"
     neighbour_pairs: int = 20_000
     projection: str = "auto"
     projection_steps: int = 300
@@ -130,6 +139,8 @@ class QuantizerConfig:
             raise ValueError(f"warmup: expected in [0, 1], got {self.warmup}")
         if not 0 <= self.heldout < 1:
             raise ValueError(f"heldout: expected in [0, 1), got {self.heldout}")
+        if self.gate not in ("probes", "candidates"):
+            raise ValueError(f"gate: expected 'probes' or 'candidates', got {self.gate!r}")
         if self.neighbour_pairs < 2:
             raise ValueError(f"neighbour_pairs: expected >= 2, got {self.neighbour_pairs}")
         if self.projection not in _PROJECTIONS:
@@ -151,7 +162,8 @@ class FlowQuantizer:
         extra_dims: principal directions kept beyond the first K, for splitting buckets (16).
     """
 
-    def __init__(self, d: int, K: int = 16, *, config: QuantizerConfig | None = None, extra_dims: int = 16):
+    def __init__(self, d: int, K: int = 16, *, config: QuantizerConfig | None = None, extra_dims: int = 16,
+                 _arrays: dict | None = None):
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
             raise ValueError(f"d: expected a positive int, got {d!r}")
         if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or not 2 <= K <= 62:
@@ -163,16 +175,52 @@ class FlowQuantizer:
         self.d, self.K = int(d), int(K)
         self.extra_dims = int(max(0, min(extra_dims, d - K)))
         self.config = config or QuantizerConfig()
-        torch.manual_seed(self.config.seed)
-        self.projection = Projection(self.d, self.K)
-        self.gauss = Gaussianizer(self.K, rounds=self.config.gauss_rounds, mu=self.config.mu)
-        self.flow = RealNVP(self.K, n_layers=self.config.n_layers, hidden=self.config.hidden, seed=self.config.seed)
-        self.flow.eval()
+        self._arrays = _arrays  # a loaded quantizer's state arrays, until its torch modules are built
+        self._torch = None  # {"projection", "gauss", "flow"}: the torch modules
+        self._gauss_np = None  # cached numpy preconditioner layers (loaded quantizers)
+        if _arrays is None:
+            self._modules()
         self.extra = np.zeros((self.d, self.extra_dims), np.float32)  # further principal directions
         self.flow_active = False  # False: the flow is the identity start (z = y / scale), encoded in numpy
         self.is_trained = False
         self.report: TrainReport | None = None
         self._np = None  # cached numpy copy of the linear chain (mean, W / scale)
+
+    # -- torch modules ----------------------------------------------------------------------------
+    def _modules(self) -> dict:
+        """The torch modules, built (from the loaded arrays, if any) at first use."""
+        if self._torch is None:
+            import torch
+
+            from .flow import RealNVP
+            from .gaussianize import Gaussianizer
+            from .projection import Projection
+
+            cfg = self.config
+            torch.manual_seed(cfg.seed)
+            mods = {"projection": Projection(self.d, self.K),
+                    "gauss": Gaussianizer(self.K, rounds=cfg.gauss_rounds, mu=cfg.mu),
+                    "flow": RealNVP(self.K, n_layers=cfg.n_layers, hidden=cfg.hidden, seed=cfg.seed)}
+            mods["flow"].eval()
+            if self._arrays is not None:
+                for name, module in mods.items():
+                    sd = {k[len(name) + 1:]: torch.as_tensor(np.array(v)) for k, v in self._arrays.items()
+                          if k.startswith(name + ".")}
+                    if name == "gauss" and not sd:
+                        continue
+                    try:
+                        module.load_state_dict(sd)
+                    except RuntimeError as e:
+                        raise ValueError(f"quantizer state does not fit d={self.d}, K={self.K}: {e}") from None
+            self._torch, self._arrays, self._np, self._gauss_np = mods, None, None, None
+        return self._torch
+
+    projection = property(lambda self: self._modules()["projection"],
+                          lambda self, m: self._modules().__setitem__("projection", m), doc="Projection (torch).")
+    gauss = property(lambda self: self._modules()["gauss"],
+                     lambda self, m: self._modules().__setitem__("gauss", m), doc="Gaussianizer (torch).")
+    flow = property(lambda self: self._modules()["flow"],
+                    lambda self, m: self._modules().__setitem__("flow", m), doc="RealNVP (torch).")
 
     # -- training ---------------------------------------------------------------------------------
     def say(self, msg: str) -> None:
@@ -197,6 +245,12 @@ class FlowQuantizer:
             x_pos = as_matrix(x_pos, self.d, name="x_pos")
             if x_pos.shape != x.shape:
                 raise ValueError(f"x_pos: expected shape {x.shape} (one positive per row of x), got {x_pos.shape}")
+        import torch
+
+        from .flow import RealNVP
+        from .quantizer_training import train_quantizer
+
+        self._modules()
         torch.manual_seed(self.config.seed)  # the flow's initial weights (zero last layers) are seeded
         self.flow = RealNVP(self.K, n_layers=self.config.n_layers, hidden=self.config.hidden, seed=self.config.seed)
         self.flow.eval()
@@ -217,22 +271,29 @@ class FlowQuantizer:
         self.extra = e
         self._np = None
 
-    @torch.no_grad()
     def init_flow_scale(self, y: np.ndarray) -> None:
         """One global scale for all components (relative scales are the flip costs: no whitening),
         chosen so that y matches the prior's second moment (mu^2 + 1)."""
-        if self.config.precondition:
-            self.gauss.fit(torch.as_tensor(y))
-            y = self.gauss(torch.as_tensor(y))[0].numpy()
-            self.flow.init_standardization(torch.as_tensor(y))
-            return
-        rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) or 1.0
-        self.flow.loc.zero_()
-        self.flow.scale.fill_(rms / np.sqrt(self.config.mu ** 2 + 1))
+        import torch
+
+        with torch.no_grad():
+            if self.config.precondition:
+                self.gauss.fit(torch.as_tensor(y))
+                y = self.gauss(torch.as_tensor(y))[0].numpy()
+                self.flow.init_standardization(torch.as_tensor(y))
+                self._np = None
+                return
+            rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) or 1.0
+            self.flow.loc.zero_()
+            self.flow.scale.fill_(rms / np.sqrt(self.config.mu ** 2 + 1))
         self._np = None
 
     def refine_triplet(self, x: np.ndarray, x_pos: np.ndarray) -> None:
         """Refine the projection with eq. 2's triplet loss plus a decorrelation penalty."""
+        import torch
+
+        from .projection import decorrelation_penalty, triplet_loss
+
         cfg = self.config
         dev = torch.device(cfg.device)
         proj = self.projection.to(dev)
@@ -249,7 +310,7 @@ class FlowQuantizer:
         self.projection.to("cpu")
         self._np = None
 
-    def _place(self, device: torch.device) -> None:
+    def _place(self, device) -> None:
         """Move the modules to ``device`` only when they are elsewhere."""
         if self.projection.weight.device != device:
             self.projection.to(device)
@@ -273,26 +334,43 @@ class FlowQuantizer:
                 if packed is not None:
                     return packed[0].flow_forward(np.ascontiguousarray(y, np.float32), *packed[1])
             return _flow_numpy(self._flow_weights(), y)
-        return self._latent_torch(y, batch_size)
+        if self._torch is None and str(self.config.device) == "cpu":  # a loaded quantizer: numpy, no torch
+            u = quantizer_numpy.gauss_numpy(self._gauss_weights(), y)
+            if self.flow_active:
+                return _flow_numpy(self._flow_weights(), u)
+            loc, scale = self._linear()[2]
+            return ((u - loc) / scale).astype(np.float32)
+        import torch
 
-    @torch.no_grad()
-    def _latent_torch(self, y: np.ndarray, batch_size: int) -> np.ndarray:
         dev = torch.device(self.config.device)
         self._place(dev)
         out = []
-        for i in range(0, len(y), batch_size):
-            t = torch.as_tensor(np.ascontiguousarray(y[i: i + batch_size]), device=dev)
-            if self.config.precondition:
-                t = self.gauss(t)[0]
-            out.append(self.flow(t)[0].cpu().numpy() if self.flow_active
-                       else ((t - self.flow.loc) / self.flow.scale).cpu().numpy())
+        with torch.no_grad():
+            for i in range(0, len(y), batch_size):
+                t = torch.as_tensor(np.ascontiguousarray(y[i: i + batch_size]), device=dev)
+                if self.config.precondition:
+                    t = self.gauss(t)[0]
+                out.append(self.flow(t)[0].cpu().numpy() if self.flow_active
+                           else ((t - self.flow.loc) / self.flow.scale).cpu().numpy())
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.K), np.float32)
+
+    def _gauss_weights(self) -> list:
+        """A loaded quantizer's preconditioner layers in numpy (cached)."""
+        if self._gauss_np is None:
+            self._gauss_np = quantizer_numpy.gauss_layers(self._arrays, gauss_rounds=self.config.gauss_rounds, K=self.K)
+        return self._gauss_np
 
     def _flow_weights(self):
         """The trained RealNVP as numpy arrays (cached with the linear chain): CPU inference without
         torch's per-call overhead (a single query: ~0.1 ms instead of several)."""
         mean, w, (loc, scale) = self._linear()
+        if len(self._np) < 4 and self._torch is None:
+            layers = quantizer_numpy.flow_layers(self._arrays, n_layers=self.config.n_layers,
+                                                 hidden=self.config.hidden, K=self.K)
+            self._np = (mean, w, (loc, scale), layers)
         if len(self._np) < 4:
+            import torch
+
             layers = []
             for layer in self.flow.layers:
                 lin = [m for m in layer.net if isinstance(m, torch.nn.Linear)]
@@ -317,6 +395,10 @@ class FlowQuantizer:
         return kern, cached[1]
 
     def _linear(self):
+        if self._np is None and self._torch is None:
+            a = self._arrays
+            self._np = tuple(np.asarray(a[k], np.float32) for k in ("projection.mean", "projection.weight")) + (
+                (np.asarray(a["flow.loc"], np.float32), np.asarray(a["flow.scale"], np.float32)),)
         if self._np is None:
             mean = self.projection.mean.detach().cpu().numpy().astype(np.float32)
             w = self.projection.weight.detach().cpu().numpy().astype(np.float32)
@@ -350,6 +432,8 @@ class FlowQuantizer:
 
     def to(self, device) -> "FlowQuantizer":
         """Move the parameters to a torch device (a trained flow then runs there)."""
+        import torch
+
         self.config = QuantizerConfig(**{**asdict(self.config), "device": str(device)})
         self._place(torch.device(device))
         return self
@@ -359,9 +443,14 @@ class FlowQuantizer:
         """(header, arrays): a JSON-able header and numpy arrays holding everything to rebuild self."""
         header = {"d": self.d, "K": self.K, "config": asdict(self.config), "is_trained": self.is_trained,
                   "flow_active": self.flow_active, "extra_dims": self.extra_dims}
-        arrays = {f"projection.{k}": v.detach().cpu().numpy() for k, v in self.projection.state_dict().items()}
-        arrays.update({f"flow.{k}": v.detach().cpu().numpy() for k, v in self.flow.state_dict().items()})
-        arrays.update({f"gauss.{k}": v.detach().cpu().numpy() for k, v in self.gauss.state_dict().items()})
+        if self._torch is None:  # loaded and never touched: the arrays it was loaded from
+            arrays = {k: np.array(v) for k, v in self._arrays.items()}
+            if not any(k.startswith("gauss.") for k in arrays):
+                arrays.update(quantizer_numpy.default_gauss_arrays(self.K, self.config.gauss_rounds))
+        else:
+            arrays = {f"projection.{k}": v.detach().cpu().numpy() for k, v in self.projection.state_dict().items()}
+            arrays.update({f"flow.{k}": v.detach().cpu().numpy() for k, v in self.flow.state_dict().items()})
+            arrays.update({f"gauss.{k}": v.detach().cpu().numpy() for k, v in self.gauss.state_dict().items()})
         arrays["extra"] = self.extra
         return header, arrays
 
@@ -385,19 +474,12 @@ class FlowQuantizer:
         if legacy:
             cfg.setdefault("precondition", True)
         config = QuantizerConfig(**{**cfg, "device": "cpu"})
-        q = cls(header["d"], header["K"], config=config, extra_dims=int(header.get("extra_dims", 0)))
-        for prefix, module in (("projection.", q.projection), ("flow.", q.flow), ("gauss.", q.gauss)):
-            sd = {k[len(prefix):]: torch.as_tensor(np.asarray(v)) for k, v in arrays.items() if k.startswith(prefix)}
-            if module is q.gauss and not sd:
-                continue
-            try:
-                module.load_state_dict(sd)
-            except RuntimeError as e:
-                raise ValueError(f"quantizer state does not fit d={header['d']}, K={header['K']}: {e}") from None
+        quantizer_numpy.check_state({**header, "config": asdict(config)}, arrays)
+        chain = {k: np.asarray(v) for k, v in arrays.items() if k.split(".", 1)[0] in ("projection", "flow", "gauss")}
+        q = cls(header["d"], header["K"], config=config, extra_dims=int(header.get("extra_dims", 0)), _arrays=chain)
         if "extra" in arrays:
             q.extra = np.asarray(arrays["extra"], np.float32).reshape(q.d, q.extra_dims)
         q.flow_active = True if legacy else bool(header["flow_active"])
-        q.flow.eval()
         q.is_trained = bool(header["is_trained"])
         return q
 

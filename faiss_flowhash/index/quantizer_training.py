@@ -7,12 +7,13 @@
    lambda * BCE on pairs (paper eq. 7-11): the user's positives, or, without them, each training
    vector's nearest neighbour in a sample of the training set.
 3. Held-out check: on pairs the flow never saw, how often is the target's code among the query's
-   cheapest flips (hit@1 / @16 / @256, averaged)? The trained flow is kept only if it beats the
-   identity start; otherwise the report says so and the start is kept.
+   cheapest flips (hit@1 / @16 / @256, averaged; ``gate="probes"``), or reached in flip order before
+   0.1 / 0.5 / 2 % of the training vectors are scanned (``gate="candidates"``: the paper's flip probing
+   under a budget)? The trained flow is kept only if it beats the identity start; otherwise the report
+   says so and the start is kept.
 """
 
 import time
-from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
@@ -23,36 +24,9 @@ from .balance import code_balance
 from .codes import pack_codes, subset_masks
 from .prior import code_cross_entropy, two_mode_log_prob
 from .projection import contrast_directions, pca_basis
+from .train_report import TrainReport
 
-__all__ = ["TrainReport", "neighbour_pairs", "flip_rank_score", "fit_flow"]
-
-
-@dataclass
-class TrainReport:
-    """What :meth:`FlowQuantizer.train` did.
-
-    Attributes:
-        projection: projection kind used. used_positives: the user's positives (else neighbour pairs).
-        n_train: training vectors used. steps: flow steps run. seconds: wall time of the whole training.
-        nll, bce: last training losses (None where not computed).
-        heldout_start, heldout_trained: held-out pair score of the identity start and of the trained
-            flow (mean of hit@1/@16/@256 of the target's code among the query's cheapest flips).
-        kept: "trained" or "start" (the trained flow did not beat its start and was dropped).
-        balance: bucket balance of the training codes. history: training log.
-    """
-
-    projection: str
-    used_positives: bool
-    n_train: int
-    steps: int
-    seconds: float
-    nll: float | None
-    bce: float | None
-    heldout_start: float | None
-    heldout_trained: float | None
-    kept: str
-    balance: dict
-    history: list = field(default_factory=list)
+__all__ = ["TrainReport", "neighbour_pairs", "flip_rank_score", "flip_budget_score", "fit_flow"]
 
 
 def neighbour_pairs(x: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -78,6 +52,13 @@ def flip_rank_score(z_query: np.ndarray, z_target: np.ndarray, probe_bits: int =
     bits where the codes differ are all among the query's ``probe_bits`` least certain ones; its rank is
     the number of subsets of those bits that cost less.
     """
+    rank, _, _ = _flip_ranks(z_query, z_target, probe_bits)
+    return float(np.mean([(rank < p).mean() for p in (1, 16, 256)]))
+
+
+def _flip_ranks(z_query: np.ndarray, z_target: np.ndarray, probe_bits: int):
+    """Per pair: the target code's rank in the query's flip order (cost, then subset number), and the
+    query's subset costs (m, 2^b) with their bit positions (m, b). Unreachable targets: int64 max."""
     a = np.abs(z_query)
     b = min(probe_bits, z_query.shape[1])
     pos = np.argsort(a, axis=1, kind="stable")[:, :b]
@@ -88,8 +69,41 @@ def flip_rank_score(z_query: np.ndarray, z_target: np.ndarray, probe_bits: int =
     tcost = (ca * inside).sum(1)
     cost = ca @ subset_masks(b).astype(np.float32).T  # (m, 2^b) all flip costs (BLAS)
     rank = (cost < tcost[:, None] - 1e-6).sum(1)
-    rank = np.where(reachable, rank, np.iinfo(np.int64).max)
-    return float(np.mean([(rank < p).mean() for p in (1, 16, 256)]))
+    return np.where(reachable, rank, np.iinfo(np.int64).max), cost, pos
+
+
+def flip_budget_score(z_query: np.ndarray, z_target: np.ndarray, z_data: np.ndarray, probe_bits: int = 12,
+                      fractions=(0.001, 0.005, 0.02)) -> float:
+    """Mean over ``fractions`` of the expected share of pairs whose target is scanned when the query's
+    buckets are scanned in flip order (cheapest first) until ``fraction x len(z_data)`` vectors.
+
+    z_query, z_target: (m, K) latents of the queries and of the vectors they should find; z_data (n, K):
+    latents of the data whose bucket sizes the scan pays (e.g. the training vectors). This is the
+    paper's flip probing under a candidate budget: unlike :func:`flip_rank_score` it charges a probe
+    for the vectors in its bucket, so a flow that splits dense buckets into many small ones is not
+    rewarded for probes that hold few neighbours.
+    """
+    rank, cost, pos = _flip_ranks(z_query, z_target, probe_bits)
+    m, b = pos.shape
+    keys, counts = np.unique(pack_codes(z_data), return_counts=True)
+    order = np.argsort(cost, axis=1, kind="stable")  # (m, 2^b) subsets in probe order
+    base = pack_codes(z_query)
+    bitval = np.left_shift(np.uint64(1), pos.astype(np.uint64))  # (m, b)
+    flips = np.zeros(order.shape, np.uint64)
+    for j in range(b):
+        flips |= ((order >> j) & 1).astype(np.uint64) * bitval[:, j: j + 1]
+    codes = base[:, None] ^ flips
+    at = np.minimum(np.searchsorted(keys, codes), len(keys) - 1)
+    sizes = np.where(keys[at] == codes, counts[at], 0)
+    before = np.cumsum(sizes, axis=1) - sizes  # vectors scanned before each probe
+    ok = rank < order.shape[1]
+    r = np.minimum(rank, order.shape[1] - 1)[:, None]
+    start = np.take_along_axis(before, r, 1)[:, 0].astype(np.float64)  # scanned before the target's bucket
+    size = np.maximum(np.take_along_axis(sizes, r, 1)[:, 0], 1).astype(np.float64)
+    n = max(len(z_data), 1)
+    # the scan stops at the budget inside a bucket: the target (anywhere in its list) is found with
+    # probability (budget - start) / size, clipped to [0, 1]
+    return float(np.mean([np.where(ok, np.clip((f * n - start) / size, 0.0, 1.0), 0.0).mean() for f in fractions]))
 
 
 def fit_flow(flow, y: torch.Tensor, y_pos: torch.Tensor, cfg, K: int, rng: np.random.Generator):
@@ -161,8 +175,14 @@ def train_quantizer(q, x: np.ndarray, x_pos: np.ndarray | None) -> TrainReport:
     y_a, y_b = q.project(a), q.project(b)
     q.init_flow_scale(y_a)
     start = None
+    y_data = y_a[rng.choice(len(y_a), min(len(y_a), 50_000), replace=False)] if cfg.gate == "candidates" else None
+
+    def gate_score():
+        zq, zt = q.latent(y_b[hold]), q.latent(y_a[hold])
+        return flip_rank_score(zq, zt) if y_data is None else flip_budget_score(zq, zt, q.latent(y_data))
+
     if n_hold:
-        start = flip_rank_score(q.latent(y_b[hold]), q.latent(y_a[hold]))
+        start = gate_score()
     nll = bce = trained = None
     history, kept = [], "start"
     degenerate = float(np.median(np.abs(y_a))) < 1e-6 * max(float(np.abs(y_a).max()), 1e-30)
@@ -183,7 +203,7 @@ def train_quantizer(q, x: np.ndarray, x_pos: np.ndarray | None) -> TrainReport:
         q.flow_active = nll is not None
         q._np = None  # the numpy copy of the chain is stale after training
         if q.flow_active and n_hold:
-            trained = flip_rank_score(q.latent(y_b[hold]), q.latent(y_a[hold]))
+            trained = gate_score()
             q.flow_active = trained > start
         if q.flow_active:
             kept = "trained"

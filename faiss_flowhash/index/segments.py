@@ -348,6 +348,29 @@ class SegmentStore:
         return {"generation": m["generation"], "merged_segments": len(snap.segments), "rows": n_live,
                 "dropped_rows": int(dropped), "seconds": time.perf_counter() - t0}
 
+    def drop_through(self, generation: int) -> list[str]:
+        """Forget the segments and tombstones of generations <= ``generation`` (their rows now live
+        elsewhere: a base file written as of that generation) and delete their files; one manifest
+        write under the lock. Returns the names deleted."""
+        with self._locked():
+            m = self._read_manifest()
+            gone = [s for s in m["segments"] if s["gen"] <= generation]
+            old_tombs = [t for t in m["tombstones"] if t["gen"] <= generation]
+            if not gone and not old_tombs:
+                return []
+            m["segments"] = [s for s in m["segments"] if s["gen"] > generation]
+            m["tombstones"] = [t for t in m["tombstones"] if t["gen"] > generation]
+            self._write_manifest(m)
+            names = [s["name"] + k for s in gone for k in (".vec.npy", ".ids.npy", ".codes.npy")]
+            names += [t["name"] for t in old_tombs]
+            removed = []
+            for n in names:  # mapped by readers' snapshots: their pages live on until unmapped
+                p = os.path.join(self.path, n)
+                if os.path.exists(p):
+                    os.unlink(p)
+                    removed.append(n)
+            return removed
+
     def compact_in_background(self, **kw) -> threading.Thread:
         """:meth:`compact` on a thread (started); its result or exception lands in ``thread.result``."""
         def run():
