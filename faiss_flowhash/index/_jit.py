@@ -10,7 +10,7 @@ Every kernel is pure: arrays in, arrays out, no state.
 import numpy as np
 from numba import njit
 
-__all__ = ["cheapest_flips", "plan_serial", "flow_forward"]
+__all__ = ["cheapest_flips", "plan_serial", "count_lists", "flow_forward"]
 
 
 @njit(cache=True, nogil=True)
@@ -247,6 +247,40 @@ def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, cent_by_
     for t in range(kk):
         out_row[t] = lid[o[t]]
     return kk
+
+
+@njit(cache=True, nogil=True)
+def _lookup(code, dense, keys):
+    """Bucket row of a code: the dense table, or a binary search of the sorted keys; -1 if absent."""
+    if dense.shape[0] > 0:
+        return np.int64(dense[np.int64(code)])
+    lo, hi = 0, keys.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] < code:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < keys.shape[0] and keys[lo] == code else -1
+
+
+@njit(cache=True, nogil=True)
+def count_lists(Z, b, keep, dense, keys, offsets):
+    """Lists each query of Z (n, K) would propose (n,) int64: sizes the output when every proposed list
+    is kept (nprobe=None)."""
+    n, K = Z.shape
+    got = np.zeros(n, np.int64)
+    for i in range(n):
+        base = np.uint64(0)
+        for k in range(K):
+            if Z[i, k] > 0:
+                base |= np.uint64(1) << np.uint64(k)
+        flips, _ = cheapest_flips(Z[i], b, keep)
+        for e in range(flips.shape[0]):
+            g = _lookup(base ^ flips[e], dense, keys)
+            if g >= 0:
+                got[i] += offsets[g + 1] - offsets[g]
+    return got
 
 
 @njit(cache=True, nogil=True)

@@ -33,7 +33,7 @@ PARALLEL_MIN = 16  # queries per thread at least: smaller batches are planned on
 
 _KERNELS = None
 _POOL = None
-_MAX_OUT = 1 << 22  # entries of one (rows, P) output block (32 MiB): nprobe=None is planned in row blocks
+_MAX_OUT = 1 << 20  # above this many output entries (nprobe=None) the lists are counted before planning
 _NO_SPACE = (np.zeros((1, 1), np.uint8), np.zeros(1, np.float32))  # placeholders without a shortlist
 
 
@@ -109,13 +109,8 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
     grouped = cent[lists] if grouped is None else grouped
     b = int(min(probe_bits, K))
     run = lambda s: fn(z[s], q[s], b, m, P, dense, keys, offsets, lists, grouped, cent, qr[s], cred, cres, short, out[s])
-    if n > 1 and n * P > _MAX_OUT:  # nprobe=None: every proposed list; plan in row blocks, trim each
-        step = max(1, _MAX_OUT // P)
-        parts = [fused_plan(z[i: i + step], q[i: i + step], probe_bits=probe_bits, keep=keep, nprobe=nprobe,
-                            tables=tables, centroids=cent, max_group=max_group, shortlist=shortlist, space=space,
-                            grouped=grouped)[0] for i in range(0, n, step)]
-        width = max(a.shape[1] for a in parts)
-        return np.concatenate([np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=-1) for a in parts]), n * m
+    if n * P > _MAX_OUT:  # nprobe=None: every proposed list; count them first (lookups only)
+        P = max(int(min(kern.count_lists(z, b, m, dense, keys, offsets).max(), P)), 1)
     out = np.full((n, P), -1, np.int64)
     threads = int(min(faiss.omp_get_max_threads(), n // PARALLEL_MIN))
     if threads > 1:  # the kernel releases the GIL: row blocks on threads, as many as faiss's scan uses
