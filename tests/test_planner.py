@@ -102,7 +102,7 @@ def test_fused_and_reference_searches_agree(built):
     index, _, q = built
     ref = ffh.SearchParams(planner="reference")
     for nprobe in (4, 32):
-        D1, I1 = index.search(q, 5, params=ffh.SearchParams(nprobe=nprobe))
+        D1, I1 = index.search(q, 5, params=ffh.SearchParams(nprobe=nprobe, planner="fused"))
         s1 = index.last_search_stats
         D0, I0 = index.search(q, 5, params=ffh.SearchParams(nprobe=nprobe, planner="reference"))
         s0 = index.last_search_stats
@@ -114,6 +114,7 @@ def test_fused_and_reference_searches_agree(built):
 def test_batch_equals_per_query_with_the_jit_flow(built):
     """Few rows go through the numba flow, many through numpy: same latents (to float), same results."""
     index, _, q = built
+    planner_mod.jit_kernels()  # the numba flow serves few rows once numba is loaded
     quant = index.quantizer
     y = quant.project(q[:8])
     if quant.flow_active:
@@ -167,9 +168,9 @@ def test_memory_bytes_counts_the_centroids(built):
 
 def test_search_without_numba_falls_back_to_the_reference(built, monkeypatch):
     index, _, q = built
-    _, I1 = index.search(q[:30], 3)
+    _, I1 = index.search(q[:30], 3, params=ffh.SearchParams(planner="fused"))
     monkeypatch.setattr(planner_mod, "_KERNELS", False)
-    _, I0 = index.search(q[:30], 3)
+    _, I0 = index.search(q[:30], 3, params=ffh.SearchParams(planner="fused"))
     assert np.mean(np.all(I1 == I0, axis=1)) >= 0.96
 
 
@@ -183,7 +184,7 @@ def test_wide_codes_use_the_sorted_keys():
     index.add(x)
     assert len(index._map.tables()[0]) == 0
     q = rng.standard_normal((20, 32)).astype(np.float32)
-    sp = ffh.SearchParams(nprobe=16, max_probe_bits=12)
+    sp = ffh.SearchParams(nprobe=16, max_probe_bits=12, planner="fused")
     _, I1 = index.search(q, 3, params=sp)
     _, I0 = index.search(q, 3, params=ffh.SearchParams(nprobe=16, max_probe_bits=12, planner="reference"))
     np.testing.assert_array_equal(I1, I0)
@@ -203,3 +204,35 @@ def test_bad_planner_settings_are_refused():
         ffh.SearchParams(planner="fast")
     with pytest.raises(ValueError, match="shortlist"):
         ffh.SearchParams(shortlist=0)
+
+
+def test_auto_planner_loads_numba_only_for_large_calls(monkeypatch):
+    """planner="auto" (the default): small calls in a process without numba use the reference planner,
+    so a short CLI query never pays numba's import; large calls, or any call once numba is loaded, go
+    fused."""
+    assert ffh.FlowHashIndex(8, K=4).params.planner == "auto"
+    monkeypatch.setattr(planner_mod, "_KERNELS", None)  # as in a new process
+    assert planner_mod.choose_planner("auto", planner_mod.AUTO_FUSED_MIN_ROWS - 1) == "reference"
+    assert planner_mod.choose_planner("reference", 10**6) == "reference"
+    assert planner_mod._KERNELS is None  # nothing imported so far
+    assert planner_mod.choose_planner("auto", planner_mod.AUTO_FUSED_MIN_ROWS) == "fused"
+    assert planner_mod.choose_planner("auto", 1) == "fused"  # numba is loaded now
+    monkeypatch.setattr(planner_mod, "_KERNELS", False)  # numba missing
+    assert planner_mod.choose_planner("fused", 10**6) == "reference"
+
+
+def test_a_small_search_in_a_new_process_does_not_import_numba(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, faiss, numpy as np, faiss_flowhash as ffh\n"
+            "x = np.random.default_rng(0).standard_normal((2000, 16)).astype(np.float32)\n"
+            "index = ffh.FlowHashIndex(16, K=6, metric=faiss.METRIC_L2,\n"
+            "                          config=ffh.QuantizerConfig(steps=20, verbose=False))\n"
+            "index.verbose = False\n"
+            "index.train(x); index.add(x)\n"
+            "D, I = index.search(x[:21], 3)\n"
+            "assert (I[:, 0] == np.arange(21)).mean() > 0.9, I[:, 0]\n"
+            "print('numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr

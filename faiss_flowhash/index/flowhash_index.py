@@ -30,7 +30,7 @@ from .bucket_map import BucketMap
 from .errors import NotTrainedError
 from .params import DEFAULT, SearchParams
 from .partition import ListCentroids, median_split, nearest_in_groups
-from .planner import fused_plan, jit_kernels, reference_plan
+from .planner import choose_planner, fused_plan, reference_plan
 from .quantizer import FlowQuantizer, QuantizerConfig
 
 __all__ = ["FlowHashIndex", "SearchStats", "ASSIGN_MODES"]
@@ -137,7 +137,7 @@ class FlowHashIndex:
                                        or bucket_cap < 1):
             raise ValueError(f"bucket_cap: expected None or an int >= 1, got {bucket_cap!r}")
         self.params = SearchParams(r_query=r_query, budget=budget, max_probes=max_probes,
-                                   max_probe_bits=max_probe_bits, probe=probe, nprobe=nprobe, planner="fused",
+                                   max_probe_bits=max_probe_bits, probe=probe, nprobe=nprobe, planner="auto",
                                    shortlist=None)
         self.bucket_cap = None if bucket_cap is None else int(bucket_cap)
         if quantizer is not None:
@@ -658,7 +658,7 @@ class FlowHashIndex:
             A = self._map.probe_matrix(qidx, codes, n)
             return A, len(qidx)
         kw = dict(probe_bits=p.max_probe_bits, keep=p.max_probes, nprobe=p.nprobe)
-        if p.planner == "reference" or jit_kernels() is None:
+        if choose_planner(p.planner, n) == "reference":
             return reference_plan(z, xs, bucket_map=self._map, centroids=self._cent.centroids(), **kw)
         space = self._cent.sq8() if p.shortlist else None
         tables = self._map.tables()

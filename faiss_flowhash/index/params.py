@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields, replace
 __all__ = ["SearchParams", "DEFAULT", "PROBE_MODES", "PLANNERS"]
 
 PROBE_MODES = ("centroid", "flip")
-PLANNERS = ("fused", "reference")
+PLANNERS = ("auto", "fused", "reference")
 
 
 class _Default:
@@ -56,9 +56,12 @@ class SearchParams:
             the proposed lists are ranked by their centroid's distance to the query) or "flip" (the
             paper: buckets within radius ``r_query``, cheapest flip cost first).
         nprobe: with probe="centroid", scan at most this many lists, nearest first; None: all proposed.
-        planner: with probe="centroid", "fused" (one numba pass per query, :mod:`.planner`) or
+        planner: with probe="centroid", "fused" (one numba pass per query, :mod:`.planner`),
             "reference" (numpy + faiss kernels, the oracle the fused planner is tested against; also
-            used when numba is missing). Same lists up to float ties.
+            used when numba is missing) or "auto" (the index's default: fused for calls of
+            ``planner.AUTO_FUSED_MIN_ROWS`` (256) queries or more, or once numba is loaded in the
+            process; reference otherwise, so a short process never pays numba's import). Same lists
+            up to float ties.
         shortlist: fused planner only: rank the proposed lists first by an estimate from 8-bit codes
             of the centroids (a quarter of their bytes) and compute the exact centroid distance for this
             many (>= nprobe) only; None: exact for every proposed list.

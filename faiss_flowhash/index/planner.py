@@ -27,7 +27,8 @@ import numpy as np
 from .params import PLANNERS
 from .probing import flip_candidates, rank_lists
 
-__all__ = ["fused_plan", "reference_plan", "jit_kernels", "PARALLEL_MIN", "PLANNERS"]
+__all__ = ["fused_plan", "reference_plan", "jit_kernels", "loaded_kernels", "choose_planner", "AUTO_FUSED_MIN_ROWS",
+           "PARALLEL_MIN", "PLANNERS"]
 
 PARALLEL_MIN = 16  # queries per thread at least: smaller batches are planned on the calling thread
 
@@ -55,6 +56,26 @@ def jit_kernels():
         else:
             _KERNELS = _jit
     return _KERNELS or None
+
+
+#: planner="auto" plans calls of at least this many queries with numba (importing it: 3-7 s in a new
+#: process, a one-time compile of ~30 s in a fresh environment), smaller calls with the reference planner
+#: unless numba is already loaded; a short CLI query (a 3 s snippet is ~21 rows) never pays the import.
+AUTO_FUSED_MIN_ROWS = 256
+
+
+def loaded_kernels():
+    """The kernels module if it was already imported in this process (no import here), else None."""
+    return _KERNELS or None
+
+
+def choose_planner(planner: str, n_rows: int) -> str:
+    """"fused" or "reference" for a call of ``n_rows`` queries (``planner`` in :data:`PLANNERS`)."""
+    if planner == "reference":
+        return "reference"
+    if planner == "auto" and n_rows < AUTO_FUSED_MIN_ROWS and loaded_kernels() is None:
+        return "reference"
+    return "fused" if jit_kernels() is not None else "reference"
 
 
 def _n_proposals(probe_bits: int, keep: int | None, K: int) -> int:

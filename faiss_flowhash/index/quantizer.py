@@ -382,9 +382,10 @@ class FlowQuantizer:
 
     def _packed_flow(self):
         """(kernels module, packed weights) for few-row flow inference in numba, cached while the numpy
-        weights are; None without numba."""
-        from .planner import jit_kernels
-        kern = jit_kernels()
+        weights are; None without numba or while numba is not loaded (the import costs more than it saves
+        in a short process: the planner loads it for large calls, :data:`.planner.AUTO_FUSED_MIN_ROWS`)."""
+        from .planner import loaded_kernels
+        kern = loaded_kernels()
         if kern is None:
             return None
         weights = self._flow_weights()
