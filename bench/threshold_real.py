@@ -50,7 +50,6 @@ def _shared_audio(segment: np.ndarray, ref: np.ndarray, offset_s: float, *, sear
 def real_hits(fp, waves: list, *, seed: int, n_refs: int, n_queries: int) -> tuple[list, list, np.ndarray, list]:
     """(hits as calibrate.calibration_hits returns them, the clean source segment of each snippet, the
     permutation of ``waves`` whose first n_refs are the references, the reference waves)."""
-    from faiss_flowhash import FlowHashIndex
     from faiss_flowhash.db.identify import ReferenceWindows
     from faiss_flowhash.db.ids import decode_ids, encode_ids
     from faiss_flowhash.eval.calibrate import _distorted
@@ -58,7 +57,9 @@ def real_hits(fp, waves: list, *, seed: int, n_refs: int, n_queries: int) -> tup
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(waves))
     refs, others = [waves[i] for i in order[:n_refs]], [waves[i] for i in order[n_refs:]]
-    index = FlowHashIndex(fp.dim, quantizer=fp.quantizer)
+    from faiss_flowhash.db.index_settings import new_db_index
+
+    index = new_db_index(fp.dim, fp.quantizer)  # as the database builds and searches it
     ref_emb = [fp.fingerprint(x) for x in refs]
     for t, e in enumerate(ref_emb):
         index.add_with_ids(e, encode_ids(t, len(e)))

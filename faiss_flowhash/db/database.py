@@ -74,6 +74,7 @@ from ..audio.io import AudioDecodeError, content_hash, load_audio
 from ..audio.stream import audio_chunks
 from .consensus import DEFAULT_MIN_CONFIDENCE
 from .identify import identify
+from .index_settings import db_search_params, new_db_index
 from .spans import SpanTracker
 from .ids import decode_ids, encode_ids
 from .lock import write_lock
@@ -420,9 +421,7 @@ class FingerprintDB:
     def _commit(self, pending: list, report: IngestReport) -> None:
         """Index file first (atomic), then one LMDB transaction: see the commit protocol above."""
         if self._index is None:
-            from ..index import FlowHashIndex
-
-            self._index = FlowHashIndex(self.fingerprinter.dim, quantizer=self._quantizer(pending))
+            self._index = new_db_index(self.fingerprinter.dim, self._quantizer(pending))
         new_ids, self._index_dirty = [], True
         with self._guard.exclusive():  # this object's own searches (other threads) wait for the adds
             for record, emb in pending:
@@ -485,7 +484,7 @@ class FingerprintDB:
         index = self._reload_index()
         if index is not None and index.ntotal and len(emb):
             with self._guard.shared():  # a concurrent refresh changes the index in place
-                D, I = index.search(emb, self.hits_per_segment, r_query=r_query, budget=budget)
+                D, I = index.search(emb, self.hits_per_segment, params=db_search_params(), r_query=r_query, budget=budget)
                 result.eval_percent = float(index.last_search_stats.eval_percent)
                 result.matches = self._consensus(index, emb, D, I, top, min_confidence)
         result.elapsed_ms = 1000 * (time.perf_counter() - t0)
@@ -531,7 +530,7 @@ class FingerprintDB:
             wave = buf[: (n - 1) * hop + window]
             emb = fp.fingerprint(wave)
             with self._guard.shared():
-                D, I = index.search(emb, self.hits_per_segment, r_query=r_query, budget=budget)
+                D, I = index.search(emb, self.hits_per_segment, params=db_search_params(), r_query=r_query, budget=budget)
             tracks, frames = decode_ids(I)
             committed = list(self._store.get_many(np.unique(tracks[tracks >= 0]).tolist()))
             tracks = np.where(np.isin(tracks, committed), tracks, -1)  # uncommitted / removed tracks: no vote

@@ -89,14 +89,14 @@ def calibration_hits(fp, *, n_tracks: int = 15, track_s: float = 20.0, n_queries
     query (n_seg, d), references (the reference tracks' fingerprints, one shared
     :class:`~faiss_flowhash.db.identify.ReferenceWindows`) and hop_s for the offset refinement.
     """
-    from .. import FlowHashIndex
+    from ..db.index_settings import new_db_index
     from ..audio.distort import noise_clip
 
     rng = np.random.default_rng(seed)
     refs = _sources(n_tracks, track_s, 10_000 + seed, rng)
     # never indexed; no chirps (a chirp is a time-shifted piece of any other chirp of the same rate)
     others = _sources(n_tracks, track_s, 20_000 + seed, rng, other=True, chirps=False)
-    index = FlowHashIndex(fp.dim, quantizer=fp.quantizer)
+    index = new_db_index(fp.dim, fp.quantizer)  # as the database builds and searches it
     ref_emb = [fp.fingerprint(x) for x in refs]
     for t, e in enumerate(ref_emb):
         index.add_with_ids(e, encode_ids(t, len(e)))

@@ -123,11 +123,11 @@ def _build_methods(names, ref: _Reference, *, ivf_nlist: int | None, ivf_nprobe:
         if name == "flowhash":
             index = ref.index
             if index is None:
-                from ..index import FlowHashIndex
+                from ..db.index_settings import new_db_index
 
                 if ref.fingerprinter.quantizer is None:
                     raise ValueError("flowhash: the fingerprint model has no trained quantizer")
-                index = FlowHashIndex(d, quantizer=ref.fingerprinter.quantizer)
+                index = new_db_index(d, ref.fingerprinter.quantizer)  # as the database builds it
                 index.verbose = False
                 index.add_with_ids(x, ref.row_ids)
             methods["FlowHash"] = index_searcher(index)
