@@ -73,7 +73,11 @@ def method_specs(args, d, n):
     if args.fh_config:
         cfg.update(json.loads(args.fh_config))
     for K in Ks:
-        specs.append(("FlowHash", lambda K=K: B.FlowHash(d, K, config_kw=cfg, seed=args.seed)))
+        planners = tuple(v for v in args.fh_planners.split(",") if v)
+        proposals = tuple(None if v == "default" else tuple(int(t) for t in v.split(":"))
+                          for v in args.fh_proposals.split(",") if v)
+        specs.append(("FlowHash", lambda K=K: B.FlowHash(d, K, config_kw=cfg, seed=args.seed, planners=planners,
+                                                         proposals=proposals)))
         if not args.no_paper:
             specs.append(("FlowHash-paper", lambda K=K: B.FlowHash(d, K, rs=rs, r_queries=rqs, budgets=budgets,
                                                                    config_kw=cfg, seed=args.seed, mode="paper")))
@@ -204,7 +208,8 @@ def run(args, extra_specs=()):
                 for sp in m.search_grid():
                     D, I, st, qps, qps1 = timed_search(m, ds.q, k, sp, args.n_single,
                                                        args.min_time, args.threads)
-                    row = dict(family=family, label=b["label"], build=b["params"], search=sp,
+                    label = b["label"] + (m.variant_label(sp) if hasattr(m, "variant_label") else "")
+                    row = dict(family=family, label=label, build=b["params"], search=sp,
                                **recall_metrics(I, gt, ds.truth),
                                eval_pct=100.0 * st["touched"] / n,
                                exact_pct=100.0 * st["candidates"] / n,
@@ -495,6 +500,11 @@ def parse_args(argv=None):
     p.add_argument("--no-paper", action="store_true", help="skip FlowHash's paper mode (radius copies, r~ probing)")
     p.add_argument("--fh-r", default="0.5,1.0", help="multi-assignment radii (re-add per value)")
     p.add_argument("--fh-rq", default="0.5,1.0,1.25,1.5,2.0", help="query radii r~")
+    p.add_argument("--fh-planners", default="fused",
+                   help="FlowHash planners swept on the same build: fused (default), reference (the "
+                        "numpy planner, same lists: before/after in one process)")
+    p.add_argument("--fh-proposals", default="default",
+                   help="FlowHash proposal sets bits:probes (e.g. default,14:4096,16:4096)")
     p.add_argument("--fh-budget", default="0.002,0.01",
                    help="candidate budgets as fractions of N (plus no budget)")
     p.add_argument("--fh-steps", type=int, default=None, help="QuantizerConfig.steps")

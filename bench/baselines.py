@@ -433,12 +433,15 @@ class FlowHash:
 
     def __init__(self, d: int, K: int = 16, rs=(0.5, 1.0), r_queries=(0.5, 1.0, 1.25, 1.5, 2.0),
                  budgets=(None,), config_kw=None, seed: int = 0, mode: str = "default",
-                 nprobes=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512)):
+                 nprobes=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), planners=("fused",), proposals=(None,)):
         if mode not in ("default", "paper"):
             raise ValueError(f"mode: expected 'default' or 'paper', got {mode!r}")
         self.d, self.K, self.rs, self.mode, self.nprobes = d, K, rs, mode, nprobes
         self.family = "FlowHash" if mode == "default" else "FlowHash-paper"
         self.r_queries, self.budgets = r_queries, budgets
+        # default mode: the planner ("fused" / "reference", same lists) and proposal sets
+        # (max_probe_bits, max_probes) swept on the same build; None = the index's defaults
+        self.planners, self.proposals = tuple(planners), tuple(proposals)
         self.config_kw = dict(config_kw or {})
         self.config_kw.setdefault("seed", seed)
         self.index = None
@@ -503,14 +506,38 @@ class FlowHash:
 
     def search_grid(self):
         if self.mode == "default":
-            return [dict(nprobe=p) for p in self.nprobes]
+            grid = []
+            for pl in self.planners:
+                for prop in self.proposals:
+                    if pl != "fused" and prop is not None:
+                        continue  # the reference planner: the old defaults only (the "before" curve)
+                    extra = {} if prop is None else dict(max_probe_bits=prop[0], max_probes=prop[1])
+                    if pl != "fused":
+                        extra["planner"] = pl
+                    grid += [dict(nprobe=p, **extra) for p in self.nprobes]
+            return grid
         return [dict(r_query=rq, budget=b) for rq in self.r_queries for b in self.budgets]
 
-    def search(self, q, k, r_query=None, budget=None, nprobe=None):
-        import faiss_flowhash as ffh
+    def variant_label(self, sp):
+        """Suffix of a row's label that names its planner / proposal variant ("" for the defaults)."""
+        out = ""
+        if "max_probe_bits" in sp:
+            out += f" b{sp['max_probe_bits']}x{sp['max_probes']}"
+        if sp.get("planner", "fused") != "fused":
+            out += f" ({sp['planner']} planner)"
+        return out
 
-        p = (ffh.SearchParams(nprobe=nprobe) if self.mode == "default"
-             else ffh.SearchParams(r_query=r_query, budget=budget))
+    def search(self, q, k, r_query=None, budget=None, nprobe=None, planner=None, max_probe_bits=None,
+               max_probes=None):
+        import faiss_flowhash as ffh
+        from faiss_flowhash.index.params import DEFAULT
+
+        if self.mode == "default":
+            p = ffh.SearchParams(nprobe=nprobe, planner=planner or DEFAULT,
+                                 max_probe_bits=DEFAULT if max_probe_bits is None else max_probe_bits,
+                                 max_probes=DEFAULT if max_probes is None else max_probes)
+        else:
+            p = ffh.SearchParams(r_query=r_query, budget=budget)
         D, I = self.index.search(_f32(q), k, params=p)
         st = self.index.last_search_stats
         cand = float(st.candidates)

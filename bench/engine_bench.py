@@ -6,6 +6,9 @@ query (FlowHash ``budget`` = IVF ``max_codes`` = B, both exact), batch and singl
   * FlowHash engine only: the probed lists' scan from a precomputed assign matrix;
   * FlowHash end to end: encode (torch quantizer) + probe order + bucket map + scan, with the
     encode time reported apart;
+  * FlowHash end to end with the default centroid probing (1,024 flips of 12 bits, every proposed
+    list ranked, the budget stops the scan), planned by the fused numba planner and by the reference
+    numpy planner (``centroid_fused_*`` / ``centroid_ref_*``, plan time apart);
 and memory per vector (formula and resident-set growth while building).
 Part "assign": R@1 vs exact at equal eval % for no copies, a SOAR-style spill of the least certain
 fraction to the cheapest flip's bucket, and the paper's radius copies (r = 1.0).
@@ -116,6 +119,19 @@ def engine_part(ds, q, budgets, nq_single: int) -> dict:
         row["encode_ms_batch_per_q"] = 1e3 * best_time(lambda: index._encode_queries(xq)) / len(xq)
         row["probe_ms_single"] = 1e3 * best_time(lambda: [index._map.probe_matrix(*ffh.index.codes.probe_codes(
             z[i:i + 1], radius=float("inf"), max_bits=10)[:2], 1) for i in range(len(single))], reps=2) / len(single)
+        # the default probing (hash proposes 1,024 flips of 12 bits, centroids rank) at the same budget,
+        # planned by the fused (numba) planner and by the reference (numpy) planner: same lists
+        for tag, pl in (("fused", "fused"), ("ref", "reference")):
+            spc = ffh.SearchParams(budget=B, nprobe=None, max_probe_bits=12, max_probes=1024, planner=pl)
+            pc = spc.over(index.params)
+            index.search(xq, 1, params=spc)
+            row[f"centroid_{tag}_scanned"] = index.last_search_stats.candidates
+            row[f"centroid_{tag}_qps_batch"] = len(xq) / best_time(lambda: index.search(xq, 1, params=spc))
+            row[f"centroid_{tag}_qps_single"] = len(single) / best_time(
+                lambda: [index.search(single[i:i + 1], 1, params=spc) for i in range(len(single))], reps=2)
+            row[f"centroid_{tag}_plan_ms_batch_per_q"] = 1e3 * best_time(lambda: index._plan(xq, pc), reps=2) / len(xq)
+            row[f"centroid_{tag}_plan_ms_single"] = 1e3 * best_time(
+                lambda: [index._plan(single[i:i + 1], pc) for i in range(len(single))], reps=2) / len(single)
         rows.append(row)
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     out["rows"] = rows

@@ -552,7 +552,8 @@ def plot_main(argv):
             if "search" not in rec:
                 continue
             pt, reached = operating_point(rec, args.target)
-            series.setdefault(rec["method"], []).append(dict(
+            name = "IVFFlat (nlist 4 sqrt N)" if rec["method"].startswith("IVF") else rec["method"]
+            series.setdefault(name, []).append(dict(
                 n=run["n"], build=rec["build_s"], mem=(rec["memory_bytes"] + rec.get("centroid_bytes", 0)) / 1e9,
                 disk=rec["disk_bytes"] / 1e9, open=rec["open_s"], qps=pt["batch_qps"], p99=pt["p99_ms"], r1=pt["r1"],
                 reached=reached))
@@ -575,9 +576,9 @@ def plot_main(argv):
         ax.set_xlabel("N vectors")
         ax.grid(True, which="both", alpha=0.3)
     axes[0, 0].legend(fontsize=8)
-    loads = ", ".join(f"{r['n'] / 1e6:g}M: load {r['load_start']} (git {r['git']})" for r in runs)
-    fig.suptitle(f"Scale: cost vs N, synthetic fingerprint-like d=128, 2 shared cores ({loads}); "
-                 "labels: R@1 of the point; hollow: target not reached", fontsize=9)
+    loads = ", ".join(f"{r['n'] / 1e6:g}M: load {r['load_start'].split()[0]} git {r['git']}" for r in runs)
+    fig.suptitle(f"Scale: cost vs N, synthetic fingerprint-like d=128, 2 shared cores ({loads})\n"
+                 "labels: R@1 of the point; hollow: the target was not reached (its most accurate setting)", fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     fig.savefig(args.out, dpi=110)

@@ -46,9 +46,9 @@ def test_query_does_not_import_torch_and_answers_as_the_torch_path(corpus):
     snips = sorted(corpus["snippets"])
     code = ("import sys\nfrom faiss_flowhash.cli import main\n"
             f"status = main(['query', {corpus['db']!r}, *{snips!r}, '--json', '--top', '2'])\n"
-            "print('STATUS', status, 'TORCH', 'torch' in sys.modules)\n")
+            "print('STATUS', status, 'TORCH', 'torch' in sys.modules, 'NUMBA', 'numba' in sys.modules)\n")
     out = _run(code).strip().splitlines()
-    assert out[-1] == "STATUS 0 TORCH False", out
+    assert out[-1] == "STATUS 0 TORCH False NUMBA False", out  # numba's import alone would cost seconds
     numpy_answers = {r["query"]: r for r in map(json.loads, out[:-1])}
     with FingerprintDB(corpus["db"], model=Fingerprinter.load(backend="torch"), readonly=True) as db:
         assert db.fingerprinter.backend == "torch"

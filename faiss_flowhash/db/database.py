@@ -15,11 +15,12 @@ Commit protocol (crash safety). Ingest works in batches; a batch is committed by
 the index (a new segment, committed by an atomic manifest rename; the first batch writes the base file
 atomically), then the LMDB transaction with its track records. Remove deletes the LMDB records first,
 then commits a tombstone of the ids. ``compact()`` (``flowhash compact DB``, and automatically once the
-segments hold ``compact_ratio`` x the base) rewrites the base atomically while readers keep answering. A process killed at any point therefore leaves (a) index ids whose track has
-no LMDB record, or (b) LMDB records whose ids are not (all) in the index, never a half-written file.
-Queries ignore hits whose track has no record (so a removed track vanishes from results at once, in
-every process), and the next writer repairs (a) by removing those ids and (b) by dropping the record
-(re-running the ingest adds the file again). Readers reload the index when its file changes.
+segments hold ``compact_ratio`` x the base) rewrites the base atomically while readers keep answering.
+A process killed at any point therefore leaves (a) index ids whose track has no LMDB record, or (b)
+LMDB records whose ids are not (all) in the index, never a half-written file. Queries ignore hits whose
+track has no record (so a removed track vanishes from results at once, in every process), and the next
+writer repairs (a) by removing those ids and (b) by dropping the record (re-running the ingest adds the
+file again). Readers apply the commits made since they last looked (a new base is read whole).
 
 Confidence threshold (``DEFAULT_MIN_CONFIDENCE = 0.35``, ``--min-confidence``), calibrated with
 ``python -m faiss_flowhash.eval.calibrate --seed S`` on the shipped model 063ef8c90201e4ef: 15 reference
@@ -340,7 +341,8 @@ class FingerprintDB:
         if plan.orphan_tracks:  # index first, then LMDB: the same order as a commit
             gone = ids[np.isin(decode_ids(ids)[0], plan.orphan_tracks)]
             self._index_dirty = True
-            self._index.remove_ids(gone)
+            with self._guard.exclusive():
+                self._index.remove_ids(gone)
             self._istore.delete(gone, self._index)
             self._index_committed()
             self._store.put_meta(self._meta)
@@ -422,9 +424,10 @@ class FingerprintDB:
 
             self._index = FlowHashIndex(self.fingerprinter.dim, quantizer=self._quantizer(pending))
         new_ids, self._index_dirty = [], True
-        for record, emb in pending:
-            new_ids.append(encode_ids(record.track_id, len(emb)))
-            self._index.add_with_ids(emb, new_ids[-1])
+        with self._guard.exclusive():  # this object's own searches (other threads) wait for the adds
+            for record, emb in pending:
+                new_ids.append(encode_ids(record.track_id, len(emb)))
+                self._index.add_with_ids(emb, new_ids[-1])
         if pending:
             self._istore.append(np.concatenate([e for _, e in pending]), np.concatenate(new_ids), self._index)
         self._index_committed()
@@ -583,7 +586,8 @@ class FingerprintDB:
             if removed and self._index is not None:
                 gone = np.concatenate([np.arange(r.first_id, r.first_id + r.n_fingerprints) for r in removed])
                 self._index_dirty = True
-                self._index.remove_ids(gone)
+                with self._guard.exclusive():
+                    self._index.remove_ids(gone)
                 self._istore.delete(gone, self._index)
                 self._index_committed()
                 self._store.put_meta(self._meta)

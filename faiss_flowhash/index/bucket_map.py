@@ -55,10 +55,7 @@ class BucketMap:
             z = np.zeros(len(codes), np.int64)
             return z, z.copy()
         if self._dense_bits is not None and (len(codes) == 0 or int(codes.max()) < (1 << self._dense_bits)):
-            if self._dense is None:
-                self._dense = np.full(1 << self._dense_bits, -1, np.int32)
-                self._dense[self.keys.astype(np.int64)] = np.arange(len(self.keys), dtype=np.int32)
-            b = self._dense[codes.astype(np.int64)]
+            b = self.tables()[0][codes.astype(np.int64)]
             found = b >= 0
             b = np.maximum(b, 0)
             return (np.where(found, self.offsets[b], 0).astype(np.int64),
@@ -69,6 +66,27 @@ class BucketMap:
         starts = np.where(found, self.offsets[pos_c], 0)
         lengths = np.where(found, self.offsets[pos_c + 1] - self.offsets[pos_c], 0)
         return starts.astype(np.int64), lengths.astype(np.int64)
+
+    def tables(self) -> tuple:
+        """(dense, keys, offsets, lists) for compiled lookups: ``dense`` (2^K,) int32 code -> bucket row
+        (-1: absent) for K <= DENSE_BITS, else an empty int32 array (search ``keys`` instead). Built
+        once per change of the map."""
+        if self._dense_bits is None:
+            return np.zeros(0, np.int32), self.keys, self.offsets, self.lists
+        if self._dense is None:
+            self._dense = np.full(1 << self._dense_bits, -1, np.int32)
+            self._dense[self.keys.astype(np.int64)] = np.arange(len(self.keys), dtype=np.int32)
+        return self._dense, self.keys, self.offsets, self.lists
+
+    @property
+    def max_group(self) -> int:
+        """The most lists one code maps to (1 on an empty map); cached per ``offsets`` array (every
+        change of the map replaces it)."""
+        cached = getattr(self, "_max_group", None)
+        if cached is None or cached[0] is not self.offsets:
+            cached = (self.offsets, max(int(np.diff(self.offsets).max()) if len(self.keys) else 1, 1))
+            self._max_group = cached
+        return cached[1]
 
     def add_lists(self, codes: np.ndarray) -> np.ndarray:
         """The list each code's new vectors go to (the last of its group), creating a list for every

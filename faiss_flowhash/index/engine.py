@@ -256,10 +256,9 @@ class IVFEngine:
             I = np.empty((n, kk), np.int64)
             params = faiss.SearchParametersIVF(nprobe=P, max_codes=int(max_codes))
             coarse = np.zeros((n, P), np.float32)
-            stats = faiss.cvar.indexIVF_stats
-            stats.reset()
+            stats = faiss.IndexIVFStats()  # per call: faiss.cvar.indexIVF_stats is shared by concurrent searches
             self._ivf.search_preassigned_c(n, faiss.swig_ptr(q), kk, faiss.swig_ptr(assign), faiss.swig_ptr(coarse),
-                                           faiss.swig_ptr(D), faiss.swig_ptr(I), False, params)
+                                           faiss.swig_ptr(D), faiss.swig_ptr(I), False, params, stats)
             scanned = int(stats.ndis)
         if self.max_copies > 1:
             D, I = dedupe_topk(D, I, k, self.metric)

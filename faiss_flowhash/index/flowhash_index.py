@@ -15,6 +15,7 @@ they cost memory, hence the default. Duplicate hits are removed.
 import logging
 import math
 import numbers
+import threading
 import time
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from .bucket_map import BucketMap
 from .errors import NotTrainedError
 from .params import DEFAULT, SearchParams
 from .partition import ListCentroids, median_split, nearest_in_groups
-from .probing import flip_candidates, rank_lists
+from .planner import choose_planner, fused_plan, reference_plan
 from .quantizer import FlowQuantizer, QuantizerConfig
 
 __all__ = ["FlowHashIndex", "SearchStats", "ASSIGN_MODES"]
@@ -38,6 +39,7 @@ _METRICS = {faiss.METRIC_INNER_PRODUCT: "inner_product", faiss.METRIC_L2: "L2"}
 ASSIGN_MODES = ("spill", "none", "radius")
 _MAX_ID = np.iinfo(np.int64).max
 _MAX_RESULT_ELEMS = 1 << 28  # (n, k) results past ntotal are padding: refuse to allocate more than this
+_GROUP_CELLS = 1 << 22  # (row, list) cells of one nearest-sub-list pass in add (32 MiB of int64)
 _QUERY_CHUNK = 1024  # queries planned at once (their proposals are (chunk, max_probes))
 
 log = logging.getLogger("faiss_flowhash")
@@ -135,7 +137,8 @@ class FlowHashIndex:
                                        or bucket_cap < 1):
             raise ValueError(f"bucket_cap: expected None or an int >= 1, got {bucket_cap!r}")
         self.params = SearchParams(r_query=r_query, budget=budget, max_probes=max_probes,
-                                   max_probe_bits=max_probe_bits, probe=probe, nprobe=nprobe)
+                                   max_probe_bits=max_probe_bits, probe=probe, nprobe=nprobe, planner="auto",
+                                   shortlist=None)
         self.bucket_cap = None if bucket_cap is None else int(bucket_cap)
         if quantizer is not None:
             if d is not None and quantizer.d != d:
@@ -147,6 +150,7 @@ class FlowHashIndex:
         self.assign, self.spill, self.r, self.max_assign_bits = assign, float(spill), float(r), int(max_assign_bits)
         self.storage, self.device = storage, str(device)
         self.verbose = True
+        self._stats_local = threading.local()
         self.last_search_stats = SearchStats()
         self._ref_norm = None  # typical database norm: queries are encoded at this scale (inner product)
         self._spill_t = None  # min |z| below which a vector spills (the ``spill`` quantile of the first add)
@@ -164,6 +168,26 @@ class FlowHashIndex:
         if self.device != "cpu":
             self._engine.to(self.device)
         self.reset()
+
+    @property
+    def last_search_stats(self) -> SearchStats:
+        """Statistics of the last search made by the calling thread (concurrent searches from several
+        threads each see their own); a thread that never searched sees the index's latest."""
+        return getattr(self._stats_local, "stats", None) or self._last_stats
+
+    @last_search_stats.setter
+    def last_search_stats(self, stats: SearchStats) -> None:
+        self._stats_local.stats = stats
+        self._last_stats = stats
+
+    def __getstate__(self):  # a thread-local cannot be pickled: it is per process anyway
+        state = self.__dict__.copy()
+        state.pop("_stats_local", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._stats_local = threading.local()
 
     # -- search settings (thin aliases of ``params``) ----------------------------------------------
     r_query = property(lambda self: self.params.r_query)
@@ -245,12 +269,16 @@ class FlowHashIndex:
             D (n, k) float32 scores (inner product, or squared L2) and I (n, k) int64 ids, best first,
             -1 / the metric's worst value where fewer than k candidates were found.
         """
-        if params is not None and not isinstance(params, SearchParams):
-            raise TypeError(f"params: expected a faiss_flowhash SearchParams, got {type(params).__name__}")
-        alias = SearchParams(r_query=DEFAULT if r_query is None else r_query,
-                             budget=DEFAULT if budget is None else budget,
-                             max_probes=DEFAULT if max_probes is None else max_probes)
-        p = alias.over((params or SearchParams()).over(self.params))
+        if params is None and r_query is DEFAULT and (budget is DEFAULT or budget is None) and (
+                max_probes is DEFAULT or max_probes is None):
+            p = self.params  # the common call: no merging (a single query pays no dataclass work)
+        else:
+            if params is not None and not isinstance(params, SearchParams):
+                raise TypeError(f"params: expected a faiss_flowhash SearchParams, got {type(params).__name__}")
+            alias = SearchParams(r_query=DEFAULT if r_query is None else r_query,
+                                 budget=DEFAULT if budget is None else budget,
+                                 max_probes=DEFAULT if max_probes is None else max_probes)
+            p = alias.over((params or SearchParams()).over(self.params))
         k = check_k(k)
         self._require_trained("search")
         x = as_matrix(x, self.d, name="x")
@@ -268,7 +296,7 @@ class FlowHashIndex:
             Di, Ii, si = self._engine.search(x[i: i + _QUERY_CHUNK], A, kk, max_codes=p.budget or 0)
             D.append(Di), I.append(Ii)
             scanned, probed, lists = scanned + si, probed + m, lists + int((A >= 0).sum())
-        D, I = np.concatenate(D), np.concatenate(I)
+        D, I = (D[0], I[0]) if len(D) == 1 else (np.concatenate(D), np.concatenate(I))
         if kk < k:
             D = np.pad(D, ((0, 0), (0, k - kk)), constant_values=worst_value(self.metric_type))
             I = np.pad(I, ((0, 0), (0, k - kk)), constant_values=-1)
@@ -370,10 +398,14 @@ class FlowHashIndex:
 
     def memory_bytes(self) -> int:
         """Bytes held for vectors and ids in the lists (copies included), the per-list overhead, the
-        insertion-order ids and codes, and the bucket map."""
+        insertion-order ids and codes, the bucket map (its dense code table included once built), and
+        the list centroids (float32 means + int64 counts), and the planner's copy of the means in
+        bucket-map order (4 d bytes per list, built on the first search) plus its 8-bit centroid codes
+        when a shortlist was used."""
         if self.d is None:
             return 0
-        return self._engine.nbytes() + self._ids.nbytes + self._codes.nbytes + self._map.nbytes
+        return (self._engine.nbytes() + self._ids.nbytes + self._codes.nbytes + self._map.nbytes
+                + self._cent.nbytes)
 
     @property
     def table_entries(self) -> int:
@@ -412,6 +444,8 @@ class FlowHashIndex:
                     max_probe_bits=p["max_probe_bits"], budget=p["budget"], max_probes=p["max_probes"],
                     probe=p["probe"], nprobe=p["nprobe"], bucket_cap=header["bucket_cap"],
                     storage=header["storage"], quantizer=quantizer)
+        index.params = SearchParams(**{**index.params.as_dict(),
+                                       **{f: v for f, v in p.items() if f in SearchParams.__dataclass_fields__}})
         n = int(header["ntotal"])
         ids, codes = np.asarray(arrays["ids"], np.int64), np.asarray(arrays["codes"], np.uint64)
         if ids.shape != (n,) or codes.shape != (n,):
@@ -543,7 +577,18 @@ class FlowHashIndex:
         starts, lengths = self._map.lookup(codes)
         multi = np.flatnonzero(lengths > 1)
         if len(multi):
-            lists[multi] = nearest_in_groups(x[multi], self._map.groups(codes[multi]), self._cent.centroids())
+            # rows by group size, in chunks of at most _GROUP_CELLS (row, list) cells: a chunk's (rows, G)
+            # matrix pads only to its own largest group (one 3,492-list bucket must not pad every row)
+            multi = multi[np.argsort(lengths[multi], kind="stable")]
+            size = lengths[multi]
+            cent = self._cent.centroids()
+            i = 0
+            while i < len(multi):
+                ks = np.arange(i + 1, min(len(multi), i + max(1, _GROUP_CELLS // int(size[i]))) + 1)
+                j = i + max(1, int(((ks - i) * size[ks - 1] <= _GROUP_CELLS).sum()))  # a prefix: sizes ascend
+                rows = multi[i:j]
+                lists[rows] = nearest_in_groups(x[rows], self._map.groups(codes[rows]), cent)
+                i = j
         return lists
 
     def cap(self) -> int:
@@ -604,7 +649,7 @@ class FlowHashIndex:
     def _plan(self, x: np.ndarray, p: SearchParams):
         """Lists to scan for queries x (n, d): (assign (n, P) int64 -1 padded, lists proposed)."""
         xs = self._scaled(x)
-        z = self._encode(xs)
+        z = self.quantizer.latent(self.quantizer.project(xs))  # = encode(xs) without re-checking x
         n = len(x)
         if p.probe == "flip":
             if p.budget and self._n:
@@ -612,9 +657,13 @@ class FlowHashIndex:
             qidx, codes, _ = probe_codes(z, radius=p.r_query, max_bits=p.max_probe_bits, max_probes=p.max_probes)
             A = self._map.probe_matrix(qidx, codes, n)
             return A, len(qidx)
-        codes, _ = flip_candidates(z, p.max_probe_bits, p.max_probes, ordered=False)
-        A = self._map.probe_matrix(np.repeat(np.arange(n), codes.shape[1]), codes.reshape(-1), n)
-        return rank_lists(xs, self._cent.centroids(), A, p.nprobe or A.shape[1]), codes.size
+        kw = dict(probe_bits=p.max_probe_bits, keep=p.max_probes, nprobe=p.nprobe)
+        if choose_planner(p.planner, n) == "reference":
+            return reference_plan(z, xs, bucket_map=self._map, centroids=self._cent.centroids(), **kw)
+        space = self._cent.sq8() if p.shortlist else None
+        tables = self._map.tables()
+        return fused_plan(z, xs, tables=tables, centroids=self._cent.centroids(), max_group=self._map.max_group,
+                          shortlist=p.shortlist, space=space, grouped=self._cent.grouped(tables[3]), **kw)
 
     def _flip_prefix(self, z: np.ndarray, p: SearchParams):
         """Flip probing under a budget: (assign (n, P), probe codes looked up).

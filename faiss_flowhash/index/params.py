@@ -8,9 +8,10 @@ import math
 import numbers
 from dataclasses import dataclass, fields, replace
 
-__all__ = ["SearchParams", "DEFAULT", "PROBE_MODES"]
+__all__ = ["SearchParams", "DEFAULT", "PROBE_MODES", "PLANNERS"]
 
 PROBE_MODES = ("centroid", "flip")
+PLANNERS = ("auto", "fused", "reference")
 
 
 class _Default:
@@ -55,6 +56,15 @@ class SearchParams:
             the proposed lists are ranked by their centroid's distance to the query) or "flip" (the
             paper: buckets within radius ``r_query``, cheapest flip cost first).
         nprobe: with probe="centroid", scan at most this many lists, nearest first; None: all proposed.
+        planner: with probe="centroid", "fused" (one numba pass per query, :mod:`.planner`),
+            "reference" (numpy + faiss kernels, the oracle the fused planner is tested against; also
+            used when numba is missing) or "auto" (the index's default: fused for calls of
+            ``planner.AUTO_FUSED_MIN_ROWS`` (256) queries or more, or once numba is loaded in the
+            process; reference otherwise, so a short process never pays numba's import). Same lists
+            up to float ties.
+        shortlist: fused planner only: rank the proposed lists first by an estimate from 8-bit codes
+            of the centroids (a quarter of their bytes) and compute the exact centroid distance for this
+            many (>= nprobe) only; None: exact for every proposed list.
     """
 
     r_query: float = DEFAULT
@@ -63,6 +73,8 @@ class SearchParams:
     max_probe_bits: int = DEFAULT
     probe: str = DEFAULT
     nprobe: int | None = DEFAULT
+    planner: str = DEFAULT
+    shortlist: int | None = DEFAULT
 
     def __post_init__(self):
         if self.r_query is not DEFAULT:
@@ -73,12 +85,15 @@ class SearchParams:
         _check_limit("budget", self.budget)
         _check_limit("max_probes", self.max_probes)
         _check_limit("nprobe", self.nprobe)
+        _check_limit("shortlist", self.shortlist)
         if self.probe is not DEFAULT and self.probe not in PROBE_MODES:
             raise ValueError(f"probe: expected one of {PROBE_MODES}, got {self.probe!r}")
+        if self.planner is not DEFAULT and self.planner not in PLANNERS:
+            raise ValueError(f"planner: expected one of {PLANNERS}, got {self.planner!r}")
         b = self.max_probe_bits
         if b is not DEFAULT and (isinstance(b, bool) or not isinstance(b, numbers.Integral) or not 0 <= b <= 20):
             raise ValueError(f"max_probe_bits: expected an int in [0, 20], got {b!r}")
-        for name in ("budget", "max_probes", "max_probe_bits", "nprobe"):  # numpy ints -> int (JSON-able)
+        for name in ("budget", "max_probes", "max_probe_bits", "nprobe", "shortlist"):  # numpy ints -> int (JSON-able)
             v = getattr(self, name)
             if isinstance(v, numbers.Integral):
                 object.__setattr__(self, name, int(v))

@@ -7,7 +7,7 @@ group in the bucket map, new vectors of the bucket go to the nearest sub-list ce
 planner ranks sub-lists like any other list. So the largest list stays bounded (predictable tail
 latency and GPU batches) and a dense region is scanned in pieces, nearest first.
 
-Pure functions plus :class:`ListCentroids`, a running sum per list.
+Pure functions plus :class:`ListCentroids`, a running mean per list.
 """
 
 import faiss
@@ -17,13 +17,21 @@ __all__ = ["ListCentroids", "median_split", "nearest_in_groups"]
 
 
 class ListCentroids:
-    """Running mean of the vectors in each list: sums (L, d) float64 and counts (L,)."""
+    """Mean of the vectors in each list: means (L, d) float32 and counts (L,) int64.
+
+    Updates are exact running means: a batch's per-list sums are taken in float64 and merged with
+    ``mean * count`` in float64 before the result is stored as float32 (4 d bytes per list, the
+    figure :meth:`FlowHashIndex.memory_bytes` counts, plus 8 for the count). The planner's copy in
+    bucket-map order (:meth:`grouped`, 4 d bytes per list) and 8-bit codes (:meth:`sq8`, d bytes per
+    list) are derived from the means, cached until they change, and counted once built.
+    """
 
     def __init__(self, d: int):
         self.d = int(d)
-        self.sums = np.zeros((0, self.d), np.float64)
+        self.means = np.zeros((0, self.d), np.float32)
         self.counts = np.zeros(0, np.int64)
-        self._cache = None
+        self._space = None
+        self._grouped = None  # (lists array it was built for, means in that order)
 
     def __len__(self) -> int:
         return len(self.counts)
@@ -31,41 +39,83 @@ class ListCentroids:
     def reserve(self, n_lists: int) -> None:
         if n_lists > len(self.counts):
             grow = n_lists - len(self.counts)
-            self.sums = np.concatenate([self.sums, np.zeros((grow, self.d))])
+            self.means = np.concatenate([self.means, np.zeros((grow, self.d), np.float32)])
             self.counts = np.concatenate([self.counts, np.zeros(grow, np.int64)])
-            self._cache = None
+            self._space = self._grouped = None
 
     def update(self, list_ids: np.ndarray, x: np.ndarray, sign: int = 1) -> None:
         """Add (sign=1) or take away (sign=-1) vectors x (n, d) of lists list_ids (n,)."""
         if len(list_ids) == 0:
             return
         self.reserve(int(list_ids.max()) + 1)
-        np.add.at(self.sums, list_ids, sign * x.astype(np.float64))
-        np.add.at(self.counts, list_ids, sign)
-        self._cache = None
+        uniq, inv = np.unique(list_ids, return_inverse=True)
+        sums = np.zeros((len(uniq), self.d), np.float64)
+        np.add.at(sums, inv.reshape(-1), x.astype(np.float64))
+        n_new = np.bincount(inv.reshape(-1), minlength=len(uniq)).astype(np.int64)
+        old = self.counts[uniq]
+        count = old + sign * n_new
+        total = self.means[uniq].astype(np.float64) * old[:, None] + sign * sums
+        self.means[uniq] = np.where(count[:, None] > 0, total / np.maximum(count, 1)[:, None], 0.0).astype(np.float32)
+        self.counts[uniq] = count
+        self._space = self._grouped = None
 
     def clear(self, list_ids: np.ndarray) -> None:
-        self.sums[list_ids] = 0.0
+        self.means[list_ids] = 0.0
         self.counts[list_ids] = 0
-        self._cache = None
+        self._space = self._grouped = None
 
     def centroids(self) -> np.ndarray:
-        """(L, d) float32 means (0 for empty lists)."""
-        if self._cache is None:
-            self._cache = (self.sums / np.maximum(self.counts, 1)[:, None]).astype(np.float32)
-        return self._cache
+        """(L, d) float32 means (0 for empty lists); the stored array itself (do not modify)."""
+        return self.means
+
+    def grouped(self, lists: np.ndarray) -> np.ndarray:
+        """The means in the order of a bucket map's ``lists`` array (CSR order: each code's lists
+        contiguous), cached until the means or ``lists`` change. The planner reads a probed code's
+        centroids as one contiguous block instead of one random row per list: the centroid gather is
+        latency-bound (a cache miss per row), so this is what makes ranking cheap."""
+        g = self._grouped
+        if g is None or g[0] is not lists:
+            g = (lists, np.ascontiguousarray(self.means[lists]))
+            self._grouped = g
+        return g[1]
+
+    def sq8(self):
+        """8-bit codes of the centroids for the planner's first-stage ranking (cached until the means
+        change): (vmin (d,), scale (d,), codes (L, d) uint8), c ~ vmin + scale * code per dimension."""
+        if self._space is None:
+            C = self.means
+            lo = C.min(0) if len(C) else np.zeros(self.d, np.float32)
+            hi = C.max(0) if len(C) else np.ones(self.d, np.float32)
+            scale = np.maximum((hi - lo) / 255.0, 1e-30).astype(np.float32)
+            codes = np.clip(np.rint((C - lo) / scale), 0, 255).astype(np.uint8)
+            self._space = (lo.astype(np.float32), scale, np.ascontiguousarray(codes))
+        return self._space
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the means and counts, plus the planner's grouped copy and 8-bit codes when built."""
+        extra = 0 if self._space is None else sum(a.nbytes for a in self._space)
+        extra += 0 if self._grouped is None else self._grouped[1].nbytes
+        return self.means.nbytes + self.counts.nbytes + extra
 
     def state(self) -> dict:
-        return {"sums": self.sums, "counts": self.counts}
+        return {"means": self.means, "counts": self.counts}
 
     @classmethod
     def from_state(cls, state: dict) -> "ListCentroids":
-        sums = np.asarray(state["sums"], np.float64)
+        """Inverse of :meth:`state`; also reads the float64 ``sums`` of earlier files."""
         counts = np.asarray(state["counts"], np.int64)
-        if sums.ndim != 2 or len(sums) != len(counts):
-            raise ValueError(f"list centroids: expected sums (L, d) and counts (L,), got {sums.shape}, {counts.shape}")
-        c = cls(sums.shape[1])
-        c.sums, c.counts = sums, counts
+        if "means" in state:
+            means = np.asarray(state["means"], np.float32)
+        else:
+            sums = np.asarray(state["sums"], np.float64)
+            if sums.ndim != 2 or len(sums) != len(counts):
+                raise ValueError(f"list centroids: expected sums (L, d) and counts (L,), got {sums.shape}, {counts.shape}")
+            means = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+        if means.ndim != 2 or len(means) != len(counts):
+            raise ValueError(f"list centroids: expected means (L, d) and counts (L,), got {means.shape}, {counts.shape}")
+        c = cls(means.shape[1])
+        c.means, c.counts = np.ascontiguousarray(means), counts
         return c
 
 

@@ -11,7 +11,9 @@
 Flip cost alone ranks a bucket by how sure the query's bits are, not by where the data in the bucket
 lies; bench/results/quantizer.md measures centroid ranking against flip-cost order on the same
 candidates (recall@1 at 0.1 % evaluated: 0.49 -> 0.90 on the clustered bench set, N = 200k, K = 16).
-All functions are pure (numpy and faiss kernels, no state).
+All functions are pure (numpy and faiss kernels, no state). The index plans with the fused numba
+planner (:mod:`.planner`), which computes the same lists in one pass per query; these functions are
+its reference (``SearchParams(planner="reference")``) and the oracle of tests/test_planner.py.
 """
 
 import faiss

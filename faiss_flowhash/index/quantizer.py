@@ -45,6 +45,25 @@ def _flow_numpy(weights, y: np.ndarray) -> np.ndarray:
         x = np.concatenate([x1, x2 * np.exp(log_scale) + shift], axis=1)[:, inv_perm]
     return x.astype(np.float32)
 
+def _pack_flow(weights):
+    """The numpy flow weights as the flat arrays of :func:`._jit.flow_forward`."""
+    (loc, scale), layers = weights
+    perms = np.stack([np.asarray(l[0], np.int64) for l in layers])
+    ks = np.array([l[2] for l in layers], np.int64)
+    bounds = np.array([l[3] for l in layers], np.float64)
+    lins = [lin for l in layers for lin in l[4]]
+    shapes = np.array([W.shape for W, _ in lins], np.int64).reshape(-1, 2)
+    woff = np.r_[0, np.cumsum(shapes[:, 0] * shapes[:, 1])[:-1]].astype(np.int64)
+    boff = np.r_[0, np.cumsum(shapes[:, 1])[:-1]].astype(np.int64)
+    W = np.concatenate([W.reshape(-1) for W, _ in lins]).astype(np.float32)
+    bias = np.concatenate([b.reshape(-1) for _, b in lins]).astype(np.float32)
+    lin_start = np.r_[0, np.cumsum([len(l[4]) for l in layers])].astype(np.int64)
+    return (np.asarray(loc, np.float32), np.asarray(scale, np.float32), perms, ks, bounds, W, woff, shapes, bias,
+            boff, lin_start)
+
+
+JIT_FLOW_MAX_ROWS = 16  # up to this many rows the flow runs in one numba kernel (numpy's per-op cost dominates)
+
 _PROJECTIONS = ("auto", "pca", "contrast", "triplet")
 
 
@@ -304,11 +323,16 @@ class FlowQuantizer:
         return (x - mean) @ w
 
     def latent(self, y: np.ndarray, *, batch_size: int = 65536) -> np.ndarray:
-        """y (n, K) -> z (n, K) float32 through the preconditioner and the flow (identity start: y / scale)."""
+        """y (n, K) -> z (n, K) float32 through the preconditioner and the flow (identity start: y / scale).
+        On the CPU without a preconditioner no torch is involved (numpy, or numba for a few rows)."""
         if not self.flow_active and not self.config.precondition:
             loc, scale = self._linear()[2]
             return (y - loc) / scale
         if not self.config.precondition and str(self.config.device) == "cpu":
+            if len(y) <= JIT_FLOW_MAX_ROWS:
+                packed = self._packed_flow()
+                if packed is not None:
+                    return packed[0].flow_forward(np.ascontiguousarray(y, np.float32), *packed[1])
             return _flow_numpy(self._flow_weights(), y)
         if self._torch is None and str(self.config.device) == "cpu":  # a loaded quantizer: numpy, no torch
             u = quantizer_numpy.gauss_numpy(self._gauss_weights(), y)
@@ -355,6 +379,21 @@ class FlowQuantizer:
                                  m.bias.detach().cpu().numpy().astype(np.float32)) for m in lin]))
             self._np = (mean, w, (loc, scale), layers)
         return self._np[2], self._np[3]
+
+    def _packed_flow(self):
+        """(kernels module, packed weights) for few-row flow inference in numba, cached while the numpy
+        weights are; None without numba or while numba is not loaded (the import costs more than it saves
+        in a short process: the planner loads it for large calls, :data:`.planner.AUTO_FUSED_MIN_ROWS`)."""
+        from .planner import loaded_kernels
+        kern = loaded_kernels()
+        if kern is None:
+            return None
+        weights = self._flow_weights()
+        cached = getattr(self, "_jit_flow", None)
+        if cached is None or cached[0] is not weights[1]:
+            cached = (weights[1], _pack_flow(weights))
+            self._jit_flow = cached
+        return kern, cached[1]
 
     def _linear(self):
         if self._np is None and self._torch is None:

@@ -67,6 +67,10 @@ def run_serve(args) -> int:
         # A shell starts background jobs with SIGINT ignored, and interrupt_main() then does nothing:
         # restore Python's KeyboardInterrupt handler first.
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        # a long-lived process: load the index's numba planner in the background (seconds), so requests
+        # plan with it once it is there (planner="auto" plans with numpy until then)
+        from ..index.planner import jit_kernels
+        threading.Thread(target=jit_kernels, name="flowhash-jit-warmup", daemon=True).start()
         signal.signal(signal.SIGTERM, lambda *_: _thread.interrupt_main())
         if args.exit_after is not None:
             timer = threading.Timer(args.exit_after, _thread.interrupt_main)
