@@ -191,6 +191,32 @@ def _wrap(m, key="touched", **sp):
     return search
 
 
+def parse_variants(spec: str | None) -> dict:
+    """``"NAME:k=v,k=v;NAME2:k=v"`` -> {NAME: {k: v}} (ints where they parse, None for "None"): extra
+    FlowHash rows searched with ``SearchParams(**params)``."""
+    out = {}
+    for part in filter(None, (spec or "").split(";")):
+        if ":" not in part:
+            raise SystemExit(f"--fh-variants: expected NAME:k=v,..., got {part!r}")
+        name, kvs = part.split(":", 1)
+        params = {}
+        for kv in filter(None, kvs.split(",")):
+            k, _, v = kv.partition("=")
+            params[k.strip()] = None if v.strip() == "None" else (int(v) if v.strip().lstrip("-").isdigit() else v.strip())
+        out[name.strip()] = params
+    return out
+
+
+def index_code_hash() -> str:
+    """sha256 of faiss_flowhash/index/*.py: cached FlowHash results are reused only for the same index code."""
+    import glob
+
+    h = hashlib.sha256()
+    for f in sorted(glob.glob(os.path.join(ROOT, "faiss_flowhash", "index", "*.py"))):
+        h.update(open(f, "rb").read())
+    return h.hexdigest()[:12]
+
+
 def method_builders(x, fp, args, flow2=None):
     """name -> build() returning (searcher, build info), over the same fingerprints x (N, d); built only
     when its results are not cached. ``flow2``: (quantizer, info) of a flow retrained on the corpus's
@@ -207,13 +233,17 @@ def method_builders(x, fp, args, flow2=None):
             return search, info
         return build
 
-    def flowhash(quantizer, extra):
+    def flowhash(quantizer, extra, params=None):
         def build():
+            from faiss_flowhash import SearchParams
+
             index = FlowHashIndex(d, quantizer=quantizer)  # the index's defaults, as the database builds it
             index.verbose = False
             index.add(x)
-            return ev.index_searcher(index), {"balance": index.balance(), "table_entries_per_vec": index.table_entries / N,
-                                              **extra}
+            sp = SearchParams(**params) if params else None
+            return ev.index_searcher(index, params=sp), {"balance": index.balance(),
+                                                         "table_entries_per_vec": index.table_entries / N,
+                                                         "search_params": params or {}, **extra}
         return build
 
     def mp_lsh():
@@ -239,6 +269,8 @@ def method_builders(x, fp, args, flow2=None):
         return ev.index_searcher(flat), {}
 
     out = {"FlowHash (TE+NF)": timed(flowhash(fp.quantizer, {}))}
+    for vname, params in parse_variants(args.fh_variants).items():
+        out[f"FlowHash (TE+NF) {vname}"] = timed(flowhash(fp.quantizer, {}, params))
     if flow2 is not None:
         out["FlowHash, flow retrained"] = timed(flowhash(flow2[0], {"flow": flow2[1]}))
     out[f"TE+MP-LSH K{args.lsh_k} {args.lsh_probes}p"] = timed(mp_lsh)
@@ -272,6 +304,8 @@ def evaluate_methods(builders, fps, queries, counts, args, key, flow_info=None, 
         if args.only and not any(o.lower() in name.lower() for o in args.only.split(",")):
             continue
         extra = flow_info if "retrained" in name else None
+        if name.startswith("FlowHash"):  # results depend on the index code and the variant's params
+            extra = [extra, index_code_hash(), parse_variants(args.fh_variants).get(name.split(") ", 1)[-1])]
         slug = hashlib.sha256(json.dumps([name, key, args.k, args.consensus, args.batch_rows, extra, reference is not None, 2],
                                          default=str).encode()).hexdigest()[:12]
         path = os.path.join(args.cache_dir, f"rows_{slug}.json")
@@ -613,6 +647,9 @@ def parse_args(argv=None):
                    help="search a cell's segments in calls of this many rows (0: one call per query)")
     p.add_argument("--latency-queries", type=int, default=20, help="single-call latency: queries per length (20)")
     p.add_argument("--only", default=None, help="comma list of method-name parts to run now (others skipped)")
+    p.add_argument("--fh-variants", default=None,
+                   help='extra FlowHash rows with SearchParams, "NAME:k=v,k=v;NAME2:..." '
+                        '(e.g. "16x4096np256:max_probe_bits=16,max_probes=4096,nprobe=256")')
     p.add_argument("--flow-steps", type=int, default=0,
                    help="also a FlowHash row with a flow retrained on the train split for this many steps (0: off)")
     p.add_argument("--flow-tracks", type=int, default=0, help="retrained flow: use this many train-split tracks (0: all)")

@@ -19,10 +19,12 @@ __all__ = ["Searcher", "index_searcher", "run_eval", "EvalResult", "summarize", 
 Searcher = Callable[[np.ndarray, int], tuple]  # (q (m, d), k) -> (D (m, k), I (m, k), evaluated per row)
 
 
-def index_searcher(index) -> Searcher:
+def index_searcher(index, *, params=None) -> Searcher:
     """Wrap an index as a searcher ``(q, k) -> (D, I, evaluated)``; ``evaluated`` = mean database
     vectors scored per query row: FlowHashIndex's ``last_search_stats.candidates``; IndexIVF*: faiss's
-    distance counter; any other faiss index (flat, IndexLSH's Hamming scan): ``ntotal``."""
+    distance counter; any other faiss index (flat, IndexLSH's Hamming scan): ``ntotal``. ``params``
+    (None: the index's own): passed as ``index.search(q, k, params=params)`` (a FlowHashIndex
+    ``SearchParams``, a faiss ``SearchParameters``)."""
     import faiss
 
     is_ivf = isinstance(index, faiss.IndexIVF)
@@ -31,7 +33,7 @@ def index_searcher(index) -> Searcher:
         q = np.ascontiguousarray(q, dtype=np.float32)
         if is_ivf:
             faiss.cvar.indexIVF_stats.reset()
-        D, I = index.search(q, k)
+        D, I = index.search(q, k) if params is None else index.search(q, k, params=params)
         if hasattr(index, "last_search_stats"):
             ev = index.last_search_stats.candidates
         elif is_ivf:
