@@ -191,7 +191,8 @@ class FlowHashM:
 
     def nbytes(self):
         ix = self.index
-        cent = ix._cent.sums.nbytes + ix._cent.counts.nbytes  # not in memory_bytes() (noted in scale.md)
+        # the list centroids' arrays; memory_bytes() leaves them out before main 05844c2, counts them after
+        cent = sum(np.asarray(v).nbytes for v in ix._cent.state().values())
         return dict(memory_bytes=int(ix.memory_bytes()), centroid_bytes=int(cent),
                     n_lists=int((ix._engine.list_sizes() > 0).sum()))
 
