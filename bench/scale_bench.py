@@ -191,7 +191,8 @@ class FlowHashM:
 
     def nbytes(self):
         ix = self.index
-        cent = ix._cent.sums.nbytes + ix._cent.counts.nbytes  # not in memory_bytes() (noted in scale.md)
+        # the list centroids' arrays; memory_bytes() leaves them out before main 05844c2, counts them after
+        cent = sum(np.asarray(v).nbytes for v in ix._cent.state().values())
         return dict(memory_bytes=int(ix.memory_bytes()), centroid_bytes=int(cent),
                     n_lists=int((ix._engine.list_sizes() > 0).sum()))
 
@@ -428,7 +429,7 @@ def commit_main(argv):
     commit, and compaction. It drives :class:`faiss_flowhash.db.index_store.IndexStore`, which is what
     ``FingerprintDB`` calls for its index at each commit (the LMDB transaction is unchanged and not timed)."""
     import faiss_flowhash as ffh
-    from faiss_flowhash.db.index_store import IndexStore
+    from faiss_flowhash.db.index_store import DEFAULT_COMPACT_RATIO, IndexStore
     from faiss_flowhash.index.serialize import read_index, write_index
 
     ap = argparse.ArgumentParser(prog="python -m bench.scale_bench commit")
@@ -444,7 +445,7 @@ def commit_main(argv):
     work = tempfile.mkdtemp(prefix="flowhash-scale-commit-", dir=os.environ.get("TMPDIR", "/tmp"))
     try:
         with threads(args.threads):
-            extra = sum(batches) + args.n // 4
+            extra = sum(batches) + int(args.n * DEFAULT_COMPACT_RATIO)
             data = generate(args.n + extra, 10, n_train=200_000)
             x = data["x"]
             index = ffh.FlowHashIndex(x.shape[1], K=args.K, config=ffh.QuantizerConfig(verbose=False, threads=args.threads))
@@ -496,8 +497,8 @@ def commit_main(argv):
                 log(f"commit of {b}: add {add_s:.2f} s, segment {commit_s:.3f} s {written / 1e6:.1f} MB; "
                     f"reader refresh {refresh_s:.2f} s; open {open_s:.1f} s")
             out["commits"] = rows
-            # the worst open before an automatic compaction: segments holding compact_ratio (0.25) x the base
-            b = args.n // 4 - sum(batches)
+            # the worst open before an automatic compaction: segments holding compact_ratio x the base
+            b = int(args.n * DEFAULT_COMPACT_RATIO) - sum(batches)
             xb = np.ascontiguousarray(x[pos: pos + b], np.float32)
             ids = np.arange(pos, pos + b, dtype=np.int64)
             index.add_with_ids(xb, ids)
@@ -505,7 +506,7 @@ def commit_main(argv):
             t0 = time.perf_counter()
             IndexStore(db, readonly=True).load()
             out["open_at_compact_ratio_s"] = time.perf_counter() - t0
-            out["delta_rows_at_compact_ratio"] = st.delta_rows()
+            out["delta_rows_at_compact_ratio"], out["compact_ratio"] = st.delta_rows(), DEFAULT_COMPACT_RATIO
             t0 = time.perf_counter()
             out["compact"] = st.compact(index)
             t0 = time.perf_counter()
