@@ -32,10 +32,10 @@ ROOT = os.path.dirname(HERE)
 import faiss
 import torch
 
-from faiss_flowhash import FlowHashIndex
 from faiss_flowhash import eval as ev
 from faiss_flowhash.audio import Fingerprinter, load_audio, synthetic_music
 from faiss_flowhash.db.identify import ReferenceWindows
+from faiss_flowhash.db.index_settings import DB_INDEX_SETTINGS, new_db_index
 from faiss_flowhash.eval.command import save_reference
 
 PAPER_FLOWHASH_2S = [82.0, 90.1, 94.1, 94.8, 95.9, 55.9, 78.6, 84.7, 85.9, 86.9, 90.2, 87.6, 87.6, 79.6, 74.9]
@@ -237,10 +237,11 @@ def method_builders(x, fp, args, flow2=None):
         def build():
             from faiss_flowhash import SearchParams
 
-            index = FlowHashIndex(d, quantizer=quantizer)  # the index's defaults, as the database builds it
+            # the database's index (db.index_settings), or other settings for a variant
+            index = new_db_index(d, quantizer)
             index.verbose = False
             index.add(x)
-            sp = SearchParams(**params) if params else None
+            sp = SearchParams(**(params if params is not None else DB_INDEX_SETTINGS))
             return ev.index_searcher(index, params=sp), {"balance": index.balance(),
                                                          "table_entries_per_vec": index.table_entries / N,
                                                          "search_params": params or {}, **extra}
@@ -439,8 +440,8 @@ def track_vs_offset(rows, length_s=2.0):
 
 
 def flowhash_probe_stats(x, quantizer, q):
-    """Buckets probed / vectors scored per query segment of a FlowHashIndex over x (its defaults), on segments q."""
-    index = FlowHashIndex(x.shape[1], quantizer=quantizer)
+    """Buckets probed / vectors scored per query segment of the database's FlowHashIndex over x, on segments q."""
+    index = new_db_index(x.shape[1], quantizer)
     index.verbose = False
     index.add(x)
     index.search(q, 1)
@@ -588,8 +589,9 @@ def report_md(res, args, info):
         f"call with the query's segments (1 / 11 / 21 / 41 for 1 / 2 / 3 / 5 s) + consensus, fingerprinting "
         f"excluded, mean of {info.get('latency_queries', 20)} queries per length, {info['threads']} thread(s); "
         "hit rates come from batched search (same results).",
-        "Methods, all on the same fingerprints: FlowHash = FlowHashIndex at its defaults (centroid-ranked "
-        "probing, nprobe 64, one copy per vector) with the model's K = 16 flow quantizer, as the database builds it; "
+        "Methods, all on the same fingerprints: FlowHash = the database's FlowHashIndex (db.index_settings: "
+        "centroid-ranked probing of 4,096 flips of 16 bits, nprobe 256, one copy per vector) with the model's K = 16 "
+        "flow quantizer; "
         "\"flow retrained\" = the same index with a K = 16 flow trained here on train-split tracks; MP-LSH = "
         "bench/baselines.py MultiProbeLSH (1 table of K = 16 bits, 1000 probes as in the paper); IndexLSH = "
         "faiss.IndexLSH (64 bits, Hamming top-256, exact re-rank); IVFFlat = faiss.IndexIVFFlat "

@@ -130,7 +130,9 @@ def _build_methods(names, ref: _Reference, *, ivf_nlist: int | None, ivf_nprobe:
                 index = new_db_index(d, ref.fingerprinter.quantizer)  # as the database builds it
                 index.verbose = False
                 index.add_with_ids(x, ref.row_ids)
-            methods["FlowHash"] = index_searcher(index)
+            from ..db.index_settings import db_search_params
+
+            methods["FlowHash"] = index_searcher(index, params=db_search_params())  # as the database searches
         elif name == "exact":
             flat = faiss.IndexFlatIP(d)
             flat.add(x)
