@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .balance import code_balance
-from .codes import pack_codes, subset_masks
+from .codes import pack_codes, probe_codes, subset_masks
 from .prior import code_cross_entropy, two_mode_log_prob
 from .projection import contrast_directions, pca_basis
 from .train_report import TrainReport
@@ -52,13 +52,13 @@ def flip_rank_score(z_query: np.ndarray, z_target: np.ndarray, probe_bits: int =
     bits where the codes differ are all among the query's ``probe_bits`` least certain ones; its rank is
     the number of subsets of those bits that cost less.
     """
-    rank, _, _ = _flip_ranks(z_query, z_target, probe_bits)
+    rank = _flip_ranks(z_query, z_target, probe_bits)
     return float(np.mean([(rank < p).mean() for p in (1, 16, 256)]))
 
 
-def _flip_ranks(z_query: np.ndarray, z_target: np.ndarray, probe_bits: int):
-    """Per pair: the target code's rank in the query's flip order (cost, then subset number), and the
-    query's subset costs (m, 2^b) with their bit positions (m, b). Unreachable targets: int64 max."""
+def _flip_ranks(z_query: np.ndarray, z_target: np.ndarray, probe_bits: int) -> np.ndarray:
+    """Per pair: the target code's rank in the query's flip order (the number of cheaper subsets of its
+    ``probe_bits`` least certain bits); unreachable targets: int64 max."""
     a = np.abs(z_query)
     b = min(probe_bits, z_query.shape[1])
     pos = np.argsort(a, axis=1, kind="stable")[:, :b]
@@ -69,7 +69,7 @@ def _flip_ranks(z_query: np.ndarray, z_target: np.ndarray, probe_bits: int):
     tcost = (ca * inside).sum(1)
     cost = ca @ subset_masks(b).astype(np.float32).T  # (m, 2^b) all flip costs (BLAS)
     rank = (cost < tcost[:, None] - 1e-6).sum(1)
-    return np.where(reachable, rank, np.iinfo(np.int64).max), cost, pos
+    return np.where(reachable, rank, np.iinfo(np.int64).max)
 
 
 def flip_budget_score(z_query: np.ndarray, z_target: np.ndarray, z_data: np.ndarray, probe_bits: int = 12,
@@ -81,23 +81,18 @@ def flip_budget_score(z_query: np.ndarray, z_target: np.ndarray, z_data: np.ndar
     latents of the data whose bucket sizes the scan pays (e.g. the training vectors). This is the
     paper's flip probing under a candidate budget: unlike :func:`flip_rank_score` it charges a probe
     for the vectors in its bucket, so a flow that splits dense buckets into many small ones is not
-    rewarded for probes that hold few neighbours.
+    rewarded for probes that hold few neighbours. The probe order is the index's own
+    (:func:`.codes.probe_codes`, every one of the ``probe_bits`` least certain bits flippable).
     """
-    rank, cost, pos = _flip_ranks(z_query, z_target, probe_bits)
-    m, b = pos.shape
+    rank = _flip_ranks(z_query, z_target, probe_bits)
+    _, codes, _ = probe_codes(z_query, radius=np.inf, max_bits=probe_bits)
+    codes = codes.reshape(len(z_query), -1)  # (m, 2^b) each query's probes, cheapest first
     keys, counts = np.unique(pack_codes(z_data), return_counts=True)
-    order = np.argsort(cost, axis=1, kind="stable")  # (m, 2^b) subsets in probe order
-    base = pack_codes(z_query)
-    bitval = np.left_shift(np.uint64(1), pos.astype(np.uint64))  # (m, b)
-    flips = np.zeros(order.shape, np.uint64)
-    for j in range(b):
-        flips |= ((order >> j) & 1).astype(np.uint64) * bitval[:, j: j + 1]
-    codes = base[:, None] ^ flips
     at = np.minimum(np.searchsorted(keys, codes), len(keys) - 1)
     sizes = np.where(keys[at] == codes, counts[at], 0)
     before = np.cumsum(sizes, axis=1) - sizes  # vectors scanned before each probe
-    ok = rank < order.shape[1]
-    r = np.minimum(rank, order.shape[1] - 1)[:, None]
+    ok = rank < codes.shape[1]
+    r = np.minimum(rank, codes.shape[1] - 1)[:, None]
     start = np.take_along_axis(before, r, 1)[:, 0].astype(np.float64)  # scanned before the target's bucket
     size = np.maximum(np.take_along_axis(sizes, r, 1)[:, 0], 1).astype(np.float64)
     n = max(len(z_data), 1)
