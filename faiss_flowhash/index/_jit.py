@@ -177,7 +177,9 @@ def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, cent_by_
     total = 0
     dense_ok = dense.shape[0] > 0
     nkeys = keys.shape[0]
-    for e in range(m):  # look the codes up first: the distance buffers get their exact size
+    # look the codes up first: the distance buffers get their exact size. The lookup is :func:`_lookup`
+    # written out by hand: calling it here (even with inline="always") made a plan ~30 % slower.
+    for e in range(m):
         code = base ^ flips[e]
         if dense_ok:
             g = np.int64(dense[np.int64(code)])
