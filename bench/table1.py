@@ -35,7 +35,7 @@ import torch
 from faiss_flowhash import eval as ev
 from faiss_flowhash.audio import Fingerprinter, load_audio, synthetic_music
 from faiss_flowhash.db.identify import ReferenceWindows
-from faiss_flowhash.db.index_settings import DB_INDEX_SETTINGS, new_db_index
+from faiss_flowhash.db.index_settings import new_db_index
 from faiss_flowhash.eval.command import save_reference
 
 PAPER_FLOWHASH_2S = [82.0, 90.1, 94.1, 94.8, 95.9, 55.9, 78.6, 84.7, 85.9, 86.9, 90.2, 87.6, 87.6, 79.6, 74.9]
@@ -241,7 +241,7 @@ def method_builders(x, fp, args, flow2=None):
             index = new_db_index(d, quantizer)
             index.verbose = False
             index.add(x)
-            sp = SearchParams(**(params if params is not None else DB_INDEX_SETTINGS))
+            sp = SearchParams(**params) if params else None  # None: the database's own settings
             return ev.index_searcher(index, params=sp), {"balance": index.balance(),
                                                          "table_entries_per_vec": index.table_entries / N,
                                                          "search_params": params or {}, **extra}
