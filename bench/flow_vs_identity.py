@@ -56,38 +56,37 @@ def _git() -> str:
         return "?"
 
 
-def run(n: int, nq: int, nprobes, budgets, sets, variants, positives, seed: int) -> list[dict]:
+def run(n: int, nq: int, nprobes, budgets, sets, variants, positives, seed: int, gates=("probes",)) -> list[dict]:
     rows = []
     for set_name in sets:
         ds = make_synthetic(n, nq, params=SETS[set_name], seed=seed)
         gt = exact_top1(ds)
-        for pos in positives:
-            for var in variants:
-                cfg = QuantizerConfig(seed=seed, verbose=False, **VARIANTS[var])
-                index = FlowHashIndex(ds.x.shape[1], K=16, config=cfg)
-                t0 = time.perf_counter()
-                index.train(ds.x_train, ds.x_pos if pos else None)
-                t_train = time.perf_counter() - t0
-                index.add(ds.x)
-                rep = index.quantizer.report
-                base = dict(set=set_name, positives=bool(pos), variant=var, train_s=round(t_train, 2),
-                            kept=rep.kept, heldout_start=rep.heldout_start, heldout_trained=rep.heldout_trained,
-                            empty_share=rep.balance["empty_share"], max_over_mean=rep.balance["max_over_mean"])
-                for npb in nprobes:
-                    _, I = index.search(ds.q, 1, params=SearchParams(nprobe=npb))
-                    st = index.last_search_stats
-                    rows.append(dict(base, probe="centroid", setting=npb, r1=float((I[:, 0] == gt).mean()),
-                                     eval_pct=float(st.eval_percent)))
-                for b in budgets:
-                    _, I = index.search(ds.q, 1, params=SearchParams(probe="flip", budget=b, max_probes=None,
-                                                                     r_query=2.0))
-                    st = index.last_search_stats
-                    rows.append(dict(base, probe="flip", setting=b, r1=float((I[:, 0] == gt).mean()),
-                                     eval_pct=float(st.eval_percent)))
-                print(f"{set_name:12s} pos={int(pos)} {var:12s} kept={rep.kept:7s} "
-                      + " ".join(f"{r['probe'][0]}{r['setting']}:{r['r1']:.3f}@{r['eval_pct']:.2f}%"
-                                 for r in rows if r['set'] == set_name and r['variant'] == var
-                                 and r['positives'] == bool(pos)), flush=True)
+        for pos, var, gate in [(p, v, g) for p in positives for v in variants for g in gates]:
+            cfg = QuantizerConfig(seed=seed, verbose=False, gate=gate, **VARIANTS[var])
+            index = FlowHashIndex(ds.x.shape[1], K=16, config=cfg)
+            t0 = time.perf_counter()
+            index.train(ds.x_train, ds.x_pos if pos else None)
+            t_train = time.perf_counter() - t0
+            index.add(ds.x)
+            rep = index.quantizer.report
+            base = dict(set=set_name, positives=bool(pos), variant=var, gate=gate, train_s=round(t_train, 2),
+                        kept=rep.kept, heldout_start=rep.heldout_start, heldout_trained=rep.heldout_trained,
+                        empty_share=rep.balance["empty_share"], max_over_mean=rep.balance["max_over_mean"])
+            for npb in nprobes:
+                _, I = index.search(ds.q, 1, params=SearchParams(nprobe=npb))
+                st = index.last_search_stats
+                rows.append(dict(base, probe="centroid", setting=npb, r1=float((I[:, 0] == gt).mean()),
+                                 eval_pct=float(st.eval_percent)))
+            for b in budgets:
+                _, I = index.search(ds.q, 1, params=SearchParams(probe="flip", budget=b, max_probes=None,
+                                                                 r_query=2.0))
+                st = index.last_search_stats
+                rows.append(dict(base, probe="flip", setting=b, r1=float((I[:, 0] == gt).mean()),
+                                 eval_pct=float(st.eval_percent)))
+            print(f"{set_name:12s} pos={int(pos)} {var:12s} gate={gate:10s} kept={rep.kept:7s} "
+                  + " ".join(f"{r['probe'][0]}{r['setting']}:{r['r1']:.3f}@{r['eval_pct']:.2f}%"
+                             for r in rows if r['set'] == set_name and r['variant'] == var
+                             and r['positives'] == bool(pos) and r['gate'] == gate), flush=True)
     return rows
 
 
@@ -100,6 +99,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sets", default=",".join(SETS), help=f"data sets ({','.join(SETS)})")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"({','.join(VARIANTS)})")
     ap.add_argument("--positives", default="1,0", help="with (1) / without (0) positives")
+    ap.add_argument("--gates", default="probes", help="QuantizerConfig.gate values to build with (probes,candidates)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write rows + run info here")
     a = ap.parse_args(argv)
@@ -108,7 +108,8 @@ def main(argv=None) -> int:
     info = dict(date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), machine=platform.processor() or
                 platform.machine(), cores=os.cpu_count(), load_start=os.getloadavg()[0], git=_git(), n=a.n, nq=a.nq)
     rows = run(a.n, a.nq, [int(v) for v in a.nprobe.split(",")], [int(v) for v in a.budget.split(",")],
-               a.sets.split(","), a.variants.split(","), [bool(int(v)) for v in a.positives.split(",")], a.seed)
+               a.sets.split(","), a.variants.split(","), [bool(int(v)) for v in a.positives.split(",")], a.seed,
+               a.gates.split(","))
     info.update(load_end=os.getloadavg()[0], minutes=round((time.time() - t0) / 60, 1))
     if a.json:
         with open(a.json, "w") as f:
