@@ -106,3 +106,18 @@ def test_every_condition_renders(wave):
         assert y.shape == (SR,) and np.isfinite(y).all()
     with pytest.raises(ValueError, match="condition"):
         D.condition("underwater", rng)
+
+
+def test_codec_on_minutes_of_audio_does_not_crash():
+    # one sf.write of 300 s of 16 kHz Vorbis segfaults inside libvorbis (python-soundfile #396); _codec
+    # feeds the encoder in blocks. Run in a child so that a regression fails the test, not the run.
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from faiss_flowhash.audio import distort as D; "
+            "x = (0.1 * np.random.default_rng(0).standard_normal(300 * 16000)).astype(np.float32); "
+            "y = D._codec(x, D.Codec('vorbis', 0.8)); "
+            "assert y.shape == x.shape and np.isfinite(y).all(); print(round(float(np.corrcoef(x, y)[0, 1]), 3))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert float(r.stdout.strip()) > 0.5

@@ -161,6 +161,7 @@ class Codec:
 
 
 _CODECS = {"mp3": ("MP3", "MPEG_LAYER_III"), "opus": ("OGG", "OPUS"), "vorbis": ("OGG", "VORBIS")}
+_CODEC_BLOCK = 1 << 15  # frames per write to the encoder (see _codec)
 
 
 @dataclass(frozen=True)
@@ -305,9 +306,14 @@ def _codec(x: np.ndarray, c: Codec) -> np.ndarray:
     peak = float(np.max(np.abs(x))) if x.size else 0.0
     scale = 0.95 / peak if peak > 0.95 else 1.0  # the codec sees the float range [-1, 1]
     buf = io.BytesIO()
-    # libsndfile's MP3 encoder rejects some levels near 1 (seen at 0.99993): levels cap at 0.95
-    sf.write(buf, (x * scale).astype(np.float32), SAMPLE_RATE, format=fmt, subtype=sub,
-             compression_level=min(float(c.level), 0.95))
+    # libsndfile's MP3 encoder rejects some levels near 1 (seen at 0.99993): levels cap at 0.95. One big
+    # write of minutes of audio overflows libvorbis's stack (a segfault at 300 s of 16 kHz Vorbis, known
+    # upstream: python-soundfile #396, libsndfile #1023): the codec is fed in blocks of _CODEC_BLOCK frames
+    xs = (x * scale).astype(np.float32)
+    with sf.SoundFile(buf, "w", SAMPLE_RATE, 1, format=fmt, subtype=sub,
+                      compression_level=min(float(c.level), 0.95)) as f:
+        for i in range(0, xs.size, _CODEC_BLOCK):
+            f.write(xs[i:i + _CODEC_BLOCK])
     buf.seek(0)
     y, _ = sf.read(buf, dtype="float32")
     y = y if y.ndim == 1 else y[:, 0]
