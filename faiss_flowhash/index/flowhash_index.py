@@ -320,8 +320,9 @@ class FlowHashIndex:
         rows = rows[rows >= 0]
         if len(rows) == 0:
             return 0
+        before = self._engine.list_sizes().copy()
         self._engine.remove_ids(self._ids[rows])
-        self._rebuild_centroids()
+        self._rebuild_centroids(np.flatnonzero(self._engine.list_sizes() != before))
         keep = np.ones(self._n, bool)
         keep[rows] = False
         self._ids, self._codes = self._ids[keep], self._codes[keep]
@@ -417,8 +418,11 @@ class FlowHashIndex:
                 f"is_trained={self.is_trained}, assign={self.assign!r}, r_query={self.r_query})")
 
     # -- public state (serialize.py writes it to bytes) --------------------------------------------
-    def state(self) -> tuple[dict, dict]:
-        """(header, arrays): a JSON-able header and numpy arrays that rebuild the index exactly."""
+    def state(self, *, lists: bool = True) -> tuple[dict, dict]:
+        """(header, arrays): a JSON-able header and numpy arrays that rebuild the index exactly.
+
+        ``lists=False`` leaves the engine's inverted lists (the vectors) out: they go to a lists file of
+        their own (``self._engine.write_lists``, see serialize.write_index's ``lists_path``)."""
         self._require_d("state")
         p = self.params.as_dict()
         header = {
@@ -430,13 +434,16 @@ class FlowHashIndex:
         arrays = {"ids": self._ids, "codes": self._codes}
         arrays.update({f"map/{k}": v for k, v in self._map.state().items()})
         arrays.update({f"cent/{k}": v for k, v in self._cent.state().items()})
-        arrays.update({f"engine/{k}": v for k, v in self._engine.state().items()})
+        arrays.update({f"engine/{k}": v for k, v in self._engine.state(lists=lists).items()})
         arrays.update({f"q/{k}": v for k, v in self.quantizer.state_dict().items()})
         return header, arrays
 
     @classmethod
-    def from_state(cls, header: dict, arrays: dict, *, device: str = "cpu") -> "FlowHashIndex":
-        """Inverse of :meth:`state`. Raises ValueError on arrays that do not fit the header."""
+    def from_state(cls, header: dict, arrays: dict, *, device: str = "cpu", lists=None) -> "FlowHashIndex":
+        """Inverse of :meth:`state`. Raises ValueError on arrays that do not fit the header.
+
+        ``lists``: the engine's lists file read (:class:`.lists_file.Lists`, memory-mapped or not) when
+        the state was written with ``lists=False``."""
         quantizer = FlowQuantizer.from_state({k[2:]: v for k, v in arrays.items() if k.startswith("q/")})
         p = header["params"]
         index = cls(header["d"], header["K"], header["metric"], assign=header["assign"], spill=header["spill"],
@@ -451,7 +458,8 @@ class FlowHashIndex:
         if ids.shape != (n,) or codes.shape != (n,):
             raise ValueError(f"arrays do not match ntotal={n}: ids {ids.shape}, codes {codes.shape}")
         index._engine = IVFEngine.from_state({k[7:]: v for k, v in arrays.items() if k.startswith("engine/")},
-                                             d=index.d, metric=index.metric_type, storage=index.storage)
+                                             d=index.d, metric=index.metric_type, storage=index.storage,
+                                             lists=lists)
         index._map = BucketMap.from_state({k[4:]: v for k, v in arrays.items() if k.startswith("map/")}, index.K)
         if index._map.n_lists > index._engine.nlist:
             raise ValueError(f"bucket map refers to {index._map.n_lists} lists, the engine has {index._engine.nlist}")
@@ -639,12 +647,15 @@ class FlowHashIndex:
         owner[self._map.lists] = np.repeat(self._map.keys, np.diff(self._map.offsets))
         return owner
 
-    def _rebuild_centroids(self) -> None:
-        self._cent = ListCentroids(self.d)
+    def _rebuild_centroids(self, lists: np.ndarray) -> None:
+        """Means of ``lists`` recomputed from their entries (after a removal; the other lists keep theirs,
+        so a removal reads only the lists it changed)."""
         self._cent.reserve(self._map.n_lists)
-        for l in np.flatnonzero(self._engine.list_sizes()):
+        self._cent.clear(lists)
+        for l in lists.tolist():
             _, xs = self._engine.list_entries(int(l))
-            self._cent.update(np.full(len(xs), l, np.int64), xs)
+            if len(xs):
+                self._cent.update(np.full(len(xs), l, np.int64), xs)
 
     def _plan(self, x: np.ndarray, p: SearchParams):
         """Lists to scan for queries x (n, d): (assign (n, P) int64 -1 padded, lists proposed)."""

@@ -1,0 +1,106 @@
+"""Issue 12 part 1: a 10M-vector FlowHash index opened memory-mapped vs read into RAM.
+
+    OMP_WAIT_POLICY=PASSIVE python -m bench.scale_mmap build --n 10000000 --out /work/data/scale10m
+    OMP_WAIT_POLICY=PASSIVE python -m bench.scale_mmap measure --dir /work/data/scale10m --json bench/results/scale_mmap.json
+
+``build`` (once, ~10-15 min and ~10-15 GB at 10M): the scale bench's synthetic fingerprint-like vectors
+(bench/scale_bench.generate, d = 128), FlowHash K16 float16 trained on 200k of them with positives, added
+in 256k-row calls; written as ``index.flowhash`` (one file, vectors inline: the layout every version
+reads) plus ``queries.npy``. ``measure`` converts that file once to the mmap layout (``index.mm.flowhash``
++ its lists file) and then, in one process, per layout: open time (page cache dropped first with
+bench/evict_cache.py when it can, else said "warm"), RSS right after open, first-query latency, batch QPS
+(all queries, 2 threads), single-query p50 / p99 (1 thread), RSS after those 1,000+ queries; results of
+both layouts compared id for id.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import gc
+import json
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["main"]
+
+
+def _status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def load():
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S', time.gmtime())} load {load()} rss {_status('VmRSS'):.0f}MB] {msg}", flush=True)
+
+
+def build_main(argv):
+    ap = argparse.ArgumentParser(prog="python -m bench.scale_mmap build")
+    ap.add_argument("--n", type=int, default=10_000_000)
+    ap.add_argument("--nq", type=int, default=1000)
+    ap.add_argument("--K", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--add-chunk", type=int, default=1 << 18)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    import faiss
+    import torch
+    import faiss_flowhash as ffh
+    from faiss_flowhash.index.serialize import write_index
+    from bench.scale_bench import generate
+
+    faiss.omp_set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    t0 = time.perf_counter()
+    data = generate(args.n, args.nq)
+    log(f"generated {args.n:,} in {time.perf_counter() - t0:.0f} s")
+    np.save(os.path.join(args.out, "queries.npy"), data["q"])
+    cfg = ffh.QuantizerConfig(verbose=False, seed=0, threads=args.threads)
+    index = ffh.FlowHashIndex(data["x"].shape[1], K=args.K, storage="float16", config=cfg)
+    t0 = time.perf_counter()
+    index.train(data["x_train"], x_pos=data["x_pos"])
+    train_s = time.perf_counter() - t0
+    log(f"trained in {train_s:.0f} s")
+    x = data["x"]
+    del data
+    gc.collect()
+    t0 = time.perf_counter()
+    for i0 in range(0, len(x), args.add_chunk):
+        index.add(np.ascontiguousarray(x[i0:i0 + args.add_chunk], np.float32))
+        if (i0 // args.add_chunk) % 8 == 0:
+            log(f"added {i0 + args.add_chunk:,}")
+    add_s = time.perf_counter() - t0
+    log(f"added in {add_s:.0f} s; writing")
+    write_index(index, os.path.join(args.out, "index.flowhash"))
+    with open(os.path.join(args.out, "build.json"), "w") as f:
+        json.dump(dict(n=args.n, K=args.K, storage="float16", train_s=train_s, add_s=add_s,
+                       date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), load=load(),
+                       command="python -m bench.scale_mmap build " + " ".join(argv)), f, indent=1)
+    log("done")
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("build", "measure"):
+        print(__doc__)
+        return 2
+    if argv[0] == "build":
+        return build_main(argv[1:])
+    return measure_main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
