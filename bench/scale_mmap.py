@@ -2,6 +2,7 @@
 
     OMP_WAIT_POLICY=PASSIVE python -m bench.scale_mmap build --n 10000000 --out /work/data/scale10m
     OMP_WAIT_POLICY=PASSIVE python -m bench.scale_mmap measure --dir /work/data/scale10m --json bench/results/scale_mmap.json
+    python -m bench.scale_mmap addcost --n 1000000 --batch 600     # a small add_with_ids onto a 1M index
 
 ``build`` (once, ~10-15 min and ~10-15 GB at 10M): the scale bench's synthetic fingerprint-like vectors
 (bench/scale_bench.generate, d = 128), FlowHash K16 float16 trained on 200k of them with positives, added
@@ -92,13 +93,63 @@ def build_main(argv):
     return 0
 
 
+def addcost_main(argv):
+    """A small add_with_ids onto a big index: seconds per call (median of --reps), one process."""
+    ap = argparse.ArgumentParser(prog="python -m bench.scale_mmap addcost")
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--batch", type=int, default=600)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--K", type=int, default=16)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    import faiss
+    import faiss_flowhash as ffh
+
+    faiss.omp_set_num_threads(1)
+    rng = np.random.default_rng(0)
+    d = 128
+    ix = ffh.FlowHashIndex(d, K=args.K, storage="float16",
+                           config=ffh.QuantizerConfig(steps=0, verbose=False, seed=0, threads=1))
+    ix.train(rng.standard_normal((20_000, d)).astype(np.float32))
+    t0 = time.perf_counter()
+    for i0 in range(0, args.n, 1 << 18):
+        m = min(1 << 18, args.n - i0)
+        ix.add_with_ids(rng.standard_normal((m, d)).astype(np.float32), np.arange(i0, i0 + m))
+    log(f"base of {ix.ntotal:,} built in {time.perf_counter() - t0:.0f} s, {ix._engine.nlist:,} lists")
+    times, next_id = [], args.n
+    for r in range(args.reps):
+        y = rng.standard_normal((args.batch, d)).astype(np.float32)
+        t0 = time.perf_counter()
+        ix.add_with_ids(y, np.arange(next_id, next_id + args.batch))
+        times.append(time.perf_counter() - t0)
+        next_id += args.batch
+    enc = []
+    for r in range(5):
+        y = rng.standard_normal((args.batch, d)).astype(np.float32)
+        t0 = time.perf_counter()
+        ix.quantizer.encode(y)
+        enc.append(time.perf_counter() - t0)
+    out = dict(n=args.n, batch=args.batch, reps=args.reps, add_ms_median=1000 * float(np.median(times)),
+               add_ms_min=1000 * float(np.min(times)), add_ms_max=1000 * float(np.max(times)),
+               encode_ms_median=1000 * float(np.median(enc)), n_lists=int(ix._engine.nlist),
+               date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), load=load(),
+               code=ffh.__file__, command="python -m bench.scale_mmap addcost " + " ".join(argv))
+    log(json.dumps(out))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("build", "measure"):
+    if not argv or argv[0] not in ("build", "measure", "addcost"):
         print(__doc__)
         return 2
     if argv[0] == "build":
         return build_main(argv[1:])
+    if argv[0] == "addcost":
+        return addcost_main(argv[1:])
     return measure_main(argv[1:])
 
 
