@@ -1,6 +1,7 @@
 """Issue 12 part 1: a 10M-vector FlowHash index opened memory-mapped vs read into RAM.
 
     OMP_WAIT_POLICY=PASSIVE python -m bench.scale_mmap build --n 10000000 --out /work/data/scale10m
+    python -m bench.scale_mmap convert --dir /work/data/scale10m      # once: + index.mm.flowhash / index.mm.lists
     OMP_WAIT_POLICY=PASSIVE python -m bench.scale_mmap measure --dir /work/data/scale10m --json bench/results/scale_mmap.json
     python -m bench.scale_mmap addcost --n 1000000 --batch 600     # a small add_with_ids onto a 1M index
 
@@ -141,15 +142,148 @@ def addcost_main(argv):
     return 0
 
 
+def convert_main(argv):
+    """The one-file index rewritten as index.mm.flowhash + its lists file (read whole once)."""
+    ap = argparse.ArgumentParser(prog="python -m bench.scale_mmap convert")
+    ap.add_argument("--dir", required=True)
+    args = ap.parse_args(argv)
+    from faiss_flowhash.index.serialize import read_index, write_index
+
+    t0 = time.perf_counter()
+    index = read_index(os.path.join(args.dir, "index.flowhash"))
+    log(f"read {index.ntotal:,} in {time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
+    write_index(index, os.path.join(args.dir, "index.mm.flowhash"), lists_path=os.path.join(args.dir, "index.mm.lists"))
+    log(f"wrote the mmap layout in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cached_fraction(path):
+    """Share of the file's pages in the page cache (mincore on a fresh read-only mapping)."""
+    import ctypes
+    import mmap
+
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0.0
+    libc = ctypes.CDLL(None, use_errno=True)
+    page = mmap.PAGESIZE
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ)
+        try:
+            arr = np.frombuffer(mm, np.uint8)
+            n = (size + page - 1) // page
+            vec = np.zeros(n, np.uint8)
+            rc = libc.mincore(ctypes.c_void_p(arr.ctypes.data), ctypes.c_size_t(size), ctypes.c_void_p(vec.ctypes.data))
+            del arr
+            if rc != 0:
+                return float("nan")
+            resident = int((vec & 1).sum())
+        finally:
+            mm.close()
+    return resident / n
+
+
+def _mem():
+    return {k: round(_status(k), 1) for k in ("VmRSS", "RssAnon", "RssFile")}
+
+
+def measure_main(argv):
+    ap = argparse.ArgumentParser(prog="python -m bench.scale_mmap measure")
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-single", type=int, default=500, help="queries timed one per call (p50 / p99)")
+    ap.add_argument("--order", default="mmap,ram", help="layouts in the order measured")
+    ap.add_argument("--warm", action="store_true", help="keep the page cache (default: evict the files first)")
+    ap.add_argument("--passes", type=int, default=3, help="batch passes after the first (median reported)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    import faiss
+    from faiss_flowhash.index.serialize import read_index
+    from bench.evict_cache import evict
+
+    q = np.load(os.path.join(args.dir, "queries.npy"))
+    files = {"mmap": [os.path.join(args.dir, n) for n in ("index.mm.flowhash", "index.mm.lists")],
+             "ram": [os.path.join(args.dir, "index.flowhash")]}
+    out = dict(command="python -m bench.scale_mmap measure " + " ".join(argv), git=_git(),
+               date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), load_start=load(), cpus=os.cpu_count(),
+               nq=len(q), threads=args.threads, page_cache="warm" if args.warm else "evicted before each open",
+               runs=[])
+    results = {}
+    for layout in args.order.split(","):
+        gc.collect()
+        if not args.warm:
+            for p in files[layout]:
+                evict(p)
+        cached = {os.path.basename(p): round(cached_fraction(p), 4) for p in files[layout]}
+        rec = dict(layout=layout, cached_before_open=cached, load_before=load(), mem_before=_mem())
+        faiss.omp_set_num_threads(args.threads)
+        t0 = time.perf_counter()
+        index = read_index(files[layout][0], mmap=layout == "mmap")
+        rec["open_s"] = time.perf_counter() - t0
+        rec["mem_after_open"] = _mem()
+        t0 = time.perf_counter()
+        index.search(q[:1], 10)
+        rec["first_query_ms"] = 1000 * (time.perf_counter() - t0)
+        faiss.omp_set_num_threads(args.threads)
+        t0 = time.perf_counter()
+        D, I = index.search(q, 10)
+        rec["batch_cold_qps"] = len(q) / (time.perf_counter() - t0)  # first pass: pages come in
+        qps = []
+        for _ in range(args.passes):
+            t0 = time.perf_counter()
+            D, I = index.search(q, 10)
+            qps.append(len(q) / (time.perf_counter() - t0))
+        rec["batch_qps_passes"], rec["batch_qps"] = qps, float(np.median(qps))
+        rec["eval_percent"] = float(index.last_search_stats.eval_percent)
+        faiss.omp_set_num_threads(1)
+        lat = []
+        for i in range(args.n_single):
+            t0 = time.perf_counter()
+            index.search(q[i % len(q): i % len(q) + 1], 10)
+            lat.append(1000 * (time.perf_counter() - t0))
+        rec["single_p50_ms"], rec["single_p99_ms"] = float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
+        rec["queries_run"] = 1 + (1 + args.passes) * len(q) + args.n_single
+        rec["mem_after_queries"] = _mem()
+        rec["mapped_bytes"] = int(index._engine.mapped_bytes())
+        rec["load_after"] = load()
+        results[layout] = (D, I)
+        log(json.dumps(rec))
+        out["runs"].append(rec)
+        del index
+        gc.collect()
+    if len(results) == 2:
+        (Da, Ia), (Db, Ib) = results.values()
+        out["identical_results"] = bool(np.array_equal(Ia, Ib) and np.array_equal(Da, Db))
+    out["load_end"] = load()
+    log(f"identical results: {out.get('identical_results')}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+def _git():
+    import subprocess
+    try:
+        rev = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
+        dirty = subprocess.call(["git", "diff", "--quiet", "HEAD", "--", "faiss_flowhash"]) != 0
+        return rev + ("+dirty" if dirty else "")
+    except Exception:
+        return "unknown"
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("build", "measure", "addcost"):
+    if not argv or argv[0] not in ("build", "convert", "measure", "addcost"):
         print(__doc__)
         return 2
     if argv[0] == "build":
         return build_main(argv[1:])
     if argv[0] == "addcost":
         return addcost_main(argv[1:])
+    if argv[0] == "convert":
+        return convert_main(argv[1:])
     return measure_main(argv[1:])
 
 
