@@ -4,6 +4,7 @@
     python -m bench.scale_mmap convert --dir /work/data/scale10m      # once: + index.mm.flowhash / index.mm.lists
     OMP_WAIT_POLICY=PASSIVE python -m bench.scale_mmap measure --dir /work/data/scale10m --json bench/results/scale_mmap.json
     python -m bench.scale_mmap addcost --n 1000000 --batch 600     # a small add_with_ids onto a 1M index
+    python -m bench.scale_mmap replay --n 1000000 --dir /tmp/replay  # segment replay: stored codes vs encoding
 
 ``build`` (once, ~10-15 min and ~10-15 GB at 10M): the scale bench's synthetic fingerprint-like vectors
 (bench/scale_bench.generate, d = 128), FlowHash K16 float16 trained on 200k of them with positives, added
@@ -273,15 +274,99 @@ def _git():
         return "unknown"
 
 
+def replay_main(argv):
+    """IndexStore.load of a base + segments: replay from the stored codes vs by encoding (one process)."""
+    ap = argparse.ArgumentParser(prog="python -m bench.scale_mmap replay")
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--segments", type=int, default=5)
+    ap.add_argument("--seg-rows", type=int, default=20_000)
+    ap.add_argument("--dir", required=True, help="a scratch folder (emptied)")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--quantizer-from", default=None,
+                    help="take the trained quantizer of this index file (e.g. the 10M build's) instead of a steps=0 one")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    import shutil
+
+    import faiss
+    import faiss_flowhash as ffh
+    from faiss_flowhash.db.index_store import IndexStore
+
+    faiss.omp_set_num_threads(1)
+    shutil.rmtree(args.dir, ignore_errors=True)
+    os.makedirs(args.dir)
+    rng = np.random.default_rng(0)
+    d = 128
+    if args.quantizer_from:
+        from faiss_flowhash.index.serialize import read_index
+        ix = ffh.FlowHashIndex(quantizer=read_index(args.quantizer_from, mmap=True).quantizer, storage="float16")
+    else:
+        ix = ffh.FlowHashIndex(d, K=16, storage="float16",
+                               config=ffh.QuantizerConfig(steps=0, verbose=False, seed=0, threads=1))
+        ix.train(rng.standard_normal((20_000, d)).astype(np.float32))
+    for i0 in range(0, args.n, 1 << 18):
+        m = min(1 << 18, args.n - i0)
+        ix.add_with_ids(rng.standard_normal((m, d)).astype(np.float32), np.arange(i0, i0 + m))
+    store = IndexStore(args.dir)
+    store.write_base(ix)
+    nxt = args.n
+    for s in range(args.segments):
+        y = rng.standard_normal((args.seg_rows, d)).astype(np.float32)
+        ids = np.arange(nxt, nxt + args.seg_rows)
+        nxt += args.seg_rows
+        ix.add_with_ids(y, ids)
+        store.append(y, ids, ix)
+    del ix
+    gc.collect()
+    out = dict(n=args.n, segments=args.segments, seg_rows=args.seg_rows, load_start=load(),
+               date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), git=_git(),
+               command="python -m bench.scale_mmap replay " + " ".join(argv), runs=[])
+    orig = ffh.FlowHashIndex.add_with_ids
+    results = {}
+    if args.profile:
+        import cProfile
+        import pstats
+        pr = cProfile.Profile()
+        pr.enable()
+        IndexStore(args.dir, readonly=True).load()
+        pr.disable()
+        pstats.Stats(pr).sort_stats("cumulative").print_stats(25)
+    for mode in ("codes", "encode", "codes", "encode"):
+        if mode == "encode":
+            ffh.FlowHashIndex.add_with_ids = lambda self, x, ids, codes=None: orig(self, x, ids)
+        t0 = time.perf_counter()
+        got = IndexStore(args.dir, readonly=True).load()
+        sec = time.perf_counter() - t0
+        ffh.FlowHashIndex.add_with_ids = orig
+        q = rng.standard_normal((200, d)).astype(np.float32) if not results else q
+        results[mode] = got.search(q, 10)
+        codes_seen = results.setdefault("codes_of_" + mode, got._codes.copy())
+        out["runs"].append(dict(mode=mode, load_s=sec, ntotal=int(got.ntotal), load=load()))
+        log(f"{mode}: open + replay {sec:.2f} s ({got.ntotal:,} vectors)")
+        del got
+        gc.collect()
+    out["identical_results"] = bool(all(np.array_equal(a, b) for a, b in zip(results["codes"], results["encode"])))
+    # the segments hold float16 vectors: encoding them again can flip a bit the writer's float32 vector did not
+    out["codes_differing"] = int((results["codes_of_codes"] != results["codes_of_encode"]).sum())
+    log(f"identical results: {out['identical_results']}, codes differing: {out['codes_differing']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    shutil.rmtree(args.dir, ignore_errors=True)
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("build", "convert", "measure", "addcost"):
+    if not argv or argv[0] not in ("build", "convert", "measure", "addcost", "replay"):
         print(__doc__)
         return 2
     if argv[0] == "build":
         return build_main(argv[1:])
     if argv[0] == "addcost":
         return addcost_main(argv[1:])
+    if argv[0] == "replay":
+        return replay_main(argv[1:])
     if argv[0] == "convert":
         return convert_main(argv[1:])
     return measure_main(argv[1:])

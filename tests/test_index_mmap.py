@@ -191,9 +191,9 @@ def test_engine_parts_scan_as_one_faiss_ivf():
         assert scanned == st.ndis
 
 
-def _commits(folder, quantizer, rng):
+def _commits(folder, quantizer, rng, storage):
     """A base, then segments of adds (with their codes) and removes."""
-    ix = ffh.FlowHashIndex(quantizer=quantizer, storage="float16")
+    ix = ffh.FlowHashIndex(quantizer=quantizer, storage=storage)
     store = IndexStore(folder)
     x = rng.standard_normal((900, D)).astype(np.float32)
     ix.add_with_ids(x[:300], np.arange(300))
@@ -208,11 +208,15 @@ def _commits(folder, quantizer, rng):
     return ix
 
 
-def test_replay_adds_the_stored_codes_without_encoding(tmp_path, monkeypatch):
+@pytest.mark.parametrize("storage", ["float32", "float16"])
+def test_replay_adds_the_stored_codes_without_encoding(tmp_path, monkeypatch, storage):
+    """Replay from the stored codes gives the writer's codes, without encoding. With float32 segments it
+    equals replay by encoding; float16 segments hold rounded vectors, whose encoding may flip a bit the
+    writer's vector did not (bench/results/scale.md: 118 of 100k), so there only the codes are compared."""
     rng = np.random.default_rng(4)
     q = ffh.FlowHashIndex(D, K=6, config=ffh.QuantizerConfig(steps=0, verbose=False, seed=0))
     q.train(rng.standard_normal((2000, D)).astype(np.float32))
-    writer = _commits(str(tmp_path), q.quantizer, rng)
+    writer = _commits(str(tmp_path), q.quantizer, rng, storage)
     manifest = json.load(open(tmp_path / "index.segments" / "MANIFEST.json"))
     assert len(manifest["segments"]) == 3 and all(s["codes"] for s in manifest["segments"])
     assert [n for n in os.listdir(tmp_path) if n.startswith(LISTS_PREFIX)] == [lists_file_of(tmp_path / INDEX_FILE)]
@@ -231,7 +235,9 @@ def test_replay_adds_the_stored_codes_without_encoding(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert by_codes._engine._base is not None  # opened mapped (K=6: the replay touched every list)
     queries = rng.standard_normal((40, D)).astype(np.float32)
-    for other in (by_encoding, writer):
-        np.testing.assert_array_equal(by_codes.ids, other.ids)
-        np.testing.assert_array_equal(by_codes._codes, other._codes)
-    _same(by_codes, by_encoding, queries)  # the writer added in other batches: its running means may round apart
+    np.testing.assert_array_equal(by_codes.ids, writer.ids)
+    np.testing.assert_array_equal(by_codes._codes, writer._codes)
+    np.testing.assert_array_equal(by_codes.ids, by_encoding.ids)
+    if storage == "float32":
+        np.testing.assert_array_equal(by_codes._codes, by_encoding._codes)
+        _same(by_codes, by_encoding, queries)  # (the writer added in other batches: its running means may round apart)

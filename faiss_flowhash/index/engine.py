@@ -204,12 +204,14 @@ class IVFEngine:
             return
         j, loc = self._locate(lists)
         il = self._base.il
-        for lst, jj, ll in zip(lists.tolist(), j.tolist(), loc.tolist()):
-            n = int(self._sizes[lst])
-            if n:
-                part = self._parts[jj]
-                part.invlists.add_entries(ll, n, il.get_ids(lst), il.get_codes(lst))
-                part.ntotal = part.ntotal + n
+        sizes = self._sizes[lists]
+        for jj in np.unique(j).tolist():  # per part: one Python call per list, the copy itself in faiss
+            sel = j == jj
+            dst = self._parts[jj].invlists
+            for lst, ll, n in zip(lists[sel].tolist(), loc[sel].tolist(), sizes[sel].tolist()):
+                if n:
+                    dst.add_entries(ll, n, il.get_ids(lst), il.get_codes(lst))
+            self._parts[jj].ntotal = int(self._parts[jj].ntotal) + int(sizes[sel].sum())
         self._own[lists] = True
         self._changed()
 
