@@ -25,7 +25,7 @@ import pytest
 
 from faiss_flowhash.audio import save_audio, synth
 from faiss_flowhash.db import FingerprintDB, write_lock
-from faiss_flowhash.index.serialize import read_index_meta
+from faiss_flowhash.index.serialize import lists_file_of, read_index_meta
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SR = 16000
@@ -68,6 +68,9 @@ def stray(db) -> set:
     """Files a database at rest does not hold: unknown names, and segment-store files its manifest does not
     name (or names for a generation the base already holds)."""
     out = set(os.listdir(db)) - KNOWN
+    base = os.path.join(db, "index.flowhash")
+    if os.path.exists(base):  # the base's lists file (its vectors) is the one it names
+        out -= {lists_file_of(base)}
     seg = os.path.join(db, "index.segments")
     if os.path.isdir(seg):
         with open(os.path.join(seg, "MANIFEST.json")) as f:
@@ -75,7 +78,7 @@ def stray(db) -> set:
         base = os.path.join(db, "index.flowhash")
         base_gen = read_index_meta(base, meta_only=True).get("base_generation", 0) if os.path.exists(base) else 0
         named = {"MANIFEST.json", "write.lock"} | {t["name"] for t in m["tombstones"] if t["gen"] > base_gen}
-        named |= {s["name"] + x for s in m["segments"] if s["gen"] > base_gen for x in (".vec.npy", ".ids.npy")}
+        named |= {s["name"] + x for s in m["segments"] if s["gen"] > base_gen for x in (".vec.npy", ".ids.npy", ".codes.npy")}
         out |= {f"index.segments/{n}" for n in set(os.listdir(seg)) - named}
     return out
 
@@ -161,10 +164,12 @@ def test_killed_inside_the_segment_commit_of_an_ingest(corpus, tmp_path, step):
     consistent(db)
 
 
-def test_killed_inside_the_base_write_of_a_first_ingest(corpus, tmp_path):
-    """The first commit writes the base file (the quantizer with the first vectors): killed inside it."""
+@pytest.mark.parametrize("step", ["index.lists-", "index.flowhash"])
+def test_killed_inside_the_base_write_of_a_first_ingest(corpus, tmp_path, step):
+    """The first commit writes the base (the quantizer with the first vectors): its lists file, then the
+    file naming it. Killed before the lists file is renamed in, or with it in place but unnamed."""
     db = str(tmp_path / "db")
-    proc = writer(["ingest", db, corpus["paths"][0], "--no-progress"], kill_on="index.flowhash")
+    proc = writer(["ingest", db, corpus["paths"][0], "--no-progress"], kill_on=step)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGKILL, err[-3000:]
     assert stray(db), "the killed write left no partial file: was it written in place?"
@@ -175,28 +180,33 @@ def test_killed_inside_the_base_write_of_a_first_ingest(corpus, tmp_path):
     consistent(db)
 
 
-@pytest.mark.parametrize("how", ["base write", "manifest swap"])
+@pytest.mark.parametrize("how", ["base write", "lists renamed", "manifest swap"])
 def test_killed_inside_a_compaction(corpus, tmp_path, how):
-    """``flowhash compact`` killed inside the new base's write (RLIMIT_FSIZE at the old base's size: the new
-    one is larger), or after the new base is renamed in but before the manifest drops the segments it
-    absorbed (a base newer than listed segments): every committed track still answers, exactly once."""
+    """``flowhash compact`` killed inside the new base's write (RLIMIT_FSIZE at the old lists file's size:
+    the new one is larger), after the new lists file is renamed in but before the base naming it is, or
+    after the new base is renamed in but before the manifest drops the segments it absorbed (a base newer
+    than listed segments): every committed track still answers, exactly once."""
     db = _copy_base(corpus, tmp_path, "grown")
-    old = os.path.getsize(os.path.join(db, "index.flowhash"))
-    kw = dict(limit=old) if how == "base write" else dict(kill_on="MANIFEST.json")
+    old_lists = lists_file_of(os.path.join(db, "index.flowhash"))
+    assert old_lists is not None, "the base keeps its vectors in a lists file"
+    old = os.path.getsize(os.path.join(db, old_lists))
+    kw = {"base write": dict(limit=old), "lists renamed": dict(kill_on="index.flowhash"),
+          "manifest swap": dict(kill_on="MANIFEST.json")}[how]
     proc = writer(["compact", db], **kw)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == (-signal.SIGXFSZ if how == "base write" else -signal.SIGKILL), err[-3000:]
     four = corpus["paths"][:4]
     answers(db, corpus["waves"], four)
-    if how == "base write":
+    if how in ("base write", "lists renamed"):
         assert stray(db) and segments(db) == 1
+        assert lists_file_of(os.path.join(db, "index.flowhash")) == old_lists  # the old base still reads
     else:  # the new base holds the segment: readers skip it by generation, the next writer drops it
         assert os.path.getsize(os.path.join(db, "index.flowhash")) > old and stray(db)
     assert consistent(db) == {"dropped_index_tracks": [], "dropped_records": []}
     proc = writer(["compact", db, "--json"])
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
-    assert json.loads(out)["segments"] == (1 if how == "base write" else 0)
+    assert json.loads(out)["segments"] == (0 if how == "manifest swap" else 1)
     assert segments(db) == 0
     answers(db, corpus["waves"], four)
     consistent(db)

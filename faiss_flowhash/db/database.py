@@ -601,7 +601,7 @@ class FingerprintDB:
         with self._writing():
             if self._index is None or self._istore.delta_rows() == 0:
                 return {"segments": 0, "delta_rows": 0, "ntotal": 0 if self._index is None else int(self._index.ntotal),
-                        "base_bytes": os.path.getsize(self._index_path) if os.path.exists(self._index_path) else 0,
+                        "base_bytes": self._istore.base_bytes(),
                         "seconds": 0.0}
             out = self._istore.compact(self._index)
             self._index_committed()

@@ -2,9 +2,12 @@
 
 Layout inside the database directory::
 
-    index.flowhash     the base: the whole FlowHashIndex (quantizer, lists, vectors) as of generation G
+    index.flowhash     the base: the FlowHashIndex (quantizer, bucket map, ids, codes) as of generation G
                        (``write_index``, atomic), G recorded in the file (``base_generation``; absent in
                        files written before the segments: 0)
+    index.lists-G-T.ivf   the base's inverted lists (vectors + ids, faiss's IVF format), named by
+                       index.flowhash; opened memory-mapped, so opening reads neither vectors nor ids
+                       (bases written before this layout hold their lists inline and are read whole)
     index.segments/    a :class:`~faiss_flowhash.index.segments.SegmentStore` (same dtype as the index's
                        storage, so replay is exact): each commit after the base appends one segment
                        (its new vectors and ids) and/or a tombstone (ids removed), as generation G+1, G+2..
@@ -12,11 +15,13 @@ Layout inside the database directory::
 The index a reader sees is the base, minus the ids of the tombstones newer than G, plus the live rows of
 the segments newer than G (added with ``add_with_ids``, in commit order). A commit is the segment
 store's manifest rename (crash safety: see segments.py); the base is rewritten only by the first commit
-and by :meth:`IndexStore.compact`, which writes a new base as of the last generation, then drops the
-segments it absorbed from the manifest (both steps atomic; a kill between them leaves a base that is
-newer than some listed segments, which readers skip by generation and the next writer drops).
-Readers never wait: they hold their index in memory, and :meth:`IndexStore.refresh` applies only the
-generations committed since (a new base is read whole).
+and by :meth:`IndexStore.compact`, which writes a new lists file (a new name), then a new base naming
+it, then drops the older lists file and the segments it absorbed from the manifest (each step atomic; a
+kill before the base's rename leaves an unnamed lists file, one after it a base newer than some listed
+segments, which readers skip by generation; the next writer removes both). Readers never wait: they hold
+their index (its lists mapped: a lists file removed under them stays readable until they let go of it),
+and :meth:`IndexStore.refresh` applies only the generations committed since (a new base is mapped anew).
+A segment stores its vectors' bucket codes, so a replay adds them without encoding (assign="none").
 
 Replay skips ids already in the index, so a base written by anything else (an older faiss-flowhash, a
 repair tool) with a stale or missing generation still opens to the same set of vectors.
@@ -28,12 +33,12 @@ import os
 
 import numpy as np
 
-__all__ = ["IndexStore", "ReadWriteLock", "INDEX_FILE", "SEGMENTS_DIR", "DEFAULT_COMPACT_RATIO"]
+__all__ = ["IndexStore", "ReadWriteLock", "INDEX_FILE", "SEGMENTS_DIR", "LISTS_PREFIX", "DEFAULT_COMPACT_RATIO"]
 
 INDEX_FILE, SEGMENTS_DIR = "index.flowhash", "index.segments"
+LISTS_PREFIX, LISTS_SUFFIX = "index.lists-", ".ivf"  # the base's lists file: index.lists-<generation>-<tag>.ivf
 # compact once the segments hold this share of the base's vectors: replaying a segment costs what adding its
-# vectors costs (encode + lists: ~60 s for 250k onto 1M at load 9, bench/results/scale.md), so open time
-# grows with it; 0.1 rewrites the base about as often as the database's commits did before the segments
+# vectors to the lists costs (no encoding: the codes are stored), so open time grows with it; 0.1 rewrites the base about as often as the database's commits did before the segments
 # (commit_growth 0.1), with the commits in between writing only their own rows
 DEFAULT_COMPACT_RATIO = 0.1
 # the segment store's manifest name (segments.MANIFEST): spelled here so that stat-only callers (stats,
@@ -150,8 +155,8 @@ class IndexStore:
                 self._base_sig, self.base_generation, self.applied = None, 0, 0
                 return None
             try:
-                index, meta = read_index_meta(self.base_path)
-            except FileNotFoundError:  # replaced meanwhile (a compaction): read again
+                index, meta = read_index_meta(self.base_path, mmap=True)
+            except FileNotFoundError:  # replaced meanwhile (a compaction; its old lists file gone): read again
                 continue
             self._base_sig = sig
             self.base_generation = int(meta.get("base_generation", 0))
@@ -190,28 +195,50 @@ class IndexStore:
                 dead = []
             ids = np.asarray(item.ids)
             mask = snap.live_mask(item)
-            fresh = ~np.isin(ids, index.ids) if index.ntotal else np.ones(len(ids), bool)
+            fresh = index._rows_of(ids) < 0 if index.ntotal else np.ones(len(ids), bool)
             if mask is not None:
                 fresh &= mask
             rows = np.flatnonzero(fresh)
+            coded = item.codes is not None and index.assign == "none"
             for lo in range(0, len(rows), 1 << 18):
                 r = rows[lo: lo + (1 << 18)]
-                index.add_with_ids(np.asarray(item.vectors[r], np.float32), ids[r])
+                codes = np.asarray(item.codes[r]) if coded else None  # stored at commit: no encoding
+                index.add_with_ids(np.asarray(item.vectors[r], np.float32), ids[r], codes=codes)
         if dead:
             index.remove_ids(np.concatenate(dead))
         self.applied = max(after, snap.generation)
 
     # -- writing (the caller holds the database's write lock) --------------------------------------
     def write_base(self, index) -> None:
-        """Write ``index`` whole as the base of the last generation, then drop the segments it absorbs."""
+        """Write ``index`` whole as the base of the last generation (a new lists file, then the base
+        naming it), then drop the older lists files and the segments it absorbs."""
+        import secrets
+
         from ..index.serialize import write_index
 
         store = self._store(index.d, index.storage)
         gen = store.generation
-        write_index(index, self.base_path, meta={"base_generation": gen})
+        name = f"{LISTS_PREFIX}{gen:010d}-{secrets.token_hex(4)}{LISTS_SUFFIX}"
+        write_index(index, self.base_path, meta={"base_generation": gen}, lists_path=os.path.join(self.folder, name))
         self._base_sig, self.base_generation, self.applied = _sig(self.base_path), gen, gen
         self.base_rows = int(index.ntotal)
+        self._drop_lists(keep=name)
         store.drop_through(gen)
+
+    def _lists_files(self) -> list[str]:
+        if not os.path.isdir(self.folder):
+            return []
+        return sorted(n for n in os.listdir(self.folder) if n.startswith(LISTS_PREFIX) and n.endswith(LISTS_SUFFIX))
+
+    def _drop_lists(self, keep: str | None) -> list[str]:
+        """Delete the lists files other than ``keep`` (mapped by readers: their pages live on until unmapped)."""
+        gone = [n for n in self._lists_files() if n != keep]
+        for n in gone:
+            try:
+                os.unlink(os.path.join(self.folder, n))
+            except FileNotFoundError:
+                pass
+        return gone
 
     def append(self, x: np.ndarray, ids: np.ndarray, index) -> None:
         """Commit rows x (n, d) under ids (n,) already added to ``index`` (the writer's in-memory copy)."""
@@ -220,7 +247,7 @@ class IndexStore:
         if _sig(self.base_path) is None:  # the first commit: the base holds the quantizer
             self.write_base(index)
             return
-        self.applied = self._store(index.d, index.storage).commit(x, ids)
+        self.applied = self._store(index.d, index.storage).commit(x, ids, codes=index.codes_of(ids))
 
     def delete(self, ids: np.ndarray, index) -> None:
         """Commit the removal of ids (already removed from ``index``)."""
@@ -253,16 +280,19 @@ class IndexStore:
         delta = self.delta_rows()
         self.write_base(index)
         return {"segments": n_seg, "delta_rows": delta, "ntotal": int(index.ntotal),
-                "base_bytes": os.path.getsize(self.base_path), "seconds": time.perf_counter() - t0}
+                "base_bytes": self.base_bytes(), "seconds": time.perf_counter() - t0}
 
     def repair(self) -> list[str]:
         """Remove what a killed writer left: temporary base files, unnamed segment files (the store's own
         repair), segments a newer base already holds. Returns the names removed."""
+        from ..index.serialize import lists_file_of
+
         removed = []
         for name in os.listdir(self.folder):
             if name.startswith(".flowhash-"):
                 os.unlink(os.path.join(self.folder, name))
                 removed.append(name)
+        removed += self._drop_lists(keep=lists_file_of(self.base_path) if _sig(self.base_path) else None)
         store = self._store()
         if store is not None:
             removed += list(getattr(store, "removed_orphans", []))
@@ -274,9 +304,17 @@ class IndexStore:
                 store.drop_through(gen)
         return removed
 
+    def base_bytes(self) -> int:
+        """Bytes of the base file and its lists file (0 before the first commit)."""
+        if not os.path.exists(self.base_path):
+            return 0
+        return os.path.getsize(self.base_path) + sum(os.path.getsize(os.path.join(self.folder, n))
+                                                     for n in self._lists_files())
+
     def disk_bytes(self) -> int:
         """Bytes of the base file and of the segment store's folder (a stat of each file)."""
         total = os.path.getsize(self.base_path) if os.path.exists(self.base_path) else 0
+        total += sum(os.path.getsize(os.path.join(self.folder, n)) for n in self._lists_files())
         if os.path.isdir(self.seg_path):
             total += sum(e.stat().st_size for e in os.scandir(self.seg_path) if e.is_file())
         return total

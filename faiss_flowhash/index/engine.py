@@ -7,14 +7,26 @@ scan is faiss's own (SIMD, multi-threaded over queries). ``max_codes`` is the ca
 scans exactly that many stored entries per query, the last list only in part. The engine knows lists,
 not codes: the bucket map (:mod:`.bucket_map`) turns codes into list ids.
 
+Storage: the lists live in *parts*, owned IVFs each holding a range of list ids (growing the number of
+lists appends a part: no list is ever copied to grow), and, for an engine opened from a lists file
+memory-mapped (:mod:`.lists_file`), in a read-only *base*. A base list is copied into its part the first
+time an add, a removal or a split touches it (copy on write; its mapped pages are left alone), so a small
+change costs what it touches. Several parts, or a base, are scanned as one faiss
+``VStackInvertedLists`` (base lists first, then the parts; the search maps each list id to where it
+lives), so the scan, its order and its budget are those of one ArrayInvertedLists.
+
 Copies: a vector may be added to several lists (spill / radius copies); the engine then searches
 ``k x copies`` and removes duplicate ids. The faiss direct map (id -> list, offset) is built only when
 ``reconstruct`` asks for it (a hashtable, ~50 bytes a vector) and dropped before ``remove_ids``; with
 copies it points at one of them (all copies hold the same vector).
 """
 
+import io
+
 import numpy as np
 import faiss
+
+from .lists_file import Lists, lists_header, write_lists
 
 __all__ = ["IVFEngine", "dedupe_topk", "worst_value", "LIST_OVERHEAD_BYTES"]
 
@@ -79,9 +91,8 @@ class IVFEngine:
         self.d, self.metric, self.storage = int(d), metric, storage
         self.max_copies = 1  # most lists one vector was added to
         self.device = "cpu"
-        self._ivf = self._new_ivf(0)
-        self._sizes = None  # cached list sizes (nlist,)
         self._gpu = None  # (resources, gpu index) when device != cpu, rebuilt after changes
+        self.reset()
 
     # -- construction -----------------------------------------------------------------------------
     def _new_ivf(self, nlist: int):
@@ -97,39 +108,133 @@ class IVFEngine:
     @property
     def nlist(self) -> int:
         """Lists allocated (some may still be empty)."""
-        return int(self._ivf.nlist)
+        return int(self._starts[-1]) + int(self._parts[-1].nlist)
 
     @property
     def n_entries(self) -> int:
         """Stored entries, copies included."""
-        return int(self._ivf.ntotal)
+        return self._n
+
+    @property
+    def mapped(self) -> bool:
+        """Whether some lists are still read from a memory-mapped lists file."""
+        return self._base is not None and bool((~self._own[: self._base.nlist]).any())
 
     def reserve(self, n_lists: int) -> None:
-        """Make list ids 0 .. n_lists - 1 valid. Growing copies the stored lists once (C++ memcpy per
-        list), so capacity grows geometrically (x1.5) and a sequence of adds costs amortised O(N)."""
+        """Make list ids 0 .. n_lists - 1 valid: a new part for the new lists (x1.5 capacity, at least
+        64), so growing copies nothing and costs O(new lists)."""
         if n_lists <= self.nlist:
             return
-        cap = max(int(n_lists), int(self.nlist * 1.5), 64)
-        new = self._new_ivf(cap)
-        old = self._ivf
-        old.set_direct_map_type(faiss.DirectMap.NoMap)
-        oil, nil = old.invlists, new.invlists
-        old_sizes = self.list_sizes()
-        for lst in np.flatnonzero(old_sizes).tolist():
-            nil.add_entries(lst, int(old_sizes[lst]), oil.get_ids(lst), oil.get_codes(lst))
-        new.ntotal = old.ntotal
-        self._ivf = new
-        self._gpu = None
-        self._sizes = np.r_[old_sizes, np.zeros(cap - len(old_sizes), np.int64)]
+        start = self.nlist
+        cap = max(int(n_lists), int(start * 1.5), 64)
+        part = self._new_ivf(cap - start)
+        if self._parts[-1].nlist == 0:
+            self._parts[-1] = part
+        else:
+            for p in self._parts:  # several parts: the scan's own map replaces theirs
+                p.set_direct_map_type(faiss.DirectMap.NoMap)
+            self._parts.append(part)
+            self._starts = np.r_[self._starts, start]
+        self._sizes = np.r_[self._sizes, np.zeros(cap - start, np.int64)]
+        if self._own is not None:
+            self._own = np.r_[self._own, np.ones(cap - start, bool)]
+        self._scan = self._gpu = None
 
     def _changed(self) -> None:
-        self._sizes = None
         self._gpu = None
+        if self._scan is not None:
+            self._scan[0].set_direct_map_type(faiss.DirectMap.NoMap)
+
+    def _locate(self, lists: np.ndarray):
+        """(part index, list id within that part) of each list id."""
+        j = np.searchsorted(self._starts, lists, side="right") - 1
+        return j, lists - self._starts[j]
+
+    def _list_home(self, lists: np.ndarray):
+        """(InvertedLists, local list id) per list: the base's for lists not yet copied, else the part's."""
+        lists = np.asarray(lists, np.int64)
+        j, loc = self._locate(lists)
+        out = []
+        for lst, jj, ll in zip(lists.tolist(), j.tolist(), loc.tolist()):
+            if self._base is not None and lst < self._base.nlist and not self._own[lst]:
+                out.append((self._base.il, lst))
+            else:
+                out.append((self._parts[jj].invlists, ll))
+        return out
+
+    def _scan_ivf(self):
+        """The IVF faiss scans: the one part itself, or one over a VStackInvertedLists of base + parts."""
+        return self._scan_refs()[0]
+
+    def _scan_refs(self):
+        """(scan IVF, what it points at): a caller that scans holds the tuple, so a concurrent rebuild
+        cannot free what its scan reads."""
+        if self._base is None and len(self._parts) == 1:
+            return (self._parts[0],)
+        scan = self._scan
+        if scan is None:
+            ils = ([self._base.il] if self._base is not None else []) + [p.invlists for p in self._parts]
+            ptrs = faiss.InvertedListsPtrVector()
+            for il in ils:
+                ptrs.push_back(il)
+            stack = faiss.VStackInvertedLists(ptrs.size(), ptrs.data())
+            ivf = self._new_ivf(0)
+            ivf.nlist = stack.nlist
+            ivf.replace_invlists(stack, False)
+            scan = self._scan = (ivf, stack, ptrs, ils)  # the IVF points at the others: keep them alive
+        scan[0].ntotal = self._n
+        return scan
+
+    def _physical(self, assign: np.ndarray) -> np.ndarray:
+        """List ids of the scan IVF: with a base, a list copied into the parts is base nlist further."""
+        if self._base is None:
+            return assign
+        valid = assign >= 0
+        a = np.where(valid, assign, 0)
+        return np.where(valid, assign + self._base.nlist * self._own[a], -1)
+
+    def _copy_on_write(self, lists: np.ndarray) -> None:
+        """Copy the base lists among ``lists`` not copied yet into their part (their order kept)."""
+        if self._base is None or len(lists) == 0:
+            return
+        lists = np.unique(np.asarray(lists, np.int64))
+        lists = lists[lists < self._base.nlist]
+        lists = lists[~self._own[lists]]
+        if len(lists) == 0:
+            return
+        j, loc = self._locate(lists)
+        il = self._base.il
+        sizes = self._sizes[lists]
+        for jj in np.unique(j).tolist():  # per part: one Python call per list, the copy itself in faiss
+            sel = j == jj
+            dst = self._parts[jj].invlists
+            for lst, ll, n in zip(lists[sel].tolist(), loc[sel].tolist(), sizes[sel].tolist()):
+                if n:
+                    dst.add_entries(ll, n, il.get_ids(lst), il.get_codes(lst))
+            self._parts[jj].ntotal = int(self._parts[jj].ntotal) + int(sizes[sel].sum())
+        self._own[lists] = True
+        self._changed()
 
     # -- data -------------------------------------------------------------------------------------
+    def _add_rows(self, x: np.ndarray, ids: np.ndarray, lists: np.ndarray) -> None:
+        if len(self._parts) == 1:
+            groups = [(0, x, ids, lists)]
+        else:
+            j, loc = self._locate(lists)
+            groups = []
+            for jj in np.unique(j).tolist():
+                sel = np.flatnonzero(j == jj)  # rows in their order: a list's entries append in row order
+                groups.append((jj, np.ascontiguousarray(x[sel]), np.ascontiguousarray(ids[sel]),
+                               np.ascontiguousarray(loc[sel])))
+        for jj, xs, ii, ll in groups:
+            self._parts[jj].add_core(len(xs), faiss.swig_ptr(xs), faiss.swig_ptr(ii), faiss.swig_ptr(ll))
+        self._sizes += np.bincount(lists, minlength=len(self._sizes))
+        self._n += len(x)
+
     def add(self, x: np.ndarray, ids: np.ndarray, list_ids: np.ndarray, spill_list_ids: np.ndarray | None = None):
         """Store x (n, d) under ids (n,) int64 in lists list_ids (n,) int64 >= 0; spill_list_ids (n, s)
-        int64 are extra lists (copies) per vector, -1 where none."""
+        int64 are extra lists (copies) per vector, -1 where none. Costs O(n) plus the lists it touches
+        that are still in a mapped base (copied once)."""
         x = np.ascontiguousarray(x, np.float32)
         ids = np.ascontiguousarray(ids, np.int64)
         list_ids = np.ascontiguousarray(list_ids, np.int64)
@@ -140,93 +245,129 @@ class IVFEngine:
         if spill_list_ids is not None and spill_list_ids.size:
             spill_list_ids = np.asarray(spill_list_ids, np.int64).reshape(len(x), -1)
             top = max(top, int(spill_list_ids.max()))
+        else:
+            spill_list_ids = None
         self.reserve(top + 1)
-        ivf = self._ivf
-        sizes = self.list_sizes()  # kept exact through adds (bincount), recounted only after removals
-        ivf.add_core(len(x), faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(list_ids))
-        sizes += np.bincount(list_ids, minlength=len(sizes))
-        if spill_list_ids is not None and spill_list_ids.size:
+        if self._base is not None:
+            touched = list_ids if spill_list_ids is None else np.r_[list_ids, spill_list_ids[spill_list_ids >= 0]]
+            self._copy_on_write(touched)
+        if self._scan is not None:
+            self._scan[0].set_direct_map_type(faiss.DirectMap.NoMap)
+        self._add_rows(x, ids, list_ids)
+        if spill_list_ids is not None:
             for col in spill_list_ids.T:
                 sel = np.flatnonzero(col >= 0)
                 if len(sel):
-                    xs, ids_s, ls = np.ascontiguousarray(x[sel]), np.ascontiguousarray(ids[sel]), np.ascontiguousarray(col[sel])
-                    ivf.add_core(len(sel), faiss.swig_ptr(xs), faiss.swig_ptr(ids_s), faiss.swig_ptr(ls))
-                    sizes += np.bincount(ls, minlength=len(sizes))
+                    self._add_rows(np.ascontiguousarray(x[sel]), np.ascontiguousarray(ids[sel]),
+                                   np.ascontiguousarray(col[sel]))
             copies = 1 + (spill_list_ids >= 0).sum(1).max()
             self.max_copies = max(self.max_copies, int(copies))
         self._gpu = None
 
     def remove_ids(self, ids: np.ndarray) -> int:
-        """Remove every entry (copies too) of these ids; returns the entries removed."""
+        """Remove every entry (copies too) of these ids; returns the entries removed. A mapped base's
+        lists that hold them are found by reading its ids, and copied before the removal."""
         ids = np.ascontiguousarray(ids, np.int64)
-        if len(ids) == 0 or self.n_entries == 0:
+        if len(ids) == 0 or self._n == 0:
             return 0
-        self._ivf.set_direct_map_type(faiss.DirectMap.NoMap)  # the hashtable map removes by IDSelectorArray only
+        if self._base is not None:
+            self._copy_on_write(self._base.lists_holding(ids, among=~self._own[: self._base.nlist]))
         sel = faiss.IDSelectorBatch(len(ids), faiss.swig_ptr(ids))
-        removed = int(self._ivf.remove_ids(sel))
+        removed = 0
+        for p in self._parts:
+            if p.nlist:
+                p.set_direct_map_type(faiss.DirectMap.NoMap)  # the hashtable map removes by IDSelectorArray only
+                removed += int(p.remove_ids(sel))
+        self._n -= removed
         self._changed()
+        self._recount()
         return removed
+
+    def _recount(self) -> None:
+        """List sizes of the parts' lists read back from faiss (after a removal)."""
+        lists = np.arange(self.nlist) if self._own is None else np.flatnonzero(self._own)
+        homes = self._list_home(lists)
+        self._sizes[lists] = np.fromiter((il.list_size(l) for il, l in homes), np.int64, len(lists))
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         """Stored vectors (m, d) float32 of ids (m,) that are present (float16 storage: decoded)."""
         ids = np.ascontiguousarray(ids, np.int64)
         if len(ids) == 0:
             return np.zeros((0, self.d), np.float32)
-        if self._ivf.direct_map.type != faiss.DirectMap.Hashtable:
-            self._ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
-        return self._ivf.reconstruct_batch(ids)
+        ivf = self._scan_ivf()
+        if ivf.direct_map.type != faiss.DirectMap.Hashtable:
+            # over base + parts: a base list copied into a part is mapped too, then overwritten by its
+            # copy (parts come later), so every present id maps to where it lives now
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        return ivf.reconstruct_batch(ids)
 
     def reset(self) -> None:
-        self._ivf = self._new_ivf(0)
+        self._base = None  # Lists of a mapped file (read-only) or None
+        self._own = None  # with a base: (nlist,) bool, the list lives in the parts (new, or copied)
+        self._parts = [self._new_ivf(0)]  # owned IVFs; part j holds lists _starts[j] ..
+        self._starts = np.zeros(1, np.int64)
+        self._sizes = np.zeros(0, np.int64)  # entries per list, exact through every change
+        self._n = 0
+        self._scan = None  # (IVF over a VStackInvertedLists, what it points at) when base / several parts
         self.max_copies = 1
-        self._changed()
+        self._gpu = None
 
     def list_sizes(self) -> np.ndarray:
-        """Entries per list (nlist,) int64 (cached until the next change)."""
-        if self._sizes is None:
-            il = self._ivf.invlists
-            self._sizes = np.fromiter((il.list_size(i) for i in range(self.nlist)), np.int64, self.nlist)
+        """Entries per list (nlist,) int64 (the engine's own array: do not modify)."""
         return self._sizes
 
     def nbytes(self) -> int:
         """Bytes of list payload (codes + ids) plus the measured per-list overhead (capacity slack of the
-        std::vectors not included; bench/engine_bench.py reports resident memory)."""
-        return self.n_entries * (int(self._ivf.code_size) + 8) + self.nlist * LIST_OVERHEAD_BYTES
+        std::vectors not included; bench/engine_bench.py reports resident memory). A mapped base's lists
+        count although they stay on disk until read (:meth:`mapped_bytes`)."""
+        return self.n_entries * (int(self._parts[0].code_size) + 8) + self.nlist * LIST_OVERHEAD_BYTES
+
+    def mapped_bytes(self) -> int:
+        """Bytes of list payload still served from the mapped lists file (0 without one)."""
+        if self._base is None:
+            return 0
+        b = self._base
+        return int(self._sizes[: b.nlist][~self._own[: b.nlist]].sum()) * (b.code_size + 8)
 
     def list_entries(self, list_no: int):
         """Entries of one list: ids (m,) int64 and vectors (m, d) float32 (float16 storage decoded)."""
-        il = self._ivf.invlists
-        m = il.list_size(list_no)
+        m = int(self._sizes[list_no])
         if m == 0:
             return np.zeros(0, np.int64), np.zeros((0, self.d), np.float32)
-        ids = faiss.rev_swig_ptr(il.get_ids(list_no), m).copy()
-        raw = faiss.rev_swig_ptr(il.get_codes(list_no), m * self._ivf.code_size).copy()
+        (il, loc), = self._list_home([list_no])
+        cs = int(self._parts[0].code_size)
+        ids = faiss.rev_swig_ptr(il.get_ids(loc), m).copy()
+        raw = faiss.rev_swig_ptr(il.get_codes(loc), m * cs).copy()
         x = raw.view(np.float32 if self.storage == "float32" else np.float16).reshape(m, self.d)
         return ids, x.astype(np.float32)
 
     def split_list(self, list_no: int, dest: np.ndarray) -> None:
         """Move the entries of ``list_no`` to lists ``dest`` (m,) int64, one per entry in list order
         (entries whose dest is list_no stay). The codes are moved as stored, without re-encoding."""
-        il = self._ivf.invlists
-        m = il.list_size(list_no)
+        m = int(self._sizes[list_no])
         dest = np.asarray(dest, np.int64)
         if len(dest) != m:
             raise ValueError(f"dest: expected {m} list ids, got {len(dest)}")
         if m == 0:
             return
         self.reserve(int(dest.max()) + 1)
-        il = self._ivf.invlists
-        self._ivf.set_direct_map_type(faiss.DirectMap.NoMap)  # entries move: the id -> offset map is stale
-        cs = self._ivf.code_size
-        ids = faiss.rev_swig_ptr(il.get_ids(list_no), m).copy()
-        codes = faiss.rev_swig_ptr(il.get_codes(list_no), m * cs).copy().reshape(m, cs)
-        il.resize(list_no, 0)
-        for lst in np.unique(dest):
+        self._copy_on_write(np.r_[list_no, dest])
+        for p in self._parts:  # entries move: the id -> offset maps are stale
+            p.set_direct_map_type(faiss.DirectMap.NoMap)
+        self._changed()
+        cs = int(self._parts[0].code_size)
+        (il, loc), = self._list_home([list_no])
+        ids = faiss.rev_swig_ptr(il.get_ids(loc), m).copy()
+        codes = faiss.rev_swig_ptr(il.get_codes(loc), m * cs).copy().reshape(m, cs)
+        il.resize(loc, 0)
+        self._sizes[list_no] = 0
+        for lst in np.unique(dest).tolist():
             sel = dest == lst
             ci = np.ascontiguousarray(codes[sel])
             ii = np.ascontiguousarray(ids[sel])
-            il.add_entries(int(lst), int(sel.sum()), faiss.swig_ptr(ii), faiss.swig_ptr(ci))
-        self._changed()
+            (il_d, loc_d), = self._list_home([lst])
+            il_d.add_entries(int(loc_d), int(sel.sum()), faiss.swig_ptr(ii), faiss.swig_ptr(ci))
+            self._sizes[lst] += int(sel.sum())
 
     # -- search -----------------------------------------------------------------------------------
     def search(self, q: np.ndarray, assign: np.ndarray, k: int, max_codes: int = 0):
@@ -252,14 +393,18 @@ class IVFEngine:
         if self.device != "cpu":
             D, I, scanned = self._search_gpu(q, assign, kk, max_codes)
         else:
+            scan = self._scan_refs()
+            ivf = scan[0]
+            assign = np.ascontiguousarray(self._physical(assign), np.int64)
             D = np.empty((n, kk), np.float32)
             I = np.empty((n, kk), np.int64)
             params = faiss.SearchParametersIVF(nprobe=P, max_codes=int(max_codes))
             coarse = np.zeros((n, P), np.float32)
             stats = faiss.IndexIVFStats()  # per call: faiss.cvar.indexIVF_stats is shared by concurrent searches
-            self._ivf.search_preassigned_c(n, faiss.swig_ptr(q), kk, faiss.swig_ptr(assign), faiss.swig_ptr(coarse),
-                                           faiss.swig_ptr(D), faiss.swig_ptr(I), False, params, stats)
+            ivf.search_preassigned_c(n, faiss.swig_ptr(q), kk, faiss.swig_ptr(assign), faiss.swig_ptr(coarse),
+                                     faiss.swig_ptr(D), faiss.swig_ptr(I), False, params, stats)
             scanned = int(stats.ndis)
+            del scan
         if self.max_copies > 1:
             D, I = dedupe_topk(D, I, k, self.metric)
         elif kk != k:
@@ -289,7 +434,7 @@ class IVFEngine:
         if self._gpu is None:
             res = faiss.StandardGpuResources()
             dev = int(self.device.split(":")[1]) if ":" in self.device else 0
-            self._gpu = (res, faiss.index_cpu_to_gpu(res, dev, self._ivf))
+            self._gpu = (res, faiss.index_cpu_to_gpu(res, dev, self._materialized()))
         sizes = np.where(assign >= 0, self.list_sizes()[np.maximum(assign, 0)], 0)
         if max_codes:
             before = np.cumsum(sizes, axis=1) - sizes
@@ -308,19 +453,79 @@ class IVFEngine:
         return D, I, int(sizes.sum())
 
     # -- persistence ------------------------------------------------------------------------------
-    def state(self) -> dict:
-        """Arrays that rebuild the engine: the IVF in faiss's own format, and the copy count."""
-        self._ivf.set_direct_map_type(faiss.DirectMap.NoMap)
-        return {"ivf": faiss.serialize_index(self._ivf), "max_copies": np.array([self.max_copies], np.int64)}
+    def _materialized(self):
+        """One owned IVF holding every list (the part itself when there is one and no base; else a copy)."""
+        if self._base is None and len(self._parts) == 1:
+            return self._parts[0]
+        buf = io.BytesIO()
+        self.write_lists(buf)
+        return faiss.deserialize_index(np.frombuffer(buf.getvalue(), np.uint8))
+
+    def _list_data(self, lists: np.ndarray):
+        """``list_data`` for :func:`.lists_file.write_lists`: (codes, ids) views of one list."""
+        homes = dict(zip(np.asarray(lists).tolist(), self._list_home(lists)))
+        cs = int(self._parts[0].code_size)
+
+        def data(lst):
+            il, loc = homes[lst]
+            n = int(self._sizes[lst])
+            return faiss.rev_swig_ptr(il.get_codes(loc), n * cs), faiss.rev_swig_ptr(il.get_ids(loc), n)
+
+        return data
+
+    def lists_header(self) -> bytes:
+        """The lists file's bytes before list 0 (:func:`.lists_file.lists_header`); its length is the
+        ``data_offset`` :meth:`from_state` needs."""
+        empty = self._new_ivf(self.nlist)
+        empty.ntotal = self._n
+        return lists_header(empty, self._sizes)
+
+    def write_lists(self, f) -> int:
+        """Write every list in faiss's IVF format to the binary file object f, one list at a time
+        (:mod:`.lists_file`; ``faiss.read_index`` reads it). Returns the data offset."""
+        nz = np.flatnonzero(self._sizes)
+        return write_lists(f, self.lists_header(), self._sizes, int(self._parts[0].code_size), self._list_data(nz))
+
+    def state(self, *, lists: bool = True) -> dict:
+        """Arrays that rebuild the engine: the IVF in faiss's own format (``lists=False``: left out, for a
+        lists file written by :meth:`write_lists`), the list sizes and the copy count."""
+        out = {"max_copies": np.array([self.max_copies], np.int64), "sizes": self._sizes}
+        if lists:
+            if self._base is None and len(self._parts) == 1:
+                ivf = self._parts[0]
+                ivf.set_direct_map_type(faiss.DirectMap.NoMap)
+                ivf.ntotal = self._n
+                out["ivf"] = faiss.serialize_index(ivf)
+            else:
+                buf = io.BytesIO()
+                self.write_lists(buf)
+                out["ivf"] = np.frombuffer(buf.getvalue(), np.uint8)
+        return out
 
     @classmethod
-    def from_state(cls, state: dict, *, d: int, metric: int, storage: str) -> "IVFEngine":
+    def from_state(cls, state: dict, *, d: int, metric: int, storage: str, lists: Lists | None = None) -> "IVFEngine":
+        """Inverse of :meth:`state`; ``lists``: the lists file read (:class:`.lists_file.Lists`) when the
+        state has no ``ivf``. Mapped lists become the read-only base, read ones the first part."""
         eng = cls(d, metric, storage)
-        ivf = faiss.deserialize_index(np.asarray(state["ivf"], np.uint8))  # already downcast, owns itself
-        want = faiss.IndexIVFFlat if storage == "float32" else faiss.IndexIVFScalarQuantizer
-        if not isinstance(ivf, want) or ivf.d != d or ivf.metric_type != metric:
-            raise ValueError(f"engine state: expected a {want.__name__} with d={d}, metric={metric}, "
-                             f"got {type(ivf).__name__} with d={ivf.d}, metric={ivf.metric_type}")
-        eng._ivf = ivf
         eng.max_copies = int(np.asarray(state["max_copies"]).reshape(-1)[0])
+        if "ivf" in state:
+            ivf = faiss.deserialize_index(np.asarray(state["ivf"], np.uint8))  # already downcast, owns itself
+            want = faiss.IndexIVFFlat if storage == "float32" else faiss.IndexIVFScalarQuantizer
+            if not isinstance(ivf, want) or ivf.d != d or ivf.metric_type != metric:
+                raise ValueError(f"engine state: expected a {want.__name__} with d={d}, metric={metric}, "
+                                 f"got {type(ivf).__name__} with d={ivf.d}, metric={ivf.metric_type}")
+            il = ivf.invlists
+            sizes = np.fromiter((il.list_size(i) for i in range(ivf.nlist)), np.int64, ivf.nlist)
+            eng._parts = [ivf]
+        else:
+            if lists is None:
+                raise ValueError("engine state: no 'ivf' and no lists file")
+            sizes = np.asarray(lists.sizes, np.int64).copy()
+            if lists.mapped:
+                eng._base = lists
+                eng._own = np.zeros(lists.nlist, bool)
+                eng._parts = [eng._new_ivf(lists.nlist)]  # empty lists, filled by copy on write
+            else:
+                eng._parts = [lists.ivf]
+        eng._sizes, eng._n = sizes, int(sizes.sum())
         return eng

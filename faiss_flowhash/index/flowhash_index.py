@@ -45,6 +45,17 @@ _QUERY_CHUNK = 1024  # queries planned at once (their proposals are (chunk, max_
 log = logging.getLogger("faiss_flowhash")
 
 
+def _append(buf, cur: np.ndarray, new: np.ndarray):
+    """(buffer, cur + new): ``cur`` is a prefix view of ``buf`` with room to grow (x1.5), so a run of
+    small appends copies each row O(1) times; a new buffer when ``cur`` is not a view of ``buf``."""
+    n0, n1 = len(cur), len(cur) + len(new)
+    if buf is None or cur.base is not buf or len(buf) < n1:
+        buf = np.empty(max(int(n1 * 1.5), 1024), cur.dtype)
+        buf[:n0] = cur
+    buf[n0:n1] = new
+    return buf, buf[:n1]
+
+
 @dataclass
 class SearchStats:
     """Statistics of the last search, means per query.
@@ -183,6 +194,8 @@ class FlowHashIndex:
     def __getstate__(self):  # a thread-local cannot be pickled: it is per process anyway
         state = self.__dict__.copy()
         state.pop("_stats_local", None)
+        if "_ids_buf" in state:  # the views are pickled as arrays of their own: the room behind them is not
+            state["_ids_buf"] = state["_codes_buf"] = None
         return state
 
     def __setstate__(self, state):
@@ -240,18 +253,47 @@ class FlowHashIndex:
         self._auto_train(x)
         self._add(x, self._new_ids(len(x)))
 
-    def add_with_ids(self, x, ids) -> None:
-        """Add vectors x (n, d) under ids (n,) int64 in [0, 2^63), unique and not already in the index."""
+    def add_with_ids(self, x, ids, *, codes=None) -> None:
+        """Add vectors x (n, d) under ids (n,) int64 in [0, 2^63), unique and not already in the index.
+
+        ``codes``: (n,) the bucket codes of x under this index's quantizer (what :meth:`codes_of` returned
+        when they were added, e.g. stored beside the vectors), used instead of encoding x; only with
+        assign="none" (copies need the latents). None (default): x is encoded.
+
+        Costs O(n) plus the lists it touches: ids above every id present are not looked up."""
         x = self._as_batch(x)
         ids = as_ids(ids, len(x))
         if len(x) == 0:
             return
         check_unique_ids(ids)
-        present = self._rows_of(ids) >= 0
-        if present.any():
-            raise ValueError(f"ids: id {int(ids[present][0])} is already in the index")
+        if self._n and int(ids.min()) < self._next_id:  # every id present is below _next_id
+            present = self._rows_of(ids) >= 0
+            if present.any():
+                raise ValueError(f"ids: id {int(ids[present][0])} is already in the index")
+        if codes is not None:
+            codes = np.asarray(codes)
+            if codes.shape != (len(x),) or codes.dtype.kind not in "iu":
+                raise ValueError(f"codes: expected ({len(x)},) integer bucket codes, got {codes.shape} {codes.dtype}")
+            if self.assign != "none":
+                raise ValueError(f"codes: only for assign='none' (copies need the latents), got assign={self.assign!r}")
+            if self.K < 64 and codes.size and int(codes.max()) >> self.K:
+                raise ValueError(f"codes: expected codes below 2^{self.K}, got {int(codes.max())}")
+            self._require_trained("add codes")
+            codes = codes.astype(np.uint64)
         self._auto_train(x)
-        self._add(x, ids)
+        self._add(x, ids, codes)
+
+    def codes_of(self, ids) -> np.ndarray:
+        """The primary bucket codes (m,) uint64 of the vectors with ids ``ids`` (m,); KeyError when one
+        is absent. The ids of the last add cost O(m) (no lookup)."""
+        ids = as_ids(np.asarray(ids).reshape(-1), np.asarray(ids).size)
+        m = len(ids)
+        if 0 < m <= self._n and np.array_equal(self._ids[self._n - m:], ids):
+            return self._codes[self._n - m:].copy()
+        rows = self._rows_of(ids)
+        if (rows < 0).any():
+            raise KeyError(f"id {int(ids[np.argmax(rows < 0)])} is not in the index")
+        return self._codes[rows]
 
     def search(self, x, k: int, *, params: SearchParams | None = None, r_query=DEFAULT, budget=DEFAULT,
                max_probes=DEFAULT):
@@ -320,8 +362,9 @@ class FlowHashIndex:
         rows = rows[rows >= 0]
         if len(rows) == 0:
             return 0
+        before = self._engine.list_sizes().copy()
         self._engine.remove_ids(self._ids[rows])
-        self._rebuild_centroids()
+        self._rebuild_centroids(np.flatnonzero(self._engine.list_sizes() != before))
         keep = np.ones(self._n, bool)
         keep[rows] = False
         self._ids, self._codes = self._ids[keep], self._codes[keep]
@@ -338,6 +381,7 @@ class FlowHashIndex:
         self._cent = ListCentroids(self.d)
         self._ids = np.zeros(0, np.int64)
         self._codes = np.zeros(0, np.uint64)
+        self._ids_buf = self._codes_buf = None  # room behind _ids / _codes (see _append)
         self._n = 0
         self._next_id = 0
         self._id_order = None
@@ -417,8 +461,11 @@ class FlowHashIndex:
                 f"is_trained={self.is_trained}, assign={self.assign!r}, r_query={self.r_query})")
 
     # -- public state (serialize.py writes it to bytes) --------------------------------------------
-    def state(self) -> tuple[dict, dict]:
-        """(header, arrays): a JSON-able header and numpy arrays that rebuild the index exactly."""
+    def state(self, *, lists: bool = True) -> tuple[dict, dict]:
+        """(header, arrays): a JSON-able header and numpy arrays that rebuild the index exactly.
+
+        ``lists=False`` leaves the engine's inverted lists (the vectors) out: they go to a lists file of
+        their own (``self._engine.write_lists``, see serialize.write_index's ``lists_path``)."""
         self._require_d("state")
         p = self.params.as_dict()
         header = {
@@ -430,13 +477,16 @@ class FlowHashIndex:
         arrays = {"ids": self._ids, "codes": self._codes}
         arrays.update({f"map/{k}": v for k, v in self._map.state().items()})
         arrays.update({f"cent/{k}": v for k, v in self._cent.state().items()})
-        arrays.update({f"engine/{k}": v for k, v in self._engine.state().items()})
+        arrays.update({f"engine/{k}": v for k, v in self._engine.state(lists=lists).items()})
         arrays.update({f"q/{k}": v for k, v in self.quantizer.state_dict().items()})
         return header, arrays
 
     @classmethod
-    def from_state(cls, header: dict, arrays: dict, *, device: str = "cpu") -> "FlowHashIndex":
-        """Inverse of :meth:`state`. Raises ValueError on arrays that do not fit the header."""
+    def from_state(cls, header: dict, arrays: dict, *, device: str = "cpu", lists=None) -> "FlowHashIndex":
+        """Inverse of :meth:`state`. Raises ValueError on arrays that do not fit the header.
+
+        ``lists``: the engine's lists file read (:class:`.lists_file.Lists`, memory-mapped or not) when
+        the state was written with ``lists=False``."""
         quantizer = FlowQuantizer.from_state({k[2:]: v for k, v in arrays.items() if k.startswith("q/")})
         p = header["params"]
         index = cls(header["d"], header["K"], header["metric"], assign=header["assign"], spill=header["spill"],
@@ -451,7 +501,8 @@ class FlowHashIndex:
         if ids.shape != (n,) or codes.shape != (n,):
             raise ValueError(f"arrays do not match ntotal={n}: ids {ids.shape}, codes {codes.shape}")
         index._engine = IVFEngine.from_state({k[7:]: v for k, v in arrays.items() if k.startswith("engine/")},
-                                             d=index.d, metric=index.metric_type, storage=index.storage)
+                                             d=index.d, metric=index.metric_type, storage=index.storage,
+                                             lists=lists)
         index._map = BucketMap.from_state({k[4:]: v for k, v in arrays.items() if k.startswith("map/")}, index.K)
         if index._map.n_lists > index._engine.nlist:
             raise ValueError(f"bucket map refers to {index._map.n_lists} lists, the engine has {index._engine.nlist}")
@@ -525,13 +576,14 @@ class FlowHashIndex:
     def _encode_queries(self, x: np.ndarray) -> np.ndarray:
         return self._encode(self._scaled(x))
 
-    def _add(self, x: np.ndarray, ids: np.ndarray) -> None:
+    def _add(self, x: np.ndarray, ids: np.ndarray, codes: np.ndarray | None = None) -> None:
         if len(x) == 0:
             return
         if self._ref_norm is None:
             self._ref_norm = float(np.median(np.linalg.norm(x, axis=1)))
-        z = self._encode(x)
-        codes = pack_codes(z)
+        if codes is None:
+            z = self._encode(x)
+            codes = pack_codes(z)
         spill = None
         if self.assign == "spill" and self.spill > 0:
             a = np.abs(z)
@@ -562,8 +614,8 @@ class FlowHashIndex:
             for col in spill.T:
                 sel = col >= 0
                 self._cent.update(col[sel], x[sel])
-        self._ids = np.concatenate([self._ids, ids])
-        self._codes = np.concatenate([self._codes, codes])
+        self._ids_buf, self._ids = _append(self._ids_buf, self._ids, ids)
+        self._codes_buf, self._codes = _append(self._codes_buf, self._codes, codes)
         self._n += len(x)
         self._next_id = max(self._next_id, int(ids.max()) + 1)
         self._id_order = None
@@ -639,12 +691,15 @@ class FlowHashIndex:
         owner[self._map.lists] = np.repeat(self._map.keys, np.diff(self._map.offsets))
         return owner
 
-    def _rebuild_centroids(self) -> None:
-        self._cent = ListCentroids(self.d)
+    def _rebuild_centroids(self, lists: np.ndarray) -> None:
+        """Means of ``lists`` recomputed from their entries (after a removal; the other lists keep theirs,
+        so a removal reads only the lists it changed)."""
         self._cent.reserve(self._map.n_lists)
-        for l in np.flatnonzero(self._engine.list_sizes()):
+        self._cent.clear(lists)
+        for l in lists.tolist():
             _, xs = self._engine.list_entries(int(l))
-            self._cent.update(np.full(len(xs), l, np.int64), xs)
+            if len(xs):
+                self._cent.update(np.full(len(xs), l, np.int64), xs)
 
     def _plan(self, x: np.ndarray, p: SearchParams):
         """Lists to scan for queries x (n, d): (assign (n, P) int64 -1 padded, lists proposed)."""

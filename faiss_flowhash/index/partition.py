@@ -33,15 +33,28 @@ class ListCentroids:
         self._space = None
         self._grouped = None  # (lists array it was built for, means in that order)
 
+    def __getstate__(self):  # the views pickle as arrays of their own; the room behind them does not
+        state = self.__dict__.copy()
+        state.pop("_buf", None)
+        return state
+
     def __len__(self) -> int:
         return len(self.counts)
 
     def reserve(self, n_lists: int) -> None:
-        if n_lists > len(self.counts):
-            grow = n_lists - len(self.counts)
-            self.means = np.concatenate([self.means, np.zeros((grow, self.d), np.float32)])
-            self.counts = np.concatenate([self.counts, np.zeros(grow, np.int64)])
-            self._space = self._grouped = None
+        """Make lists 0 .. n_lists - 1 valid (new ones empty). ``means`` / ``counts`` are prefix views of
+        buffers with room (x1.5), so adding a few lists at a time copies each row O(1) times."""
+        n0 = len(self.counts)
+        if n_lists <= n0:
+            return
+        buf = getattr(self, "_buf", None)
+        if buf is None or len(buf[1]) < n_lists or self.counts.base is not buf[1] or self.means.base is not buf[0]:
+            cap = max(int(n_lists), int(n0 * 1.5), 64)
+            buf = (np.zeros((cap, self.d), np.float32), np.zeros(cap, np.int64))
+            buf[0][:n0], buf[1][:n0] = self.means, self.counts
+            self._buf = buf
+        self.means, self.counts = buf[0][:n_lists], buf[1][:n_lists]
+        self._space = self._grouped = None
 
     def update(self, list_ids: np.ndarray, x: np.ndarray, sign: int = 1) -> None:
         """Add (sign=1) or take away (sign=-1) vectors x (n, d) of lists list_ids (n,)."""
@@ -49,9 +62,10 @@ class ListCentroids:
             return
         self.reserve(int(list_ids.max()) + 1)
         uniq, inv = np.unique(list_ids, return_inverse=True)
-        sums = np.zeros((len(uniq), self.d), np.float64)
-        np.add.at(sums, inv.reshape(-1), x.astype(np.float64))
-        n_new = np.bincount(inv.reshape(-1), minlength=len(uniq)).astype(np.int64)
+        inv = inv.reshape(-1)
+        order = np.argsort(inv, kind="stable")  # each list's rows in row order: the sums np.add.at would give
+        n_new = np.bincount(inv, minlength=len(uniq)).astype(np.int64)
+        sums = np.add.reduceat(x[order].astype(np.float64), np.r_[0, np.cumsum(n_new)[:-1]], axis=0)
         old = self.counts[uniq]
         count = old + sign * n_new
         total = self.means[uniq].astype(np.float64) * old[:, None] + sign * sums
