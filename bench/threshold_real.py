@@ -8,7 +8,10 @@ the model's quantizer (the reference collection), the others are never indexed. 
 positives cut from references (clean, noise 10 dB, room + noise 5 dB; eval-split banks, the package's
 one distortion protocol), negatives cut from the other tracks (clean, noise 10 dB). Each snippet is
 answered by :func:`faiss_flowhash.db.identify.identify` exactly as ``calibrate.score_hits`` does (top-5
-hits per segment, offset refinement on the reference windows). Rows (kind, right, confidence) go to JSON.
+hits per segment, offset refinement on the reference windows). Rows (kind, right, confidence, track,
+offset, correlation, hits-only confidence) go to JSON: ``confidence`` is identify's default (the verified
+confidence), the 7th field the hits-only ``match_confidence`` of the same answer (``verify=False``), so one
+run compares both (``python -m bench.threshold_table ROWS --score hits``).
 
 Game-music packages reuse material across files (a theme, an intro and its loop, a remix), and the
 corpus drops duplicates only by file hash. So every negative answered with some confidence is checked
@@ -47,7 +50,8 @@ def _shared_audio(segment: np.ndarray, ref: np.ndarray, offset_s: float, *, sear
     return float(np.max(c / np.sqrt(np.maximum(energy, 1e-20) * float(seg @ seg))))
 
 
-def real_hits(fp, waves: list, *, seed: int, n_refs: int, n_queries: int) -> tuple[list, list, np.ndarray, list]:
+def real_hits(fp, waves: list, *, seed: int, n_refs: int, n_queries: int,
+              length_s: tuple = (1.0, 5.0)) -> tuple[list, list, np.ndarray, list]:
     """(hits as calibrate.calibration_hits returns them, the clean source segment of each snippet, the
     permutation of ``waves`` whose first n_refs are the references, the reference waves)."""
     from faiss_flowhash.db.identify import ReferenceWindows
@@ -68,7 +72,7 @@ def real_hits(fp, waves: list, *, seed: int, n_refs: int, n_queries: int) -> tup
     hits, segments = [], []
     for q in range(n_queries):
         kind = kinds[q % len(kinds)]
-        length = float(rng.uniform(1.0, 5.0))
+        length = float(rng.uniform(*length_s))
         src = others if kind.startswith("ood") else refs
         t = int(rng.integers(len(src)))
         start = float(rng.uniform(0, len(src[t]) / 16000 - length))
@@ -98,6 +102,8 @@ def main(argv=None) -> int:
     p.add_argument("--refs", type=int, default=30, help="reference tracks per seed (the rest are never indexed)")
     p.add_argument("--max-track-s", type=float, default=240.0, help="cut longer tracks (ingest time)")
     p.add_argument("--model", default=None)
+    p.add_argument("--length-s", type=float, nargs=2, default=(1.0, 5.0), metavar=("MIN", "MAX"),
+                   help="snippet lengths, uniform in [MIN, MAX] seconds (1 5)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     fp = Fingerprinter.load(args.model)
@@ -106,31 +112,34 @@ def main(argv=None) -> int:
     waves = [load_audio(args.corpus / f["file"], sample_rate=16000)[:cut] for f in files]
     names = [f["file"] for f in files]
     result = {"model_id": fp.model_id, "backend": fp.backend, "files": names, "queries": args.queries,
-              "refs": args.refs, "seeds": {}}
+              "refs": args.refs, "length_s": list(args.length_s), "seeds": {}}
     for seed in args.seeds:
         t0 = time.time()
-        hits, segments, order, refs = real_hits(fp, waves, seed=seed, n_refs=args.refs, n_queries=args.queries)
+        hits, segments, order, refs = real_hits(fp, waves, seed=seed, n_refs=args.refs, n_queries=args.queries,
+                                                 length_s=tuple(args.length_s))
         rows = []
         for h, segment in zip(hits, segments):
-            found = identify(h["tracks"], h["times"], h["scores"], h["segment_times"], query=h["query"],
-                             reference=h["references"], hop_s=h["hop_s"])
+            found, hits_only = (identify(h["tracks"], h["times"], h["scores"], h["segment_times"], query=h["query"],
+                                         reference=h["references"], hop_s=h["hop_s"], verify=v) for v in (True, False))
             if not found:
-                rows.append((h["kind"], False, 0.0, None, None, None))
+                rows.append((h["kind"], False, 0.0, None, None, None, 0.0))
                 continue
             m = found[0]
+            assert (hits_only[0].track_id, hits_only[0].offset_s) == (m.track_id, m.offset_s)  # same answer
             ok = m.track_id == h["track"] and abs(m.offset_s - h["offset_s"]) <= 0.05
             corr = None
-            if h["kind"].startswith("ood") and m.confidence >= 0.2:
+            if h["kind"].startswith("ood") and max(m.confidence, hits_only[0].confidence) >= 0.2:
                 corr = _shared_audio(segment, refs[m.track_id], m.offset_s)
-            rows.append((h["kind"], bool(ok), float(m.confidence), int(m.track_id), float(m.offset_s), corr))
+            rows.append((h["kind"], bool(ok), float(m.confidence), int(m.track_id), float(m.offset_s), corr,
+                         float(hits_only[0].confidence)))
         result["seeds"][str(seed)] = {"refs": [names[i] for i in order[: args.refs]],
                                       "others": [names[i] for i in order[args.refs:]], "rows": rows}
-        neg = sorted(((c, corr) for k, _, c, _, _, corr in rows if k.startswith("ood")), key=lambda r: -r[0])
+        neg = sorted(((c, corr) for k, _, c, _, _, corr, _ in rows if k.startswith("ood")), key=lambda r: -r[0])
         print(json.dumps({"seed": seed, "seconds": round(time.time() - t0, 1), "ref_hours":
                           round(sum(len(x) for x in refs) / 16000 / 3600, 2),
                           "largest_negatives (confidence, correlation with the answered reference audio)":
                           [(round(c, 3), None if r is None else round(r, 3)) for c, r in neg[:8]]}), flush=True)
-        for r in sweep([row[:3] for row in rows], [0.0, 0.3, 0.35, 0.4, 0.45, 0.5]):
+        for r in sweep([row[:3] for row in rows], [0.0, 0.35, 0.5, 0.6, 0.7, 0.8]):
             print(json.dumps({k: round(v, 4) for k, v in r.items()}), flush=True)
         with open(args.out, "w") as f:
             json.dump(result, f)

@@ -44,9 +44,16 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.threshold_table")
     p.add_argument("rows")
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.0, 0.30, 0.35, 0.40, 0.45, 0.50])
+    p.add_argument("--score", choices=("default", "hits"), default="default",
+                   help="default: the rows' confidence (identify's default); hits: the hits-only confidence of "
+                        "the same answers (7th field of bench.threshold_real rows, where recorded)")
     args = p.parse_args(argv)
     data = json.load(open(args.rows))
     seeds = {s: (v["rows"] if isinstance(v, dict) else v) for s, v in data["seeds"].items()}
+    if args.score == "hits":
+        if any(len(r) < 7 for rows in seeds.values() for r in rows):
+            raise SystemExit(f"{args.rows}: rows without a hits-only confidence (7th field); rerun bench.threshold_real")
+        seeds = {s: [(r[0], r[1], r[6], *r[3:6]) for r in rows] for s, rows in seeds.items()}
     print(f"model {data['model_id']}, {data.get('queries')} snippets per seed")
     print("\n".join(table(seeds, args.thresholds)))
     pooled = [r for rows in seeds.values() for r in rows]

@@ -8,10 +8,13 @@ audio never ingested (speech with other words and voices, music of other seeds; 
 the best match is its track at an offset within 50 ms; a negative is a false match when anything matches.
 
 Claims checked at ``DEFAULT_MIN_CONFIDENCE`` (the query's and the CLI's default): no-match on negatives
->= NO_MATCH_FLOOR (0.99: the product claims 0.97, this set measures 1.0) and hit rate >= FLOOR (measured
-- 0.05). And the threshold is where it is for a reason: at 0.05 false matches get in (no-match < 0.97;
-a default of 0.01-0.10 fails the first claim), and at 0.60 hits drop measurably (>= 0.05 below the
-default's; a default of 0.60 fails the floor).
+>= NO_MATCH_FLOOR (0.99: the product claims 0.97, this set measures 1.0) and hit rate >= FLOOR (the
+measured value: the set is seeded, so the rate is exact). And the threshold is where it is for a reason: at
+LOW false matches get in (no-match < 0.97; a default of 0.35 or less fails the first claim), and at HIGH
+hits drop (a default of 0.99 fails the floor). With the verified confidence (database queries have the
+reference windows) this synthetic set cannot tell a default of 0.5 from 0.95: its positives are easy and
+their confidences saturate near 1. The default is chosen on real music (faiss_flowhash.db.consensus,
+bench/results/nomatch.md); this test guards the claims and the extremes.
 
 Measure (after a model or consensus change; paste FLOOR):  python tests/test_calibration.py
 """
@@ -32,7 +35,7 @@ from faiss_flowhash.db import DEFAULT_MIN_CONFIDENCE, FingerprintDB
 SR = 16000
 TRACK_S = 12.0
 N_POSITIVE, N_NEGATIVE = 120, 240
-LOW, HIGH = 0.05, 0.75  # thresholds that must visibly let false matches in / lose hits
+LOW, HIGH = 0.01, 0.99  # thresholds that must visibly let false matches in / lose hits
 
 # Measured with model 063ef8c90201e4ef (python tests/test_calibration.py). At the default threshold:
 # no-match 1.000 (240 of 240), hit 0.925 before the index engine's default became assign="spill" (5a99e63;
@@ -45,8 +48,12 @@ LOW, HIGH = 0.05, 0.75  # thresholds that must visibly let false matches in / lo
 # from 0.3 up (0.963 at 0.2): more segments find their window, so confidences are higher and a raise
 # to 0.60 costs only 1.7 points here; HIGH moved to 0.75 (-9.2 points), and the floor sits one miss
 # below the measured 117 / 120, so a default of 0.60 (115 / 120) still turns the suite red.
-FLOOR = 0.96  # hit rate at the default: measured 0.975 (117 of 120 positives)
-NO_MATCH_FLOOR = 0.99  # the claim is >= 0.97; measured 1.000, and a default of 0.10 gives 0.93-0.96
+# 2026-12-02, the verified confidence (db.consensus.verified_confidence, default 0.70): hit 0.983 (118 of 120)
+# from 0.0 to 0.95 (clean 1.0, noise10 1.0, reverb+noise5 0.95), 0.975 (117) at 0.99; no-match 0.892 / 0.967 /
+# 0.971 / 0.979 / 0.983 / 0.996 at 0.01 / 0.05 / 0.10 / 0.20 / 0.35 / 0.50, 1.000 from 0.60 up (largest negative
+# confidence 0.512). So FLOOR is the measured 118 / 120: one miss fewer is what a default of 0.99 gives.
+FLOOR = 0.98  # hit rate at the default: measured 0.983 (118 of 120 positives)
+NO_MATCH_FLOOR = 0.99  # the claim is >= 0.97; measured 1.000, and a default of 0.35 gives 0.983
 
 _WORDS = ("river mountain signal window quiet orange table seven green paper morning station silver "
           "garden music yellow ocean winter finger candle market engine silent forest pocket number").split()
@@ -159,8 +166,8 @@ def test_a_much_lower_threshold_lets_false_matches_in(calibration):
 
 
 def test_a_much_higher_threshold_loses_hits(calibration):
-    """So the default cannot be raised silently either (the floor would not notice a small raise alone)."""
-    assert rates(calibration, HIGH)["hit"] <= rates(calibration)["hit"] - 0.05, (rates(calibration), rates(calibration, HIGH))
+    """So the default cannot be raised to the top silently either."""
+    assert rates(calibration, HIGH)["hit"] < rates(calibration)["hit"], (rates(calibration), rates(calibration, HIGH))
 
 
 def main() -> int:
@@ -172,14 +179,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as root:
         rows = run(os.path.join(root, "db"), os.path.join(root, "audio"))
     d = rates(rows)
-    for th in (0.0, LOW, 0.10, 0.20, DEFAULT_MIN_CONFIDENCE, 0.45, HIGH):
+    for th in sorted({0.0, 0.01, LOW, 0.10, 0.20, 0.35, 0.5, 0.6, DEFAULT_MIN_CONFIDENCE, HIGH, 0.8, 0.9, 0.95, 0.99}):
         print(f"threshold {th:.2f}: {rates(rows, th)}")
     print(f"default ({DEFAULT_MIN_CONFIDENCE}): {d}")
     for kind in ("clean", "noise10", "reverb+noise5"):
         print(kind, np.mean([r["right"] and r["confidence"] >= DEFAULT_MIN_CONFIDENCE for r in rows if r["kind"] == kind]))
     neg = sorted((r["confidence"] for r in rows if not r["positive"]), reverse=True)
     print("largest negative confidences", [round(c, 3) for c in neg[:8]])
-    print(f"FLOOR = {round(d['hit'] - 0.05, 3)}  # no-match at the default: {d['no_match']:.3f}")
+    print(f"FLOOR <= {d['hit']:.3f}  # the measured hit rate at the default; no-match there: {d['no_match']:.3f}")
     return 0
 
 

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from faiss_flowhash.db.consensus import Candidate, match_confidence, refine_offset, vote_offsets
+from faiss_flowhash.db.consensus import (DEFAULT_MIN_CONFIDENCE, Candidate, impostor_scores, match_confidence, refine_offset, verified_confidence,
+                                         vote_offsets)
 from faiss_flowhash.db.ids import FRAME_BITS, MAX_TRACK_ID, decode_ids, encode_ids, track_id_range
 
 HOP = 0.1
@@ -159,3 +160,42 @@ def test_confidence_orders_the_cases():
     assert match_confidence(_cand(1, n=1), None, min_segments=3) == pytest.approx((1 / 3) ** 0.7)
     with pytest.raises(ValueError, match="margin_weight"):
         match_confidence(_cand(1), None, margin_weight=2)
+
+
+# -- verified confidence (aligned similarity and margin over the best other track) -----------------
+def test_impostor_is_the_best_other_track_else_the_lowest_own_hit():
+    tracks = np.array([[3, 5, 3], [3, 3, 3], [-1, -1, -1], [3, -1, 7]])
+    scores = np.array([[0.9, 0.7, 0.6], [0.9, 0.8, 0.5], [0.0, 0.0, 0.0], [0.9, 0.95, np.nan]])
+    imp = impostor_scores(tracks, scores, 3)
+    assert imp[0] == pytest.approx(0.7)  # track 5's hit
+    assert imp[1] == pytest.approx(0.5)  # only track 3: the lowest of its hits bounds any other track's
+    assert imp[2] == -np.inf  # no valid hit
+    assert imp[3] == pytest.approx(0.9)  # -1 and NaN are no hits: only the own hit is left
+
+
+@given(a=st.lists(st.floats(-1, 1), min_size=1, max_size=50), d=st.floats(0, 1), seed=st.integers(0, 1000))
+def test_verified_confidence_in_unit_interval_and_monotone(a, d, seed):
+    a = np.array(a)
+    imp = np.random.default_rng(seed).uniform(-1, 1, len(a))
+    c = verified_confidence(a, imp)
+    assert 0.0 <= c <= 1.0
+    assert verified_confidence(np.minimum(a + d, 1.0), imp) >= c  # more similar at the alignment: surer
+    assert verified_confidence(a, np.minimum(imp + d, 1.0)) <= c  # a closer other track: less sure
+
+
+def test_verified_confidence_orders_the_cases():
+    n = 30
+    match = verified_confidence(np.full(n, 0.95), np.full(n, 0.6))
+    weak = verified_confidence(np.full(n, 0.45), np.full(n, 0.2))  # a margin, but below the similarity floor
+    assert match > 0.99 and weak < 0.05
+    # a short snippet close to everything (a "hub": no margin over other tracks) is no match, with a margin it is
+    hub, clear = (verified_confidence(np.full(5, 0.85), np.full(5, x)) for x in (0.84, 0.65))
+    assert hub < DEFAULT_MIN_CONFIDENCE <= clear
+    # a longer snippet with the same per-segment evidence is more evidence; missing windows are none
+    assert verified_confidence(np.full(5, 0.9), np.full(5, 0.75)) < verified_confidence(np.full(40, 0.9), np.full(40, 0.75))
+    half = np.r_[np.full(15, 0.9), np.full(15, np.nan)]
+    assert verified_confidence(half, np.full(30, 0.75)) < verified_confidence(np.full(30, 0.9), np.full(30, 0.75))
+    with pytest.raises(ValueError, match="aligned, impostor"):
+        verified_confidence(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="weights"):
+        verified_confidence(np.zeros(3), np.zeros(3), weights=(1.0, 2.0))

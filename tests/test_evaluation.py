@@ -347,11 +347,12 @@ def test_run_eval_answers_as_the_database(rng):
     flat.add(x)
     ref = ReferenceWindows(x, np.cumsum(counts) - counts, counts)
     methods = {"exact": ev.index_searcher(flat)}
-    res = ev.run_eval(fps, q, methods, ev.locate_from_counts(counts), len(x), reference=ref)
+    # k = 5 hits per segment, as the database searches: the confidence sees the other tracks' best hits
+    res = ev.run_eval(fps, q, methods, ev.locate_from_counts(counts), len(x), reference=ref, k=5)
     assert all(r["hit"] and r["confidence"] > 0.9 and r["alternates"] == [] for r in res.rows)
     assert [r["start_s"] for r in res.rows] == pytest.approx(q.start_s.tolist(), abs=0.01)  # refined: sub-hop
     # a threshold above every confidence: every answer is "no match"
-    none = ev.run_eval(fps, q, methods, ev.locate_from_counts(counts), len(x), reference=ref, min_confidence=1.0)
+    none = ev.run_eval(fps, q, methods, ev.locate_from_counts(counts), len(x), reference=ref, k=5, min_confidence=1.0)
     assert all(r["track"] == -1 and not r["hit"] for r in none.rows if r["confidence"] < 1.0)
     with pytest.raises(ValueError, match="repeats"):
         ev.run_eval(fps, q, methods, ev.locate_from_counts(counts), len(x), repeats=[[]])

@@ -138,3 +138,55 @@ def test_span_tracker_on_hand_made_hits_and_bounded_memory():
         assert abs(s.start_s - rec0) <= 0.2 and abs(s.track_start_s - t0) <= 0.2
         assert abs(s.start_s + s.duration_s - rec1) <= 0.2 and s.confidence >= 0.35
     assert held <= 300  # 30 s of hits, not the whole recording
+
+
+# -- the verified confidence (with the query's fingerprints and the reference windows) ---------------
+def _verified_case(n=30, start=4.0, repeat=None, hub=False):
+    """Track 1 holds the query at ``start`` (and at ``repeat``); track 0 is other audio. Hits: each segment's
+    window in track 1, and a track-0 hit with the similarity the query has to track 0 (``hub``: nearly as close)."""
+    rng = np.random.default_rng(1)
+    emb = _smooth_embedding(np.arange(400) * HOP)
+    query = emb[int(round(start / HOP)):][:n] + 0.05 * rng.standard_normal((n, emb.shape[1])).astype(np.float32)
+    query /= np.linalg.norm(query, axis=1, keepdims=True)
+    track1 = emb.copy()
+    if repeat is not None:
+        r, s = int(round(repeat / HOP)), int(round(start / HOP))
+        track1[r:r + n] = emb[s:s + n]
+    other = rng.standard_normal(emb.shape).astype(np.float32)
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    reference = ReferenceWindows.from_tracks([other, track1])
+    f = int(round(start / HOP)) + np.arange(n)
+    own = np.einsum("ij,ij->i", query, track1[f])
+    imp = own - 0.01 if hub else own - 0.4
+    tracks = np.c_[np.ones(n, int), np.zeros(n, int)]
+    times = np.c_[f * HOP, rng.uniform(0, 30, n)]
+    return (tracks, times, np.c_[own, imp], np.arange(n) * HOP), query, reference
+
+
+def test_the_verified_confidence_is_the_default_with_reference_windows():
+    from faiss_flowhash.db.consensus import DEFAULT_MIN_CONFIDENCE, impostor_scores, verified_confidence
+
+    hits, query, reference = _verified_case()
+    m = identify(*hits, query=query, reference=reference)[0]
+    assert m.track_id == 1 and abs(m.offset_s - 4.0) <= 0.05
+    frames = int(round(m.offset_s / HOP)) + np.arange(len(query))
+    aligned = np.einsum("ij,ij->i", query, reference.take(np.ones(len(query), int), frames))
+    assert m.confidence == pytest.approx(verified_confidence(aligned, impostor_scores(hits[0], hits[2], 1)))
+    assert m.confidence >= DEFAULT_MIN_CONFIDENCE
+    hits_only = identify(*hits, query=query, reference=reference, verify=False)[0]
+    assert hits_only.confidence == pytest.approx(identify(*hits)[0].confidence)  # the hits-only confidence
+    assert (hits_only.track_id, hits_only.offset_s) == (m.track_id, m.offset_s)  # the same answer
+    # another track nearly as close on every segment (a "hub" query): the margin lowers the confidence (a short
+    # snippet, where the margin decides; the same aligned similarity)
+    short, q5, ref5 = _verified_case(n=5)
+    hub_hits, _, _ = _verified_case(n=5, hub=True)
+    clear, hub = (identify(*h, query=q5, reference=ref5)[0] for h in (short, hub_hits))
+    assert (clear.track_id, clear.offset_s) == (hub.track_id, hub.offset_s)
+    assert hub.confidence < clear.confidence - 0.2
+
+
+def test_a_repeat_within_the_track_does_not_lower_the_verified_confidence():
+    hits, query, reference = _verified_case(repeat=20.0)
+    once = identify(*_verified_case()[0], query=query, reference=_verified_case()[2])[0]
+    twice = identify(*hits, query=query, reference=reference)[0]
+    assert twice.confidence == pytest.approx(once.confidence, abs=1e-6)

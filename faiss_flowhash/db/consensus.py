@@ -14,8 +14,11 @@ for candidate starts ``c`` on a grid of ``tolerance`` seconds. A segment votes a
 candidate. The winning (t, c) gives the track; the offset is the score-weighted mean of the agreeing
 starts (sub-hop accuracy when the snippet starts between two reference windows).
 
-Confidence (in [0, 1]) combines how many segments agree and how far ahead of the runner-up track
-the winner is; see :func:`match_confidence`. Everything here is pure numpy on arrays passed in.
+Confidence (in [0, 1]) from the hits alone combines how many segments agree and how far ahead of the
+runner-up track the winner is (:func:`match_confidence`). With the query's fingerprints and the reference
+windows at the winner's alignment, :func:`verified_confidence` rates the track decision on every segment
+instead (aligned similarity, and its margin over the best other track's hit; the default of
+:func:`~faiss_flowhash.db.identify.identify`). Everything here is pure numpy on arrays passed in.
 """
 
 from dataclasses import dataclass
@@ -23,11 +26,29 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Candidate", "VoteCells", "check_hits", "vote_cells", "vote_offsets", "refine_offset", "match_confidence",
-           "DEFAULT_SIM_FLOOR", "DEFAULT_SIM_CEIL", "DEFAULT_MIN_CONFIDENCE"]
+           "impostor_scores", "verified_confidence", "VERIFY_WEIGHTS",
+           "DEFAULT_SIM_FLOOR", "DEFAULT_SIM_CEIL", "DEFAULT_MIN_CONFIDENCE", "HITS_MIN_CONFIDENCE"]
 
-#: Below this confidence a query is answered "no match": calibrated on synthetic audio together with the
-#: defaults of vote_offsets / match_confidence (numbers in :mod:`faiss_flowhash.db.database`).
-DEFAULT_MIN_CONFIDENCE = 0.35
+#: Below this confidence a query is answered "no match" (the database, the CLI, the service). It applies to
+#: :func:`verified_confidence`, the confidence of every query that has its fingerprints and the reference
+#: windows (the database's queries). Chosen on real music, calibration seed 0 only (``python -m
+#: bench.nomatch_features`` / ``bench.nomatch_fit``: 30 indexed tracks of wesnoth / singularity / supertux
+#: music, 30 never indexed, 600 positives and 400 negatives of 1-5 s): false matches 0.50 % (2 of 400) at
+#: every threshold from 0.60 to 0.80 while hits fall 89.0 -> 88.2 %; 0.70 is the middle of that flat stretch,
+#: leaving room for seed-to-seed spread (one false match is 0.25 % of a seed). Held out (seeds 1 and 2,
+#: ``python -m bench.threshold_real``, bench/results/nomatch.md): false matches 5 of 800 (0.62 %), "no match"
+#: on unseen audio 99.4 %, hits 86.8 % (right track, start within 50 ms), where the hits-only confidence
+#: needs 0.80 for <= 1 % (0.83 %) and keeps 75.5 %. Synthetic calibration: see tests/test_calibration.py.
+DEFAULT_MIN_CONFIDENCE = 0.70
+#: The threshold of the hits-only :func:`match_confidence` (no fingerprints or reference windows at hand:
+#: the span tracker of long recordings), calibrated on synthetic audio (numbers in
+#: :mod:`faiss_flowhash.db.database`); on real music it lets 13.7 % false matches in.
+HITS_MIN_CONFIDENCE = 0.35
+
+#: (bias, aligned similarity, margin over the best other track, ln segments): the logistic weights of
+#: :func:`verified_confidence`, fitted on real-music calibration seed 0 (right answers 1, negatives 0; wrong
+#: positives left out; bench/nomatch_fit.py, L2 1e-3) and tested on seeds 1 and 2.
+VERIFY_WEIGHTS = (-17.21, 13.69, 80.12, 2.37)
 
 #: Similarity below which a hit is no evidence of a match, and above which it is full evidence
 #: (inner products of L2-normalised fingerprints of the shipped model; see match_confidence).
@@ -244,3 +265,48 @@ def match_confidence(best: Candidate, runner_up: Candidate | None = None, *, mar
     share = min(1.0, best.evidence / max(best.n_segments, min_segments))
     margin = 1.0 if runner_up is None else max(0.0, 1.0 - runner_up.evidence / best.evidence)
     return float(share ** (1 - margin_weight) * margin ** margin_weight)
+
+
+def impostor_scores(tracks, scores, track: int) -> np.ndarray:
+    """(n_segments,) per segment the best hit score of a track other than ``track`` (a ratio test of the track
+    decision); where all of the segment's valid hits are ``track``, the lowest of them (an upper bound on any
+    other track's); -inf where the segment has no valid hit. tracks, scores: (n_segments, k); -1 tracks and
+    non-finite scores are no hits."""
+    tracks, scores = np.asarray(tracks), np.asarray(scores, dtype=np.float64)
+    ok = (tracks >= 0) & np.isfinite(scores)
+    other = ok & (tracks != track)
+    best_other = np.where(other, scores, -np.inf).max(axis=1)
+    lowest = np.where(ok, scores, np.inf).min(axis=1)
+    return np.where(other.any(axis=1), best_other, np.where(ok.any(axis=1), lowest, -np.inf))
+
+
+def verified_confidence(aligned, impostor, *, sim_floor: float = DEFAULT_SIM_FLOOR,
+                        weights=VERIFY_WEIGHTS) -> float:
+    """Confidence in (0, 1) that the query is the track at the alignment, from every segment.
+
+    ``aligned`` (n,): similarity of query segment i with the track's window at the alignment (NaN where the
+    track has no such window); ``impostor`` (n,): :func:`impostor_scores`. With ``A`` the mean aligned
+    similarity (over the windows that exist; 0 if none), ``M`` the mean over all n segments of
+    ``max(aligned, floor) - max(impostor, floor)`` (the margin over the best other track above the similarity
+    floor, below which a similarity is no evidence; 0 for a missing window):
+
+        confidence = sigmoid(w0 + w1 A + w2 M + w3 ln n)
+
+    with ``weights`` (w0..w3; :data:`VERIFY_WEIGHTS`). ``M`` is the per-query normalisation: unseen music whose
+    fingerprints are close to everything (a "hub") has high similarities at every track, so its margin is ~0;
+    ``ln n``: a longer snippet is more evidence. The margin needs hits of other tracks: with one hit per
+    segment (k = 1, the paper's protocol) every impostor is the own hit, M = 0 and the confidence rests on A
+    and n alone (the database searches k = 5).
+    """
+    a = np.asarray(aligned, dtype=np.float64)
+    imp = np.asarray(impostor, dtype=np.float64)
+    if a.ndim != 1 or imp.shape != a.shape or len(a) == 0:
+        raise ValueError(f"aligned, impostor: expected equal shapes (n,) with n >= 1, got {a.shape}, {imp.shape}")
+    w = tuple(float(x) for x in weights)
+    if len(w) != 4:
+        raise ValueError(f"weights: expected 4 numbers (bias, aligned, margin, ln segments), got {len(w)}")
+    ok = np.isfinite(a)
+    A = float(a[ok].mean()) if ok.any() else 0.0
+    M = float(np.where(ok, np.maximum(np.where(ok, a, 0.0), sim_floor) - np.maximum(imp, sim_floor), 0.0).mean())
+    z = w[0] + w[1] * A + w[2] * M + w[3] * np.log(len(a))
+    return float(0.5 * (1.0 + np.tanh(0.5 * z)))  # the logistic sigmoid, without overflow

@@ -22,7 +22,13 @@ track has no record (so a removed track vanishes from results at once, in every 
 writer repairs (a) by removing those ids and (b) by dropping the record (re-running the ingest adds the
 file again). Readers apply the commits made since they last looked (a new base is read whole).
 
-Confidence threshold (``DEFAULT_MIN_CONFIDENCE = 0.35``, ``--min-confidence``), calibrated with
+Confidence threshold (``DEFAULT_MIN_CONFIDENCE = 0.70``, ``--min-confidence``) of the verified confidence
+(:func:`~faiss_flowhash.db.consensus.verified_confidence`: every segment's similarity with the track at the
+answer's alignment and its margin over the best other track's hit), chosen and measured on real music: see
+:data:`~faiss_flowhash.db.consensus.DEFAULT_MIN_CONFIDENCE` and bench/results/nomatch.md (held out: 0.62 %
+false matches at 86.8 % hits). What follows is the history of the hits-only confidence
+(:func:`~faiss_flowhash.db.consensus.match_confidence`, now used where no reference windows are at hand, the
+span tracker of ``scan``, with ``HITS_MIN_CONFIDENCE = 0.35``). It was calibrated with
 ``python -m faiss_flowhash.eval.calibrate --seed S`` on the shipped model 063ef8c90201e4ef: 15 reference
 tracks of 20 s (music, speech, chirps), per seed 400 snippets of 1-5 s: 240 positives (clean / noise
 10 dB / reverb + noise 5 dB, 80 each) and 160 negatives from audio not ingested (other music, other
@@ -72,7 +78,7 @@ from tqdm import tqdm
 from ..audio.files import expand_paths
 from ..audio.io import AudioDecodeError, content_hash, load_audio
 from ..audio.stream import audio_chunks
-from .consensus import DEFAULT_MIN_CONFIDENCE
+from .consensus import DEFAULT_MIN_CONFIDENCE, HITS_MIN_CONFIDENCE
 from .identify import identify
 from .index_settings import db_search_params, new_db_index
 from .spans import SpanTracker
@@ -457,7 +463,7 @@ class FingerprintDB:
         """Identify a snippet: a path (decoded like ingest) or a wave (T,) float32 at 16 kHz.
 
         Returns at most ``top`` matches (best track first, one per track) whose confidence reaches
-        ``min_confidence`` (0.35, calibrated: see the module docstring); none means "no match".
+        ``min_confidence`` (0.70, calibrated on real music: see the module docstring); none means "no match".
         ``r_query``/``budget`` override the index's probe radius / candidate budget. Each match carries
         the other places of its track the snippet fits as well (``alternates``: repeats). A snippet
         shorter than one window (1 s) raises :class:`SnippetTooShortError` (a ValueError).
@@ -490,7 +496,7 @@ class FingerprintDB:
         result.elapsed_ms = 1000 * (time.perf_counter() - t0)
         return result
 
-    def scan(self, source, *, min_confidence: float = DEFAULT_MIN_CONFIDENCE, chunk_s: float = 10.0,
+    def scan(self, source, *, min_confidence: float = HITS_MIN_CONFIDENCE, chunk_s: float = 10.0,
              r_query: float | None = None, budget: int | None = None):
         """Every matched span of a long recording or stream, yielded as each one ends (:class:`Span`).
 

@@ -11,11 +11,16 @@ track's stored windows, and rates the *track* decision (this track against the b
 2. peaks: per track, cells in order of votes; a cell is an occurrence when its votes reach
    ``repeat_ratio`` (0.9) x the track's best and it lies more than ``3 tol`` from every occurrence
    already taken (neighbouring cells are the same peak);
-3. confidence: :func:`~faiss_flowhash.db.consensus.match_confidence` on the track's evidence, where a
-   segment counts once if it agrees with *any* of the track's occurrences (so equal repeats that split
-   the segments' top hits do not lower it), against the best other track's evidence counted the same way;
-4. offsets: :func:`~faiss_flowhash.db.consensus.refine_offset` (sub-hop parabola) for every occurrence
-   when the query's fingerprints and the reference windows are given.
+3. offsets: :func:`~faiss_flowhash.db.consensus.refine_offset` (sub-hop parabola) for every occurrence
+   when the query's fingerprints and the reference windows are given;
+4. confidence of the track decision. With the fingerprints and reference windows (the database's queries):
+   :func:`~faiss_flowhash.db.consensus.verified_confidence` on every segment's similarity with the track's
+   window at the best occurrence's refined alignment and its margin over the segment's best hit of another
+   track (so equal repeats of the track do not lower it). Without them (hits only, or ``verify=False``):
+   :func:`~faiss_flowhash.db.consensus.match_confidence` on the track's evidence, where a segment counts
+   once if it agrees with *any* of the track's occurrences, against the best other track's evidence
+   counted the same way. The two have their own thresholds (``DEFAULT_MIN_CONFIDENCE`` and
+   ``HITS_MIN_CONFIDENCE``).
 
 Reference windows come as one array: :class:`ReferenceWindows` (fingerprints of every track, rows in
 time order) or any object with the same ``take(tracks, frames) -> (m, d)`` method; ``identify`` calls it
@@ -28,8 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .consensus import (DEFAULT_SIM_CEIL, DEFAULT_SIM_FLOOR, Candidate, check_hits, match_confidence,
-                        refine_offset, vote_cells)
+from .consensus import (DEFAULT_SIM_CEIL, DEFAULT_SIM_FLOOR, Candidate, check_hits, impostor_scores,
+                        match_confidence, refine_offset, verified_confidence, vote_cells)
 
 __all__ = ["Occurrence", "TrackMatch", "ReferenceWindows", "identify", "DEFAULT_REPEAT_RATIO", "MAX_ALTERNATES"]
 
@@ -145,6 +150,7 @@ def identify(
     sim_ceil: float = DEFAULT_SIM_CEIL,
     margin_weight: float = 0.3,
     min_segments: int = 3,
+    verify: bool = True,
 ) -> list[TrackMatch]:
     """Ranked matches of a snippet from its per-segment hits (see the module docstring).
 
@@ -160,7 +166,11 @@ def identify(
         hop_s: frame hop of the reference windows, seconds (0.1).
         top: tracks returned at most (1). min_confidence: drop tracks below it (0: keep all).
         tolerance_s: vote tolerance and grid step (0.05 s). repeat_ratio: alternates' share of the best (0.9).
-        sim_floor, sim_ceil, margin_weight, min_segments: evidence ramp and confidence (calibrated defaults).
+        sim_floor, sim_ceil, margin_weight, min_segments: evidence ramp and hits-only confidence (calibrated
+            defaults); sim_floor is also the floor of the verified confidence's margin.
+        verify: with ``query`` and ``reference``, rate the track decision by
+            :func:`~faiss_flowhash.db.consensus.verified_confidence` (True, the default); False: the hits-only
+            :func:`~faiss_flowhash.db.consensus.match_confidence` (what a query without them gets).
 
     Returns:
         :class:`TrackMatch` list, best track first (one per track), at most ``top``.
@@ -194,16 +204,21 @@ def identify(
         return Candidate(track_id=p[0], offset_s=float(cells.offset[c]), score=float(cells.votes[c]),
                          support=int(cells.support[c]), n_segments=n_seg, evidence=float(p[2]))
 
+    shown = per_track[:top]
+    offsets = {int(c): float(cells.offset[c]) for p in shown for c in p[1]}
+    aligned = {}
+    if reference is not None and offsets:
+        offsets, aligned = _refined(offsets, cells, query, reference, hop_s, best={int(p[1][0]) for p in shown})
     chosen = []
-    for i, p in enumerate(per_track[:top]):
-        other = (per_track[1] if len(per_track) > 1 else None) if i == 0 else per_track[0]
-        conf = match_confidence(candidate(p), None if other is None else candidate(other),
-                                margin_weight=margin_weight, min_segments=min_segments)
+    for i, p in enumerate(shown):
+        if verify and aligned:
+            conf = verified_confidence(aligned[int(p[1][0])], impostor_scores(tracks, scores, p[0]), sim_floor=sim_floor)
+        else:
+            other = (per_track[1] if len(per_track) > 1 else None) if i == 0 else per_track[0]
+            conf = match_confidence(candidate(p), None if other is None else candidate(other),
+                                    margin_weight=margin_weight, min_segments=min_segments)
         if conf >= min_confidence:
             chosen.append((p, conf))
-    offsets = {int(c): float(cells.offset[c]) for p, _ in chosen for c in p[1]}
-    if reference is not None and offsets:
-        offsets = _refined(offsets, cells, query, reference, hop_s)
     out = []
     for (tid, occ, _), conf in chosen:
         occs = [Occurrence(max(0.0, offsets[int(c)]), float(cells.votes[c]) / n_seg) for c in occ]
@@ -212,8 +227,10 @@ def identify(
     return out
 
 
-def _refined(offsets: dict, cells, query, reference, hop_s: float) -> dict:
-    """{cell: refined offset}: every window the parabola needs, taken from ``reference`` in one call."""
+def _refined(offsets: dict, cells, query, reference, hop_s: float, best=()) -> tuple[dict, dict]:
+    """({cell: refined offset}, {cell in ``best``: (n,) similarity of each query segment with the track's window
+    at the refined alignment, NaN where there is none}): every window taken from ``reference`` in one call
+    (the aligned windows lie within the parabola's, one frame either side of the vote's)."""
     query = np.asarray(query, dtype=np.float32)
     if query.ndim != 2:
         raise ValueError(f"query: expected shape (n_segments, d), got {query.shape}")
@@ -223,9 +240,15 @@ def _refined(offsets: dict, cells, query, reference, hop_s: float) -> dict:
     t = np.concatenate([np.full(n + 2, cells.track[c]) for c in keys])
     f = np.concatenate([lo[c] + np.arange(n + 2) for c in keys])
     windows = np.asarray(reference.take(t, f), dtype=np.float32).reshape(len(keys), n + 2, -1)
-    out = {}
+    out, sims = {}, {}
     for c, ref in zip(keys, windows):
         valid = ~np.isnan(ref).any(axis=1)
         m = int(np.argmin(valid)) if not valid.all() else len(valid)  # frames past a track's end are NaN
         out[c] = refine_offset(query, ref[:m], offsets[c], hop_s=hop_s, first_frame=lo[c]) if m else offsets[c]
-    return out
+        if c in best:
+            rows = int(round(out[c] / hop_s)) - lo[c] + np.arange(n)  # (n,) rows of ``ref`` at the alignment
+            inside = (rows >= 0) & (rows < n + 2)
+            s = np.full(n, np.nan)
+            s[inside] = np.einsum("ij,ij->i", query[inside], ref[rows[inside]])
+            sims[c] = s
+    return out, sims

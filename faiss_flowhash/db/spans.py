@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .consensus import DEFAULT_MIN_CONFIDENCE, vote_cells
+from .consensus import HITS_MIN_CONFIDENCE, vote_cells
 from .identify import identify
 
 __all__ = ["Span", "SpanTracker"]
@@ -60,14 +60,14 @@ class SpanTracker:
     Args:
         hop_s: segment hop (0.1 s). window_s: segment length (1 s).
         block_s: detection block (3 s). detect_every: segments between detection attempts (5).
-        min_confidence: to open a span (the database's 0.35). gap_s: a span closes after this long
+        min_confidence: to open a span (0.35: ``HITS_MIN_CONFIDENCE``, the span tracker rates hits only). gap_s: a span closes after this long
             without an agreeing segment (2 s). tolerance_s: agreement tolerance (0.1 s).
         history_s: hits kept for finding a span's start (30 s). silence_dbfs: silent segments (-60 dBFS).
         edge_ratio: share of the block's median agreeing similarity a segment needs to extend a span (0.8).
     """
 
     def __init__(self, *, hop_s: float = 0.1, window_s: float = 1.0, block_s: float = 3.0, detect_every: int = 5,
-                 min_confidence: float = DEFAULT_MIN_CONFIDENCE, gap_s: float = 2.0, tolerance_s: float = 0.1,
+                 min_confidence: float = HITS_MIN_CONFIDENCE, gap_s: float = 2.0, tolerance_s: float = 0.1,
                  history_s: float = 30.0, silence_dbfs: float = -60.0, edge_ratio: float = 0.8):
         if not 0 < hop_s <= window_s:
             raise ValueError(f"hop_s: expected in (0, window_s={window_s}], got {hop_s}")

@@ -172,7 +172,7 @@ def add_eval_arguments(parser) -> None:
     parser.add_argument("--lsh-bits", type=int, default=64, help="IndexLSH bits (64)")
     parser.add_argument("--min-confidence", type=float, default=0.0,
                         help="answers below this confidence count as 'no match' (0: none, the paper's protocol; "
-                             "the database answers with 0.35)")
+                             "the database answers with 0.70)")
     parser.add_argument("--repeats", action="store_true",
                         help="an answer on an exact repeat of the true segment (waveform correlation >= 0.95) counts "
                              "as right too (one FFT correlation per query over its track)")

@@ -31,7 +31,7 @@ class ServeConfig:
         path_root: JSON ``{"path": ...}`` queries may only name files under this directory; None: any
             file the server can read; "" disables path queries (uploads only).
         top: matches per snippet when the request does not say (1).
-        min_confidence: threshold when the request does not say (the calibrated default, 0.35).
+        min_confidence: threshold when the request does not say (the calibrated default, 0.70).
     """
 
     max_upload_bytes: int = 16 << 20
