@@ -118,6 +118,18 @@ def test_a_small_change_copies_only_the_lists_it_touches(data, tmp_path):
     assert mapped._engine.mapped
 
 
+def test_a_mapped_index_keeps_working_after_its_lists_file_is_unlinked(data, tmp_path):
+    # a writer compacts (a new lists file; the old one is unlinked) and goes on removing ids from the index
+    # it holds, which still maps the old file: found by `flowhash remove DB A B` on a small database
+    x, q = data
+    ix = _index(x, "float32")
+    mapped = read_index(_write(ix, str(tmp_path)), mmap=True)
+    os.unlink(tmp_path / "a.lists")
+    gone = ix.ids[::5]
+    assert mapped.remove_ids(gone) == ix.remove_ids(gone) == len(gone)
+    _same(mapped, ix, q)
+
+
 def test_one_file_indexes_of_every_version_still_open(data, tmp_path):
     """Version 2 files (the lists inline, as every earlier faiss-flowhash wrote them) read, with or without
     mmap (then read whole); writing without lists_path still writes one version 2 file."""

@@ -72,6 +72,9 @@ class Lists:
             raise FileNotFoundError(self.path)
         self.sizes = np.asarray(sizes, np.int64)
         self.data_offset, self.mapped = int(data_offset), bool(mmap)
+        # the ids are read through one map taken now: a compaction unlinks the file while this index still
+        # uses it (the writer removes more ids after it compacted), and a map outlives the name, a path does not
+        self._mm = np.memmap(self.path, np.uint8, "r")
         ivf = faiss.read_index(self.path, faiss.IO_FLAG_MMAP_IFC if mmap else 0)
         want = faiss.IndexIVFFlat if storage == "float32" else faiss.IndexIVFScalarQuantizer
         if not isinstance(ivf, want) or ivf.d != d or ivf.metric_type != metric or ivf.nlist != len(self.sizes):
@@ -95,7 +98,7 @@ class Lists:
 
     def _ids_in_file(self, lists: np.ndarray) -> list:
         """Ids of ``lists`` read from the file itself (a memory map of it), one array per list."""
-        mm = np.memmap(self.path, np.uint8, "r")
+        mm = self._mm
         off = self._offsets()
         return [np.frombuffer(mm, np.int64, count=int(self.sizes[l]), offset=int(off[l])) for l in lists]
 
