@@ -337,6 +337,10 @@ class FlowQuantizer:
         if self._torch is None and str(self.config.device) == "cpu":  # a loaded quantizer: numpy, no torch
             u = quantizer_numpy.gauss_numpy(self._gauss_weights(), y)
             if self.flow_active:
+                if len(u) <= JIT_FLOW_MAX_ROWS:  # the shipped model's chain: few rows in numba, as above
+                    packed = self._packed_flow()
+                    if packed is not None:
+                        return packed[0].flow_forward(np.ascontiguousarray(u, np.float32), *packed[1])
                 return _flow_numpy(self._flow_weights(), u)
             loc, scale = self._linear()[2]
             return ((u - loc) / scale).astype(np.float32)
