@@ -116,7 +116,7 @@ def main():
             for nprobe in (int(v) for v in a.nprobes.split(",")):
                 run(f"centroid b{K} props{m} nprobe{nprobe}",
                     ffh.SearchParams(max_probe_bits=min(K, 20), max_probes=m, nprobe=nprobe))
-        for m in (int(v) for v in a.flip.split(",")):
+        for m in (int(v) for v in a.flip.split(",") if v):
             run(f"flip props{m}", ffh.SearchParams(probe="flip", r_query=float("inf"), max_probe_bits=min(K, 20),
                                                    max_probes=m, budget=None))
         # batch flow: numpy vs numba kernel on 1,000 rows (only meaningful when the flow is kept)
