@@ -63,7 +63,7 @@ def method_specs(args, d, n):
     specs.append(("HNSWFlat", lambda: B.HNSWFlat(d, M=16 if quick else 32,
                                                  efs=(16, 64, 256) if quick else
                                                  (16, 32, 64, 128, 256, 512))))
-    Ks = [int(v) for v in args.fh_K.split(",")]
+    Ks = [None if v == "auto" else int(v) for v in args.fh_K.split(",")]  # "auto": K from the training set
     rs = [float(v) for v in args.fh_r.split(",")]
     rqs = [float(v) for v in args.fh_rq.split(",")]
     budgets = [None] + [int(float(f) * n) for f in args.fh_budget.split(",") if f]
@@ -76,9 +76,10 @@ def method_specs(args, d, n):
         planners = tuple(v for v in args.fh_planners.split(",") if v)
         proposals = tuple(None if v == "default" else tuple(int(t) for t in v.split(":"))
                           for v in args.fh_proposals.split(",") if v)
+        nprobes = {} if not args.fh_nprobes else dict(nprobes=tuple(int(v) for v in args.fh_nprobes.split(",")))
         specs.append(("FlowHash", lambda K=K: B.FlowHash(d, K, config_kw=cfg, seed=args.seed, planners=planners,
-                                                         proposals=proposals)))
-        if not args.no_paper:
+                                                         proposals=proposals, **nprobes)))
+        if not args.no_paper and (K is not None or len(Ks) == 1):
             specs.append(("FlowHash-paper", lambda K=K: B.FlowHash(d, K, rs=rs, r_queries=rqs, budgets=budgets,
                                                                    config_kw=cfg, seed=args.seed, mode="paper")))
     order = ["Exact", "IVFFlat", "HNSWFlat", "FlowHash", "FlowHash-paper", "MP-LSH", "PCA-sign", "IndexLSH"]
@@ -496,7 +497,8 @@ def parse_args(argv=None):
     p.add_argument("--methods", help="comma list of families to run (exact always runs): "
                    "IndexLSH,MP-LSH,PCA-sign,IVFFlat,HNSWFlat,FlowHash")
     p.add_argument("--nlists", default="1024,4096,16384,65536")
-    p.add_argument("--fh-K", default="16,20,24")
+    p.add_argument("--fh-K", default="16,20,24", help="FlowHash code bits, comma list; 'auto' = K=None (chosen "
+                   "from the training set's size)")
     p.add_argument("--no-paper", action="store_true", help="skip FlowHash's paper mode (radius copies, r~ probing)")
     p.add_argument("--fh-r", default="0.5,1.0", help="multi-assignment radii (re-add per value)")
     p.add_argument("--fh-rq", default="0.5,1.0,1.25,1.5,2.0", help="query radii r~")
@@ -505,6 +507,8 @@ def parse_args(argv=None):
                         "numpy planner, same lists: before/after in one process)")
     p.add_argument("--fh-proposals", default="default",
                    help="FlowHash proposal sets bits:probes (e.g. default,14:4096,16:4096)")
+    p.add_argument("--fh-nprobes", default=None,
+                   help="FlowHash nprobe sweep, comma list (default: 1, 2, 4, ..., 1024)")
     p.add_argument("--fh-budget", default="0.002,0.01",
                    help="candidate budgets as fractions of N (plus no budget)")
     p.add_argument("--fh-steps", type=int, default=None, help="QuantizerConfig.steps")

@@ -431,7 +431,7 @@ class FlowHash:
 
     family = "FlowHash"
 
-    def __init__(self, d: int, K: int = 16, rs=(0.5, 1.0), r_queries=(0.5, 1.0, 1.25, 1.5, 2.0),
+    def __init__(self, d: int, K: int | None = 16, rs=(0.5, 1.0), r_queries=(0.5, 1.0, 1.25, 1.5, 2.0),
                  budgets=(None,), config_kw=None, seed: int = 0, mode: str = "default",
                  nprobes=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), planners=("fused",), proposals=(None,)):
         if mode not in ("default", "paper"):
@@ -466,8 +466,9 @@ class FlowHash:
             t1 = time.perf_counter()
             index.add(_f32(ds.x))
             add_s = time.perf_counter() - t1
-            label = f"FlowHash K{self.K}" + (f" paper r{r:g}" if r is not None else "")
-            yield dict(label=label, params=dict(K=self.K, r=r, mode=self.mode),
+            # K=None: the index picks K from the training set (code_bits.auto_K); the label says which
+            label = f"FlowHash K{index.K}{' auto' if self.K is None else ''}" + (f" paper r{r:g}" if r is not None else "")
+            yield dict(label=label, params=dict(K=index.K, auto_K=self.K is None, r=r, mode=self.mode),
                        train_s=train_s, add_s=add_s, extra=self._diagnostics(ds))
 
     def _diagnostics(self, ds):

@@ -192,7 +192,10 @@ def parse_args(argv=None):
     p.add_argument("--n-single", type=int, default=200)
     p.add_argument("--min-time", type=float, default=0.3)
     p.add_argument("--nlists", default="64,256,1024,4096")
-    p.add_argument("--fh-K", default="16")
+    p.add_argument("--fh-K", default="16", help="FlowHash code bits trained here, comma list ('auto': K=None, "
+                   "chosen from the training set)")
+    p.add_argument("--fh-proposals", default="default", help="FlowHash proposal sets bits:probes (bench.ann_bench)")
+    p.add_argument("--fh-nprobes", default=None, help="FlowHash nprobe sweep (bench.ann_bench)")
     p.add_argument("--fh-rq", default="0.5,1.0,1.25,1.5,2.0", help="paper mode: query radii r~")
     p.add_argument("--methods", default=None, help="comma list of ann_bench families (exact always runs)")
     p.add_argument("--no-shipped", action="store_true", help="skip FlowHash with the shipped model's quantizer")
@@ -228,6 +231,7 @@ def main(argv=None):
                 "--keep-going"]
     if args.methods:
         ann_argv += ["--methods", args.methods]
+    ann_argv += ["--fh-proposals", args.fh_proposals] + (["--fh-nprobes", args.fh_nprobes] if args.fh_nprobes else [])
     aargs = ann_bench.parse_args(ann_argv)
     extra = []
     if not args.no_shipped:

@@ -249,3 +249,34 @@ def test_loaded_quantizer_state_that_does_not_fit_is_refused():
     del state["flow.layers.0.perm"]
     with pytest.raises(ValueError, match="does not fit"):
         FlowQuantizer.from_state(state)
+
+
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 3 * quantizer_numpy.SMALL_ROWS), J=st.integers(2, 40))
+def test_piecewise_map_few_rows_equals_the_per_component_search(seed, n, J):
+    """Few rows find their knots by one compare with every knot, many by searchsorted per component:
+    the same knot, the same float32 expression, so the same bits (inputs beyond the knots included)."""
+    rng = np.random.default_rng(seed)
+    K = int(rng.integers(1, 17))
+    xk = np.sort(rng.standard_normal((K, J)).astype(np.float32) * 2, axis=1)
+    xk[:, 1:] = np.maximum(xk[:, 1:], np.nextafter(xk[:, :-1], np.float32(np.inf)))  # strictly increasing
+    yk = np.sort(rng.standard_normal((K, J)).astype(np.float32), axis=1)
+    x = (rng.standard_normal((n, K)) * 3).astype(np.float32)
+    x[0, 0] = xk[0, J // 2]  # exactly on a knot
+    per_row = np.concatenate([quantizer_numpy._piecewise_linear(x[i: i + 1], xk, yk) for i in range(n)])
+    big = np.concatenate([x, np.zeros((quantizer_numpy.SMALL_ROWS + 1, K), np.float32)])
+    per_component = quantizer_numpy._piecewise_linear(big, xk, yk)[:n]  # above SMALL_ROWS: searchsorted
+    np.testing.assert_array_equal(per_row, per_component)
+
+
+def test_shipped_chain_few_rows_through_numba_equal_the_numpy_batch():
+    """Once numba is loaded, a loaded quantizer's few-row encodes run the RealNVP in the numba kernel
+    (after the numpy preconditioner): the same latents as the numpy batch, to float."""
+    from faiss_flowhash.index import planner
+
+    q = Fingerprinter.load(backend="numpy").quantizer
+    x = Fingerprinter.load(backend="numpy").fingerprint(_wave(3.0))
+    z_batch = q.encode(np.concatenate([x] * 4))[: len(x)]  # > JIT_FLOW_MAX_ROWS rows: numpy
+    assert planner.jit_kernels() is not None and q._packed_flow() is not None  # the kernel serves few rows
+    z_few = np.concatenate([q.encode(x[i: i + 4]) for i in range(0, len(x), 4)])
+    assert q._torch is None
+    np.testing.assert_allclose(z_few, z_batch, rtol=1e-4, atol=1e-5)

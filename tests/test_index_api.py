@@ -65,6 +65,61 @@ def test_auto_train_on_add_with_ids_and_explicit_faiss_path(quantizer):
     assert faiss_path.ntotal == 800
 
 
+@pytest.mark.parametrize("n,want", [(1, 2), (32, 2), (2000, 8), (100_000, 14), (101_184, 14), (500_000, 16),
+                                    (10_000_000, 16)])
+def test_auto_K_is_log2_of_n_over_8_clipped(n, want):
+    from faiss_flowhash.index.code_bits import auto_K
+
+    assert auto_K(n) == want
+    assert auto_K(n) == min(16, max(2, round(np.log2(n / 8))))
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True, "100"])
+def test_auto_K_refuses_what_is_not_a_count(bad):
+    from faiss_flowhash.index.code_bits import auto_K
+
+    with pytest.raises(ValueError, match="n: expected an int >= 1"):
+        auto_K(bad)
+
+
+def test_K_none_is_chosen_from_the_training_set_on_train_and_on_first_add(caplog):
+    """FlowHashIndex(d) without K: K = auto_K(training rows), on the FAISS path and on auto-train; the index
+    then works as one built with that K (probe everything = exact search, file round trip)."""
+    x = _data(1100)
+    index = ffh.FlowHashIndex(D, config=SMALL)
+    assert index.K is None and not index.is_trained
+    with pytest.raises(ffh.NotTrainedError):
+        index.search(x[:2], 1)
+    with pytest.raises(ffh.NotTrainedError, match="K=None"):
+        index.state()
+    index.train(x)
+    assert index.K == 7 == index.quantizer.K  # round(log2(1100 / 8)) = round(7.1)
+    index.add(x)
+    q = _data(30, seed=5)
+    D_, I = index.search(q, 3, params=ffh.SearchParams(max_probe_bits=7, max_probes=None, nprobe=None))
+    flat = faiss.IndexFlatIP(D)
+    flat.add(x)
+    _, I_exact = flat.search(q, 3)
+    np.testing.assert_array_equal(I[:, 0], I_exact[:, 0])
+    back = ffh.deserialize_index(ffh.serialize_index(index))
+    assert back.K == 7
+    np.testing.assert_array_equal(back.search(q, 3)[1], index.search(q, 3)[1])
+    with caplog.at_level(logging.WARNING, logger="faiss_flowhash"):
+        card = ffh.FlowHashIndex(config=SMALL)
+        card.add(_data(300))  # round(log2(300 / 8)) = round(5.2)
+    assert card.K == 5 and card.is_trained and card.ntotal == 300
+    assert any("K=5" in r.getMessage() for r in caplog.records if "trained the quantizer" in r.getMessage())
+
+
+def test_an_explicit_K_is_kept_whatever_the_training_size():
+    index = ffh.FlowHashIndex(D, K=6, config=SMALL)
+    index.train(_data(1100))
+    assert index.K == 6 == index.quantizer.K
+    for bad in (1, 63, 4.0, True):
+        with pytest.raises(ValueError, match="K: expected None or an int"):
+            ffh.FlowHashIndex(D, K=bad)
+
+
 # -- SearchParams ---------------------------------------------------------------------------------
 
 def test_search_params_override_and_the_none_sentinel(quantizer):

@@ -236,3 +236,19 @@ def test_a_small_search_in_a_new_process_does_not_import_numba(tmp_path):
             "print('numba' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
+
+
+def test_query_batches_run_the_numpy_flow_in_blocks_with_the_same_latents(built):
+    """Between FLOW_BLOCK_ROWS and FLOW_BLOCKED_MAX rows the numpy flow runs in row blocks (each matmul
+    under OpenBLAS's threading threshold): the latents equal one call's, to float; above, one call."""
+    from faiss_flowhash.index import quantizer as quantizer_mod
+
+    index, _, q = built
+    w = index.quantizer._flow_weights()
+    rng = np.random.default_rng(3)
+    y = rng.standard_normal((quantizer_mod.FLOW_BLOCK_ROWS * 3 + 5, index.K)).astype(np.float32)
+    blocked, whole = quantizer_mod._flow_numpy(w, y), quantizer_mod._flow_rows(w, y)
+    np.testing.assert_allclose(blocked, whole, rtol=1e-5, atol=1e-6)
+    assert blocked.shape == whole.shape and blocked.dtype == np.float32
+    big = np.zeros((quantizer_mod.FLOW_BLOCKED_MAX + 1, index.K), np.float32)
+    np.testing.assert_array_equal(quantizer_mod._flow_numpy(w, big), quantizer_mod._flow_rows(w, big))

@@ -27,6 +27,7 @@ from .checks import as_ids, as_matrix, check_k, check_unique_ids
 from .codes import expand_codes, pack_codes, probe_codes
 from .engine import IVFEngine, worst_value
 from .bucket_map import BucketMap
+from .code_bits import auto_K
 from .errors import NotTrainedError
 from .params import DEFAULT, SearchParams
 from .partition import ListCentroids, median_split, nearest_in_groups
@@ -84,7 +85,11 @@ class FlowHashIndex:
 
     Args:
         d: vector dimension (None: taken from the first ``train``/``add`` batch).
-        K: code bits: 2^K buckets (paper: 16; 2..62).
+        K: code bits: 2^K buckets (paper: 16; 2..62). None (default): chosen when the quantizer is
+            trained, from the training set's size n, ``round(log2(n / 8))`` clipped to [2, 16]
+            (:func:`.code_bits.auto_K`: 14 at 100k vectors, 16 from ~500k on; buckets of ~8 vectors,
+            measured on real fingerprints). Train on about as many vectors as the index will hold, or
+            pass K.
         metric: ``faiss.METRIC_INNER_PRODUCT`` (default) or ``faiss.METRIC_L2``.
         assign: multi-assignment: "none" (default), "spill" or "radius" (paper: r-ball copies).
         spill: fraction of the vectors (the least certain: smallest min_k |z_k|) stored a second time,
@@ -107,7 +112,7 @@ class FlowHashIndex:
     def __init__(
         self,
         d: int | None = None,
-        K: int = 16,
+        K: int | None = None,
         metric: int = faiss.METRIC_INNER_PRODUCT,
         *,
         assign: str = "none",
@@ -151,12 +156,14 @@ class FlowHashIndex:
                                    max_probe_bits=max_probe_bits, probe=probe, nprobe=nprobe, planner="auto",
                                    shortlist=None)
         self.bucket_cap = None if bucket_cap is None else int(bucket_cap)
+        if K is not None and (isinstance(K, bool) or not isinstance(K, numbers.Integral) or not 2 <= K <= 62):
+            raise ValueError(f"K: expected None or an int in [2, 62], got {K!r}")
         if quantizer is not None:
             if d is not None and quantizer.d != d:
                 raise ValueError(f"quantizer: expected d={d}, got a quantizer with d={quantizer.d}")
             d, K = quantizer.d, quantizer.K
         self._config = config
-        self.d, self.K, self.metric_type = (None if d is None else int(d)), int(K), metric
+        self.d, self.K, self.metric_type = (None if d is None else int(d)), (None if K is None else int(K)), metric
         self.quantizer = quantizer
         self.assign, self.spill, self.r, self.max_assign_bits = assign, float(spill), float(r), int(max_assign_bits)
         self.storage, self.device = storage, str(device)
@@ -169,16 +176,19 @@ class FlowHashIndex:
             self._setup()
 
     def _setup(self) -> None:
-        """Create the quantizer (unless given) and the empty storage once d is known."""
-        if self.quantizer is None:
-            # flip probing pays for every vector of a probed bucket: gate the flow on candidates scanned
-            gate = "candidates" if self.params.probe == "flip" else "probes"
-            self.quantizer = FlowQuantizer(self.d, self.K, config=self._config or QuantizerConfig(device=self.device,
-                                                                                               gate=gate))
+        """Create the quantizer (unless given, or K is still to be chosen) and the empty storage once d is known."""
+        if self.quantizer is None and self.K is not None:
+            self._new_quantizer()
         self._engine = IVFEngine(self.d, self.metric_type, self.storage)
         if self.device != "cpu":
             self._engine.to(self.device)
         self.reset()
+
+    def _new_quantizer(self) -> None:
+        # flip probing pays for every vector of a probed bucket: gate the flow on candidates scanned
+        gate = "candidates" if self.params.probe == "flip" else "probes"
+        self.quantizer = FlowQuantizer(self.d, self.K, config=self._config or QuantizerConfig(device=self.device,
+                                                                                           gate=gate))
 
     @property
     def last_search_stats(self) -> SearchStats:
@@ -235,6 +245,12 @@ class FlowHashIndex:
         if len(x) < 2:
             raise ValueError(f"x: expected at least 2 training rows, got {len(x)}")
         stored = (self.reconstruct_n(), self._ids.copy()) if self._n else None
+        if self.quantizer is None:  # K=None: the code length comes from the training set's size
+            self.K = auto_K(len(x))
+            log.info("FlowHashIndex: K=%d code bits for %d training vectors (K=None: round(log2(n / 8)), "
+                     "clipped to [2, 16])", self.K, len(x))
+            self._new_quantizer()
+            self.reset()
         report = self.quantizer.train(x, x_pos)
         if report is not None and report.nll is not None and not np.isfinite(report.nll):
             self.quantizer.is_trained = False  # a NaN flow is no quantizer: the index stays untrained
@@ -467,6 +483,9 @@ class FlowHashIndex:
         ``lists=False`` leaves the engine's inverted lists (the vectors) out: they go to a lists file of
         their own (``self._engine.write_lists``, see serialize.write_index's ``lists_path``)."""
         self._require_d("state")
+        if self.quantizer is None:
+            raise NotTrainedError("cannot write the state: K=None is chosen when the index is trained; "
+                                  "train it first, or pass K")
         p = self.params.as_dict()
         header = {
             "d": self.d, "K": self.K, "metric": int(self.metric_type), "assign": self.assign, "spill": self.spill,
@@ -542,7 +561,7 @@ class FlowHashIndex:
         t0 = time.perf_counter()
         self.train(x)
         log.warning("FlowHashIndex: not trained; trained the quantizer on the first added batch "
-                    "(n=%d, %.1f s)", len(x), time.perf_counter() - t0)
+                    "(n=%d, K=%d, %.1f s)", len(x), self.K, time.perf_counter() - t0)
 
     def _new_ids(self, n: int) -> np.ndarray:
         """Ids for a plain add: continuing after the largest id, or (past 2^63 - 1) the smallest free ones."""

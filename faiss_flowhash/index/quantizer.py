@@ -28,8 +28,25 @@ from .train_report import TrainReport
 __all__ = ["QuantizerConfig", "TrainReport", "FlowQuantizer"]
 
 
+#: query-sized batches (up to FLOW_BLOCKED_MAX rows) run the numpy flow in blocks of FLOW_BLOCK_ROWS rows:
+#: each matmul then stays under OpenBLAS's multi-threading threshold (M*N*K <= 262,144 for the 64 x 64
+#: layers), so it never waits for descheduled BLAS threads on a loaded box. Measured on 2,000 query rows at
+#: load 4 (bench/results/fingerprints.md, "the batch flow"): median 75 ms in blocks against 143-203 ms in
+#: one call (best 66-73 against 50-73 ms), the numba kernel 282 ms. Larger batches (an add of millions of
+#: rows) keep one call, where BLAS threads pay off and per-block numpy calls would not.
+FLOW_BLOCK_ROWS = 64
+FLOW_BLOCKED_MAX = 8192
+
+
 def _flow_numpy(weights, y: np.ndarray) -> np.ndarray:
     """RealNVP forward (y -> z) in numpy, the same arithmetic as :class:`.flow.RealNVP`."""
+    if FLOW_BLOCK_ROWS < len(y) <= FLOW_BLOCKED_MAX:
+        return np.concatenate([_flow_rows(weights, y[i: i + FLOW_BLOCK_ROWS])
+                               for i in range(0, len(y), FLOW_BLOCK_ROWS)])
+    return _flow_rows(weights, y)
+
+
+def _flow_rows(weights, y: np.ndarray) -> np.ndarray:
     (loc, scale), layers = weights
     x = ((y - loc) / scale).astype(np.float32)
     for perm, inv_perm, k, bound, lin in layers:
@@ -337,6 +354,10 @@ class FlowQuantizer:
         if self._torch is None and str(self.config.device) == "cpu":  # a loaded quantizer: numpy, no torch
             u = quantizer_numpy.gauss_numpy(self._gauss_weights(), y)
             if self.flow_active:
+                if len(u) <= JIT_FLOW_MAX_ROWS:  # the shipped model's chain: few rows in numba, as above
+                    packed = self._packed_flow()
+                    if packed is not None:
+                        return packed[0].flow_forward(np.ascontiguousarray(u, np.float32), *packed[1])
                 return _flow_numpy(self._flow_weights(), u)
             loc, scale = self._linear()[2]
             return ((u - loc) / scale).astype(np.float32)
