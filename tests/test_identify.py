@@ -202,6 +202,30 @@ def test_span_tracker_with_reference_windows_rates_blocks_by_the_verified_confid
     assert [s.track_id for s in _track_spans(SpanTracker(reference=reference), r, tracks, times, scores, other)] == [9]
 
 
+def test_span_tracker_drops_spans_shorter_than_min_duration():
+    from faiss_flowhash.db.spans import SpanTracker
+
+    r, tracks, times, scores, fps, reference, _ = _span_case()
+    rng = np.random.default_rng(2)
+    sel = np.flatnonzero((r >= 160.0) & (r <= 161.5))  # 2.5 s of track 2 from its 10 s
+    frames = np.round((r[sel] - 160.0 + 10.0) / HOP).astype(int)
+    windows = reference.take(np.full(len(sel), 2), frames)
+    fps[sel] = windows + 0.1 * rng.standard_normal(windows.shape).astype(np.float32)
+    fps[sel] /= np.linalg.norm(fps[sel], axis=1, keepdims=True)
+    tracks[sel, 0], times[sel, 0] = 2, frames * HOP
+    scores[sel, 0] = np.einsum("ij,ij->i", fps[sel], windows)
+    for ref in (reference, None):
+        fp = fps if ref is not None else None
+        kept = _track_spans(SpanTracker(reference=ref, min_duration_s=0.0), r, tracks, times, scores, fp)
+        assert [s.track_id for s in kept] == [4, 9, 2]
+        short = kept[2]
+        assert abs(short.start_s - 160.0) <= 0.2 and short.duration_s < 3.0
+        default = _track_spans(SpanTracker(reference=ref), r, tracks, times, scores, fp)  # min_duration_s = block_s
+        assert default == kept[:2]
+    with pytest.raises(ValueError, match="min_duration_s"):
+        SpanTracker(min_duration_s=-1.0)
+
+
 def test_span_tracker_fingerprints_go_with_reference_windows():
     from faiss_flowhash.db.spans import SpanTracker
 

@@ -17,10 +17,13 @@ memory does not grow with the recording.
   the detection block's agreeing hits (a window half in silence or in the next track still finds its
   track, at a lower similarity: it is no evidence of where the span starts or ends). The start goes
   back through the history to the earliest agreeing segment (gaps < ``gap_s``); the span closes once
-  no segment agreed for ``gap_s`` and ends one window after its last agreeing segment.
+  no segment agreed for ``gap_s`` and ends one window after its last agreeing segment; a span shorter than
+  ``min_duration_s`` (the detection block) is dropped.
 
-Silent segments (level below ``silence_dbfs``) carry no hits: every recording's silences look alike (their
-fingerprints still take part in the verified confidence, as in a single query).
+Silent segments (level below ``silence_dbfs``) carry no evidence: every recording's silences look alike, and
+match the silences of the reference tracks. They get no hits and, for the verified confidence, a zero
+fingerprint (similarity 0 with every window: a block half in silence rates lower, and is detected once it
+lies in the music; the start is then found in the history).
 """
 
 from __future__ import annotations
@@ -72,11 +75,15 @@ class SpanTracker:
             without an agreeing segment (2 s). tolerance_s: agreement tolerance (0.1 s).
         history_s: hits kept for finding a span's start (30 s). silence_dbfs: silent segments (-60 dBFS).
         edge_ratio: share of the block's median agreeing similarity a segment needs to extend a span (0.8).
+        min_duration_s: shorter spans are dropped (None: ``block_s``; 0: keep all). On real music never
+            indexed, the false spans are short (a window across a silence-to-music onset fits any reference's
+            onset; bench/results/spans.md).
     """
 
     def __init__(self, *, hop_s: float = 0.1, window_s: float = 1.0, block_s: float = 3.0, detect_every: int = 5,
                  reference=None, min_confidence: float | None = None, gap_s: float = 2.0, tolerance_s: float = 0.1,
-                 history_s: float = 30.0, silence_dbfs: float = -60.0, edge_ratio: float = 0.8):
+                 history_s: float = 30.0, silence_dbfs: float = -60.0, edge_ratio: float = 0.8,
+                 min_duration_s: float | None = None):
         if not 0 < hop_s <= window_s:
             raise ValueError(f"hop_s: expected in (0, window_s={window_s}], got {hop_s}")
         if not block_s >= window_s or not gap_s > 0 or not history_s >= block_s:
@@ -92,6 +99,9 @@ class SpanTracker:
         self.hop_s, self.window_s, self.block_s, self.detect_every = hop_s, window_s, block_s, int(detect_every)
         self.min_confidence, self.gap_s, self.tolerance_s = min_confidence, gap_s, tolerance_s
         self.silence_dbfs, self.edge_ratio, self.reference = silence_dbfs, float(edge_ratio), reference
+        self.min_duration_s = float(block_s if min_duration_s is None else min_duration_s)
+        if not self.min_duration_s >= 0:
+            raise ValueError(f"min_duration_s: expected >= 0, got {min_duration_s}")
         # (time, tracks (k,), times (k,), scores (k,), fingerprint (d,) or None)
         self._hist = deque(maxlen=max(1, int(round(history_s / hop_s))))
         self._span = None   # dict: track, align, start, last, confidence
@@ -119,6 +129,8 @@ class SpanTracker:
         if levels is not None:
             silent = np.asarray(levels, np.float64) < self.silence_dbfs
             tracks = np.where(silent[:, None], -1, tracks)
+            if fingerprints is not None:  # nor a fingerprint: zero, it matches no window (similarity 0)
+                fingerprints = np.where(silent[:, None], np.float32(0), fingerprints)
         out = []
         for i in range(len(tracks)):
             out += self._step(float(segment_times[i]), tracks[i], times[i], scores[i],
@@ -132,7 +144,7 @@ class SpanTracker:
 
     def finish(self) -> list[Span]:
         """The end of the recording: the open span, if any."""
-        return [self._close()] if self._span is not None else []
+        return self._close() if self._span is not None else []
 
     # -- internals --------------------------------------------------------------------------------
     def _agreement(self, r: float, tracks, times, scores) -> float:
@@ -151,7 +163,7 @@ class SpanTracker:
             if self._agrees(r, tracks, times, scores):
                 self._span["last"] = r
             elif r - self._span["last"] > self.gap_s:
-                out.append(self._close())
+                out += self._close()
         if self._span is not None:
             self._since_detect += 1
             if self._since_detect >= 2 * self.detect_every:  # the span's confidence: its best block so far
@@ -211,11 +223,13 @@ class SpanTracker:
             first = t
         self._span.update(start=first, last=last)
 
-    def _close(self) -> Span:
+    def _close(self) -> list[Span]:
         s, self._span = self._span, None
         self._after = s["last"]
         self._since_detect = 0
+        if s["last"] + self.window_s - s["start"] < self.min_duration_s - 1e-9:
+            return []  # the evidence did not outlast its detection block
         # times to the millisecond (segments are hop_s apart; float noise is not information)
-        return Span(track_id=int(s["track"]), start_s=round(float(s["start"]), 3),
+        return [Span(track_id=int(s["track"]), start_s=round(float(s["start"]), 3),
                     track_start_s=round(max(0.0, float(s["start"] + s["align"])), 3),
-                    duration_s=round(float(s["last"] + self.window_s - s["start"]), 3), confidence=float(s["confidence"]))
+                    duration_s=round(float(s["last"] + self.window_s - s["start"]), 3), confidence=float(s["confidence"]))]
