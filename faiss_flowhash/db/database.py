@@ -524,7 +524,8 @@ class FingerprintDB:
         the tracker gets the segments' fingerprints and the reference windows, and rates a block as
         :meth:`query` rates a snippet (verified confidence; None: ``DEFAULT_MIN_CONFIDENCE``, 0.70); with
         ``verify=False`` on the hits alone (None: ``HITS_MIN_CONFIDENCE``, 0.35; more false spans on
-        music not ingested: bench/results/spans.md).
+        music not ingested: bench/results/spans.md). Spans shorter than the tracker's 3 s detection block
+        are dropped (``SpanTracker.min_duration_s``).
         """
         self._check_open()
         if min_confidence is None:
