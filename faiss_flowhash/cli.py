@@ -102,7 +102,7 @@ class _Given(argparse.Action):
 
 
 def _query_arguments(p):
-    from .db.consensus import DEFAULT_MIN_CONFIDENCE, HITS_MIN_CONFIDENCE
+    from .db.consensus import DEFAULT_MIN_CONFIDENCE
 
     _db_arguments(p)
     p.add_argument("snippets", nargs="+", metavar="SNIPPET",
@@ -113,8 +113,8 @@ def _query_arguments(p):
     p.add_argument("--top", type=int, default=1, help="tracks to report per snippet (default 1)")
     p.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE, action=_Given,
                    help=f"answer 'no match' below this confidence in [0, 1] (default {DEFAULT_MIN_CONFIDENCE}, "
-                        f"calibrated on real music: see faiss_flowhash.db.consensus; --all: {HITS_MIN_CONFIDENCE}, "
-                        "its spans are rated on the hits alone)")
+                        "calibrated on real music: see faiss_flowhash.db.consensus; --all rates each span's "
+                        "detection block the same way)")
     p.add_argument("--json", action="store_true", help="one JSON object per snippet (--all: per span), one per line")
 
 

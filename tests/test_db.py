@@ -363,18 +363,47 @@ def _check_spans(spans, truth):
         assert s.confidence >= 0.35 and 6.0 <= s.duration_s <= 9.5
 
 
-def test_scan_a_long_recording_gives_every_span(built, model, tmp_path):
+def _spy_verified(monkeypatch):
+    """Records, per identify call of the span tracker, whether it got the fingerprints and reference windows."""
+    from faiss_flowhash.db import spans as spans_module
+
+    calls, real = [], spans_module.identify
+    monkeypatch.setattr(spans_module, "identify", lambda *a, **kw: (
+        calls.append(kw.get("query") is not None and kw.get("reference") is not None), real(*a, **kw))[1])
+    return calls
+
+
+def test_scan_a_long_recording_gives_every_span(built, model, tmp_path, monkeypatch):
     import io
 
     rec, truth = _recording(built)
     f = str(tmp_path / "rec.wav")
     save_audio(f, rec)
+    verified = _spy_verified(monkeypatch)
     with FingerprintDB(built["path"], model, readonly=True) as db:
         _check_spans(list(db.scan(f, chunk_s=4.0)), truth)  # chunks far shorter than a track: spans cross them
         raw = io.BytesIO((np.clip(rec, -1, 1) * 32767).astype("<i2").tobytes())  # a headerless stream
         _check_spans(list(db.scan(raw)), truth)
+        assert verified and all(verified)  # the spans were detected by the verified confidence
         # the plain query of the whole recording answers one track only: what --all is for
         assert len(db.query(rec, top=1).matches) <= 1
+        # the hits-only tracker (verify=False) finds the same spans on this recording
+        verified.clear()
+        _check_spans(list(db.scan(f, verify=False)), truth)
+        assert verified and not any(verified)
+
+
+def test_scan_of_audio_not_ingested_gives_no_span(built, model, monkeypatch):
+    """Other music, noise and music in noise, with silences between (40 s): no span under the verified path."""
+    z = np.zeros(SR, np.float32)
+    parts = [synth.synthetic_music(8.0, seed=s) for s in (910, 911, 912)]
+    parts += [0.1 * noise_bank(9, 1, split="eval", duration_s=8.0)[0],
+              add_noise(synth.synthetic_music(8.0, seed=913), noise_bank(10, 1, split="eval")[0], 10.0)]
+    rec = np.concatenate([x for p in parts for x in (z, np.clip(np.asarray(p, np.float32), -1, 1))])
+    verified = _spy_verified(monkeypatch)
+    with FingerprintDB(built["path"], model, readonly=True) as db:
+        assert list(db.scan(rec, chunk_s=4.0)) == []
+    assert verified and all(verified)
 
 
 def _with_repeat(built, db_path, model, tmp_path):

@@ -140,6 +140,106 @@ def test_span_tracker_on_hand_made_hits_and_bounded_memory():
     assert held <= 300  # 30 s of hits, not the whole recording
 
 
+def _span_case(seed=0, d=32):
+    """3 minutes of hand-made hits and fingerprints: track 4 from its 30 s at 40-70 s, track 9 from 0 s at
+    100-150 s (fingerprints = the track's windows + noise), other audio elsewhere (random fingerprints, hits of
+    random tracks at 0.4). Reference: 40 tracks of random unit windows."""
+    rng = np.random.default_rng(seed)
+    unit = lambda x: (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)  # noqa: E731
+    reference = ReferenceWindows.from_tracks([unit(rng.standard_normal((1200, d))) for _ in range(40)])
+    n, k = 1800, 3
+    r = np.arange(n) * HOP
+    tracks = rng.integers(20, 40, (n, k))
+    times = np.round(rng.uniform(0, 100, (n, k)) / HOP) * HOP
+    scores = np.full((n, k), 0.4)
+    fps = unit(rng.standard_normal((n, d)))
+    truth = ((4, 40.0, 70.0, 30.0), (9, 100.0, 150.0, 0.0))
+    for track, rec0, rec1, t0 in truth:
+        sel = np.flatnonzero((r >= rec0) & (r <= rec1 - 1.0))
+        frames = np.round((r[sel] - rec0 + t0) / HOP).astype(int)
+        fps[sel] = unit(reference.take(np.full(len(sel), track), frames) + 0.1 * rng.standard_normal((len(sel), d)))
+        tracks[sel, 0], times[sel, 0] = track, frames * HOP
+        scores[sel, 0] = np.einsum("ij,ij->i", fps[sel], reference.take(np.full(len(sel), track), frames))
+    return r, tracks, times, scores, fps, reference, truth
+
+
+def _track_spans(tracker, r, tracks, times, scores, fps=None, chunk=97):
+    spans = []
+    for lo in range(0, len(r), chunk):  # any chunking
+        sl = slice(lo, lo + chunk)
+        spans += tracker.push(r[sl], tracks[sl], times[sl], scores[sl],
+                              **({} if fps is None else {"fingerprints": fps[sl]}))
+    return spans + tracker.finish()
+
+
+def test_span_tracker_with_reference_windows_rates_blocks_by_the_verified_confidence(monkeypatch):
+    from faiss_flowhash.db import spans as spans_module
+    from faiss_flowhash.db.consensus import DEFAULT_MIN_CONFIDENCE
+    from faiss_flowhash.db.spans import SpanTracker
+
+    r, tracks, times, scores, fps, reference, truth = _span_case()
+    verified_calls = []
+    real = spans_module.identify
+    monkeypatch.setattr(spans_module, "identify", lambda *a, **kw: (verified_calls.append(kw.get("query") is not None),
+                                                                    real(*a, **kw))[1])
+    tracker = SpanTracker(reference=reference)
+    assert tracker.min_confidence == DEFAULT_MIN_CONFIDENCE
+    spans = _track_spans(tracker, r, tracks, times, scores, fps)
+    assert verified_calls and all(verified_calls)
+    assert [s.track_id for s in spans] == [4, 9]
+    for s, (_, rec0, rec1, t0) in zip(spans, truth):
+        assert abs(s.start_s - rec0) <= 0.2 and abs(s.track_start_s - t0) <= 0.2
+        assert abs(s.start_s + s.duration_s - rec1) <= 0.2 and s.confidence >= DEFAULT_MIN_CONFIDENCE
+    assert tracker.held_segments <= 300
+    # hits that claim track 4 while the fingerprints are other audio: the hits-only tracker opens a span,
+    # the verified one does not (it compares the fingerprints with the track's windows)
+    rng = np.random.default_rng(1)
+    other = rng.standard_normal(fps.shape).astype(np.float32)
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    sel = (r >= 40.0) & (r <= 69.0)
+    other[~sel] = fps[~sel]
+    assert [s.track_id for s in _track_spans(SpanTracker(), r, tracks, times, scores)] == [4, 9]
+    assert [s.track_id for s in _track_spans(SpanTracker(reference=reference), r, tracks, times, scores, other)] == [9]
+
+
+def test_span_tracker_drops_spans_shorter_than_min_duration():
+    from faiss_flowhash.db.spans import SpanTracker
+
+    r, tracks, times, scores, fps, reference, _ = _span_case()
+    rng = np.random.default_rng(2)
+    sel = np.flatnonzero((r >= 160.0) & (r <= 161.5))  # 2.5 s of track 2 from its 10 s
+    frames = np.round((r[sel] - 160.0 + 10.0) / HOP).astype(int)
+    windows = reference.take(np.full(len(sel), 2), frames)
+    fps[sel] = windows + 0.1 * rng.standard_normal(windows.shape).astype(np.float32)
+    fps[sel] /= np.linalg.norm(fps[sel], axis=1, keepdims=True)
+    tracks[sel, 0], times[sel, 0] = 2, frames * HOP
+    scores[sel, 0] = np.einsum("ij,ij->i", fps[sel], windows)
+    for ref in (reference, None):
+        fp = fps if ref is not None else None
+        kept = _track_spans(SpanTracker(reference=ref, min_duration_s=0.0), r, tracks, times, scores, fp)
+        assert [s.track_id for s in kept] == [4, 9, 2]
+        short = kept[2]
+        assert abs(short.start_s - 160.0) <= 0.2 and short.duration_s < 3.0
+        default = _track_spans(SpanTracker(reference=ref), r, tracks, times, scores, fp)  # min_duration_s = block_s
+        assert default == kept[:2]
+    with pytest.raises(ValueError, match="min_duration_s"):
+        SpanTracker(min_duration_s=-1.0)
+
+
+def test_span_tracker_fingerprints_go_with_reference_windows():
+    from faiss_flowhash.db.spans import SpanTracker
+
+    r, tracks, times, scores, fps, reference, _ = _span_case()
+    with pytest.raises(ValueError, match="fingerprints"):
+        SpanTracker(reference=reference).push(r[:5], tracks[:5], times[:5], scores[:5])
+    with pytest.raises(ValueError, match="fingerprints"):
+        SpanTracker().push(r[:5], tracks[:5], times[:5], scores[:5], fingerprints=fps[:5])
+    with pytest.raises(ValueError, match="fingerprints: expected shape"):
+        SpanTracker(reference=reference).push(r[:5], tracks[:5], times[:5], scores[:5], fingerprints=fps[:4])
+    with pytest.raises(TypeError, match="reference"):
+        SpanTracker(reference=[[0.0, 1.0]])
+
+
 # -- the verified confidence (with the query's fingerprints and the reference windows) ---------------
 def _verified_case(n=30, start=4.0, repeat=None, hub=False):
     """Track 1 holds the query at ``start`` (and at ``repeat``); track 0 is other audio. Hits: each segment's

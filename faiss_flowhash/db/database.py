@@ -27,8 +27,9 @@ Confidence threshold (``DEFAULT_MIN_CONFIDENCE = 0.70``, ``--min-confidence``) o
 answer's alignment and its margin over the best other track's hit), chosen and measured on real music: see
 :data:`~faiss_flowhash.db.consensus.DEFAULT_MIN_CONFIDENCE` and bench/results/nomatch.md (held out: 0.62 %
 false matches at 86.8 % hits). What follows is the history of the hits-only confidence
-(:func:`~faiss_flowhash.db.consensus.match_confidence`, now used where no reference windows are at hand, the
-span tracker of ``scan``, with ``HITS_MIN_CONFIDENCE = 0.35``). It was calibrated with
+(:func:`~faiss_flowhash.db.consensus.match_confidence`, now used where no reference windows are at hand, e.g.
+``scan(verify=False)``, with ``HITS_MIN_CONFIDENCE = 0.35``; ``scan`` rates its spans by the verified
+confidence too). It was calibrated with
 ``python -m faiss_flowhash.eval.calibrate --seed S`` on the shipped model 063ef8c90201e4ef: 15 reference
 tracks of 20 s (music, speech, chirps), per seed 400 snippets of 1-5 s: 240 positives (clean / noise
 10 dB / reverb + noise 5 dB, 80 each) and 160 negatives from audio not ingested (other music, other
@@ -131,6 +132,19 @@ class _IndexWindows:
         except KeyError:  # the index file is older than a record (a writer is between its two steps)
             pass
         return out
+
+
+class _CommittedWindows:
+    """The reference windows of the tracks committed now, for the span tracker of ``scan``: each ``take`` reads
+    the records of the tracks asked for, from ``index`` (set by ``scan`` to the index of the chunk searched)."""
+
+    def __init__(self, store):
+        self.store, self.index = store, None
+
+    def take(self, tracks, frames) -> np.ndarray:
+        tracks = np.asarray(tracks, np.int64)
+        records = self.store.get_many(np.unique(tracks[tracks >= 0]).tolist())
+        return _IndexWindows(self.index, records).take(tracks, np.asarray(frames, np.int64))
 
 
 class FingerprintDB:
@@ -496,8 +510,8 @@ class FingerprintDB:
         result.elapsed_ms = 1000 * (time.perf_counter() - t0)
         return result
 
-    def scan(self, source, *, min_confidence: float = HITS_MIN_CONFIDENCE, chunk_s: float = 10.0,
-             r_query: float | None = None, budget: int | None = None):
+    def scan(self, source, *, min_confidence: float | None = None, chunk_s: float = 10.0,
+             r_query: float | None = None, budget: int | None = None, verify: bool = True):
         """Every matched span of a long recording or stream, yielded as each one ends (:class:`Span`).
 
         ``source``: a path, a binary stream (WAV or raw 16 kHz s16le, see
@@ -505,8 +519,17 @@ class FingerprintDB:
         waves (consecutive chunks). Audio is fingerprinted ``chunk_s`` seconds at a time and only the last 30 s
         of hits are kept (:class:`~faiss_flowhash.db.spans.SpanTracker`), so memory is bounded whatever
         the length. Spans of tracks removed meanwhile are dropped.
+
+        A span opens where a block of segments is identified with ``min_confidence``: with ``verify`` (True)
+        the tracker gets the segments' fingerprints and the reference windows, and rates a block as
+        :meth:`query` rates a snippet (verified confidence; None: ``DEFAULT_MIN_CONFIDENCE``, 0.70); with
+        ``verify=False`` on the hits alone (None: ``HITS_MIN_CONFIDENCE``, 0.35; more false spans on
+        music not ingested: bench/results/spans.md). Spans shorter than the tracker's 3 s detection block
+        are dropped (``SpanTracker.min_duration_s``).
         """
         self._check_open()
+        if min_confidence is None:
+            min_confidence = DEFAULT_MIN_CONFIDENCE if verify else HITS_MIN_CONFIDENCE
         if not 0 <= min_confidence <= 1:
             raise ValueError(f"min_confidence: expected in [0, 1], got {min_confidence}")
         fp = self.fingerprinter
@@ -518,7 +541,8 @@ class FingerprintDB:
             chunks = audio_chunks(source, sample_rate=fp.sample_rate, chunk_s=chunk_s)
         else:
             chunks = source
-        tracker = SpanTracker(hop_s=fp.hop_s, window_s=fp.window_s, min_confidence=min_confidence)
+        windows = _CommittedWindows(self._store) if verify else None
+        tracker = SpanTracker(hop_s=fp.hop_s, window_s=fp.window_s, reference=windows, min_confidence=min_confidence)
         buf, pos = np.zeros(0, np.float32), 0  # pos: recording sample of buf[0] (a multiple of the hop)
 
         def named(spans):
@@ -535,15 +559,19 @@ class FingerprintDB:
                 continue
             wave = buf[: (n - 1) * hop + window]
             emb = fp.fingerprint(wave)
-            with self._guard.shared():
+            levels = fp.window_levels(wave)
+            with self._guard.shared():  # the tracker reads reference windows from the index: same guard
                 D, I = index.search(emb, self.hits_per_segment, params=db_search_params(), r_query=r_query, budget=budget)
-            tracks, frames = decode_ids(I)
-            committed = list(self._store.get_many(np.unique(tracks[tracks >= 0]).tolist()))
-            tracks = np.where(np.isin(tracks, committed), tracks, -1)  # uncommitted / removed tracks: no vote
-            yield from named(tracker.push((pos + np.arange(n) * hop) / fp.sample_rate, tracks, frames * fp.hop_s, D,
-                                          fp.window_levels(wave)))
+                tracks, frames = decode_ids(I)
+                committed = list(self._store.get_many(np.unique(tracks[tracks >= 0]).tolist()))
+                tracks = np.where(np.isin(tracks, committed), tracks, -1)  # uncommitted / removed tracks: no vote
+                if windows is not None:
+                    windows.index = index
+                ended = tracker.push((pos + np.arange(n) * hop) / fp.sample_rate, tracks, frames * fp.hop_s, D, levels,
+                                     fingerprints=None if windows is None else emb)
+            yield from named(ended)
             buf, pos = buf[n * hop:], pos + n * hop
-        yield from named(tracker.finish())
+        yield from named(tracker.finish())  # (finish rates nothing: no reference window is read)
 
     def _consensus(self, index, emb, D: np.ndarray, I: np.ndarray, top: int, min_confidence: float) -> list[Match]:
         hop = self.fingerprinter.hop_s
