@@ -16,8 +16,7 @@ import time
 import faiss
 import numpy as np
 
-import faiss_flowhash as ffh
-from bench import datasets
+from bench.scratch.shipped_fp import shipped_index
 from faiss_flowhash.index.planner import fused_plan
 
 
@@ -29,21 +28,10 @@ def main():
     ap.add_argument("--nprobes", default="64,128,256")
     ap.add_argument("--json", default="bench/out/flip_power.json")
     a = ap.parse_args()
-    from faiss_flowhash.audio import Fingerprinter
-
     faiss.omp_set_num_threads(2)
-    d = lambda f: os.path.join(a.data, f)
-    ds = datasets.load_vectors(d("vectors.npy"), d("queries.npy"), d("truth.npy"))
+    s = shipped_index(a.data)
+    ds, gt, idx, xs, z = s.ds, s.gt, s.index, s.xs, s.z
     x, q = ds.x, ds.q
-    fl = faiss.IndexFlatIP(x.shape[1])
-    fl.add(x)
-    _, gt = fl.search(q, 1)
-    idx = ffh.FlowHashIndex(x.shape[1], quantizer=Fingerprinter.load(None).quantizer)
-    idx.verbose = False
-    idx.add(x)
-    qz = idx.quantizer
-    xs = idx._scaled(q)
-    z = qz.latent(qz.project(xs))
     cent = idx._cent.centroids()
     tables = idx._map.tables()
     rows = []
