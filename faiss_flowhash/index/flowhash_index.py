@@ -29,6 +29,7 @@ from .engine import IVFEngine, worst_value
 from .bucket_map import BucketMap
 from .code_bits import auto_K
 from .errors import NotTrainedError
+from .growth import append_rows
 from .params import DEFAULT, SearchParams
 from .partition import ListCentroids, median_split, nearest_in_groups
 from .planner import choose_planner, fused_plan, reference_plan
@@ -44,17 +45,6 @@ _GROUP_CELLS = 1 << 22  # (row, list) cells of one nearest-sub-list pass in add 
 _QUERY_CHUNK = 1024  # queries planned at once (their proposals are (chunk, max_probes))
 
 log = logging.getLogger("faiss_flowhash")
-
-
-def _append(buf, cur: np.ndarray, new: np.ndarray):
-    """(buffer, cur + new): ``cur`` is a prefix view of ``buf`` with room to grow (x1.5), so a run of
-    small appends copies each row O(1) times; a new buffer when ``cur`` is not a view of ``buf``."""
-    n0, n1 = len(cur), len(cur) + len(new)
-    if buf is None or cur.base is not buf or len(buf) < n1:
-        buf = np.empty(max(int(n1 * 1.5), 1024), cur.dtype)
-        buf[:n0] = cur
-    buf[n0:n1] = new
-    return buf, buf[:n1]
 
 
 @dataclass
@@ -397,7 +387,7 @@ class FlowHashIndex:
         self._cent = ListCentroids(self.d)
         self._ids = np.zeros(0, np.int64)
         self._codes = np.zeros(0, np.uint64)
-        self._ids_buf = self._codes_buf = None  # room behind _ids / _codes (see _append)
+        self._ids_buf = self._codes_buf = None  # room behind _ids / _codes (see growth.append_rows)
         self._n = 0
         self._next_id = 0
         self._id_order = None
@@ -633,8 +623,8 @@ class FlowHashIndex:
             for col in spill.T:
                 sel = col >= 0
                 self._cent.update(col[sel], x[sel])
-        self._ids_buf, self._ids = _append(self._ids_buf, self._ids, ids)
-        self._codes_buf, self._codes = _append(self._codes_buf, self._codes, codes)
+        self._ids_buf, self._ids = append_rows(self._ids_buf, self._ids, ids)
+        self._codes_buf, self._codes = append_rows(self._codes_buf, self._codes, codes)
         self._n += len(x)
         self._next_id = max(self._next_id, int(ids.max()) + 1)
         self._id_order = None

@@ -13,6 +13,8 @@ Pure functions plus :class:`ListCentroids`, a running mean per list.
 import faiss
 import numpy as np
 
+from .growth import append_rows
+
 __all__ = ["ListCentroids", "median_split", "nearest_in_groups"]
 
 
@@ -32,10 +34,11 @@ class ListCentroids:
         self.counts = np.zeros(0, np.int64)
         self._space = None
         self._grouped = None  # (lists array it was built for, means in that order)
+        self._means_buf = self._counts_buf = None  # room behind means / counts (growth.append_rows)
 
     def __getstate__(self):  # the views pickle as arrays of their own; the room behind them does not
         state = self.__dict__.copy()
-        state.pop("_buf", None)
+        state["_means_buf"] = state["_counts_buf"] = None
         return state
 
     def __len__(self) -> int:
@@ -44,16 +47,13 @@ class ListCentroids:
     def reserve(self, n_lists: int) -> None:
         """Make lists 0 .. n_lists - 1 valid (new ones empty). ``means`` / ``counts`` are prefix views of
         buffers with room (x1.5), so adding a few lists at a time copies each row O(1) times."""
-        n0 = len(self.counts)
-        if n_lists <= n0:
+        grow = int(n_lists) - len(self.counts)
+        if grow <= 0:
             return
-        buf = getattr(self, "_buf", None)
-        if buf is None or len(buf[1]) < n_lists or self.counts.base is not buf[1] or self.means.base is not buf[0]:
-            cap = max(int(n_lists), int(n0 * 1.5), 64)
-            buf = (np.zeros((cap, self.d), np.float32), np.zeros(cap, np.int64))
-            buf[0][:n0], buf[1][:n0] = self.means, self.counts
-            self._buf = buf
-        self.means, self.counts = buf[0][:n_lists], buf[1][:n_lists]
+        self._means_buf, self.means = append_rows(self._means_buf, self.means, np.zeros((grow, self.d), np.float32),
+                                                  min_rows=64)
+        self._counts_buf, self.counts = append_rows(self._counts_buf, self.counts, np.zeros(grow, np.int64),
+                                                    min_rows=64)
         self._space = self._grouped = None
 
     def update(self, list_ids: np.ndarray, x: np.ndarray, sign: int = 1) -> None:
