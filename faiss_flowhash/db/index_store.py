@@ -304,17 +304,19 @@ class IndexStore:
                 store.drop_through(gen)
         return removed
 
+    def _lists_bytes(self) -> int:
+        return sum(os.path.getsize(os.path.join(self.folder, n)) for n in self._lists_files())
+
     def base_bytes(self) -> int:
         """Bytes of the base file and its lists file (0 before the first commit)."""
         if not os.path.exists(self.base_path):
             return 0
-        return os.path.getsize(self.base_path) + sum(os.path.getsize(os.path.join(self.folder, n))
-                                                     for n in self._lists_files())
+        return os.path.getsize(self.base_path) + self._lists_bytes()
 
     def disk_bytes(self) -> int:
         """Bytes of the base file and of the segment store's folder (a stat of each file)."""
         total = os.path.getsize(self.base_path) if os.path.exists(self.base_path) else 0
-        total += sum(os.path.getsize(os.path.join(self.folder, n)) for n in self._lists_files())
+        total += self._lists_bytes()
         if os.path.isdir(self.seg_path):
             total += sum(e.stat().st_size for e in os.scandir(self.seg_path) if e.is_file())
         return total

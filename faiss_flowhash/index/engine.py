@@ -251,8 +251,6 @@ class IVFEngine:
         if self._base is not None:
             touched = list_ids if spill_list_ids is None else np.r_[list_ids, spill_list_ids[spill_list_ids >= 0]]
             self._copy_on_write(touched)
-        if self._scan is not None:
-            self._scan[0].set_direct_map_type(faiss.DirectMap.NoMap)
         self._add_rows(x, ids, list_ids)
         if spill_list_ids is not None:
             for col in spill_list_ids.T:
@@ -262,7 +260,7 @@ class IVFEngine:
                                    np.ascontiguousarray(col[sel]))
             copies = 1 + (spill_list_ids >= 0).sum(1).max()
             self.max_copies = max(self.max_copies, int(copies))
-        self._gpu = None
+        self._changed()
 
     def remove_ids(self, ids: np.ndarray) -> int:
         """Remove every entry (copies too) of these ids; returns the entries removed. A mapped base's
@@ -457,9 +455,19 @@ class IVFEngine:
         """One owned IVF holding every list (the part itself when there is one and no base; else a copy)."""
         if self._base is None and len(self._parts) == 1:
             return self._parts[0]
+        return faiss.deserialize_index(self._ivf_bytes())
+
+    def _ivf_bytes(self) -> np.ndarray:
+        """Every list as one IVF in faiss's serialized format (uint8): the one part's own bytes, or
+        :meth:`write_lists` of base + parts (the same layout)."""
+        if self._base is None and len(self._parts) == 1:
+            ivf = self._parts[0]
+            ivf.set_direct_map_type(faiss.DirectMap.NoMap)
+            ivf.ntotal = self._n
+            return faiss.serialize_index(ivf)
         buf = io.BytesIO()
         self.write_lists(buf)
-        return faiss.deserialize_index(np.frombuffer(buf.getvalue(), np.uint8))
+        return np.frombuffer(buf.getvalue(), np.uint8)
 
     def _list_data(self, lists: np.ndarray):
         """``list_data`` for :func:`.lists_file.write_lists`: (codes, ids) views of one list."""
@@ -491,15 +499,7 @@ class IVFEngine:
         lists file written by :meth:`write_lists`), the list sizes and the copy count."""
         out = {"max_copies": np.array([self.max_copies], np.int64), "sizes": self._sizes}
         if lists:
-            if self._base is None and len(self._parts) == 1:
-                ivf = self._parts[0]
-                ivf.set_direct_map_type(faiss.DirectMap.NoMap)
-                ivf.ntotal = self._n
-                out["ivf"] = faiss.serialize_index(ivf)
-            else:
-                buf = io.BytesIO()
-                self.write_lists(buf)
-                out["ivf"] = np.frombuffer(buf.getvalue(), np.uint8)
+            out["ivf"] = self._ivf_bytes()
         return out
 
     @classmethod

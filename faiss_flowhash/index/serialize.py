@@ -145,32 +145,28 @@ def write_index(index: FlowHashIndex, path, *, meta: dict | None = None, lists_p
     _atomic(path, lambda f: _write_to(index, f, meta, lists))
 
 
-def read_index(path, *, device: str = "cpu", mmap: bool = False) -> FlowHashIndex:
-    """Read an index written by :func:`write_index`; ``mmap``: map its lists file read-only instead of
-    reading it (files with the lists inline are read whole either way)."""
+def _read_path(path, **kw):
+    """:func:`_read_from` on the file at ``path`` (a version 3 file's lists opened from its folder)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(path)
     with open(path, "rb") as f:
-        return _read_from(f, device=device, folder=os.path.dirname(os.path.abspath(path)), mmap=mmap)
+        return _read_from(f, folder=os.path.dirname(os.path.abspath(path)), **kw)
+
+
+def read_index(path, *, device: str = "cpu", mmap: bool = False) -> FlowHashIndex:
+    """Read an index written by :func:`write_index`; ``mmap``: map its lists file read-only instead of
+    reading it (files with the lists inline are read whole either way)."""
+    return _read_path(path, device=device, mmap=mmap)
 
 
 def read_index_meta(path, *, device: str = "cpu", meta_only: bool = False, mmap: bool = False):
     """(index, meta) of a file written by :func:`write_index` (meta {} when none was given); only the
     meta, without reading the rest of the file, with ``meta_only``; ``mmap`` as :func:`read_index`."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(path)
-    with open(path, "rb") as f:
-        return _read_from(f, device=device, with_meta=not meta_only, meta_only=meta_only,
-                          folder=os.path.dirname(os.path.abspath(path)), mmap=mmap)
+    return _read_path(path, device=device, with_meta=not meta_only, meta_only=meta_only, mmap=mmap)
 
 
 def lists_file_of(path) -> str | None:
     """Name of the lists file the index file at ``path`` keeps its vectors in (same folder), or None
     when they are inline; reads only that entry."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(path)
-    with open(path, "rb") as f:
-        return _read_from(f, lists_name=True)
+    return _read_path(path, lists_name=True)
