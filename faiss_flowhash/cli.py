@@ -93,14 +93,6 @@ def _ingest(args) -> int:
 
 
 # -- query ----------------------------------------------------------------------------------------
-class _Given(argparse.Action):
-    """Stores the value and notes that the option was given (``args.<dest>_given``)."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, values)
-        setattr(namespace, self.dest + "_given", True)
-
-
 def _query_arguments(p):
     from .db.consensus import DEFAULT_MIN_CONFIDENCE
 
@@ -111,7 +103,7 @@ def _query_arguments(p):
                    help="long recordings and streams: every matched span (track, start in the recording, start in "
                         "the track, duration, confidence), printed as each one ends; memory stays bounded")
     p.add_argument("--top", type=int, default=1, help="tracks to report per snippet (default 1)")
-    p.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE, action=_Given,
+    p.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
                    help=f"answer 'no match' below this confidence in [0, 1] (default {DEFAULT_MIN_CONFIDENCE}, "
                         "calibrated on real music: see faiss_flowhash.db.consensus; --all rates each span's "
                         "detection block the same way)")
@@ -183,8 +175,7 @@ def _scan_one(db, snippet: str, args) -> int:
 
     found = 0
     try:
-        given = {"min_confidence": args.min_confidence} if getattr(args, "min_confidence_given", False) else {}
-        for span in db.scan(sys.stdin.buffer if snippet == "-" else snippet, **given):
+        for span in db.scan(sys.stdin.buffer if snippet == "-" else snippet, min_confidence=args.min_confidence):
             found += 1
             if args.json:
                 print(json.dumps({"query": snippet, **span.to_dict()}), flush=True)

@@ -227,9 +227,10 @@ class SpanTracker:
         s, self._span = self._span, None
         self._after = s["last"]
         self._since_detect = 0
-        if s["last"] + self.window_s - s["start"] < self.min_duration_s - 1e-9:
+        duration = float(s["last"] + self.window_s - s["start"])
+        if duration < self.min_duration_s - 1e-9:
             return []  # the evidence did not outlast its detection block
         # times to the millisecond (segments are hop_s apart; float noise is not information)
         return [Span(track_id=int(s["track"]), start_s=round(float(s["start"]), 3),
                     track_start_s=round(max(0.0, float(s["start"] + s["align"])), 3),
-                    duration_s=round(float(s["last"] + self.window_s - s["start"]), 3), confidence=float(s["confidence"]))]
+                    duration_s=round(duration, 3), confidence=float(s["confidence"]))]
