@@ -265,13 +265,9 @@ def measure_main(argv):
 
 
 def _git():
-    import subprocess
-    try:
-        rev = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
-        dirty = subprocess.call(["git", "diff", "--quiet", "HEAD", "--", "faiss_flowhash"]) != 0
-        return rev + ("+dirty" if dirty else "")
-    except Exception:
-        return "unknown"
+    from bench.scale_bench import git_rev
+
+    return git_rev()
 
 
 def replay_main(argv):
@@ -340,7 +336,7 @@ def replay_main(argv):
         ffh.FlowHashIndex.add_with_ids = orig
         q = rng.standard_normal((200, d)).astype(np.float32) if not results else q
         results[mode] = got.search(q, 10)
-        codes_seen = results.setdefault("codes_of_" + mode, got._codes.copy())
+        results.setdefault("codes_of_" + mode, got._codes.copy())
         out["runs"].append(dict(mode=mode, load_s=sec, ntotal=int(got.ntotal), load=load()))
         log(f"{mode}: open + replay {sec:.2f} s ({got.ntotal:,} vectors)")
         del got

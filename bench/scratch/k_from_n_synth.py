@@ -14,16 +14,7 @@ import numpy as np
 
 import faiss_flowhash as ffh
 from bench.datasets import exact_top1, make_synthetic
-
-
-def best(fn, min_time=0.4, reps=5):
-    b, t_all, i = float("inf"), time.perf_counter(), 0
-    while i < 1 or (i < reps and time.perf_counter() - t_all < min_time):
-        t = time.perf_counter()
-        fn()
-        b = min(b, time.perf_counter() - t)
-        i += 1
-    return b
+from bench.scratch.k_from_n import best
 
 
 def main():
