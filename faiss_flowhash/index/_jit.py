@@ -156,11 +156,11 @@ def _l2_sq8(qn, code, s2):
 
 
 @njit(cache=True, nogil=True)
-def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, cent_by_id, qr, cred, cres, short, out_row):
+def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, qr, cred, cres, short, out_row):
     """Plan one query: write its kept lists (nearest centroid first) into out_row; return how many.
 
-    ``cent`` holds the centroids in the order of ``lists`` (row t = centroid of list lists[t]),
-    ``cent_by_id`` the same by list id (used for the shortlist's exact distances).
+    ``cent`` holds the centroids in the order of ``lists`` (row t = centroid of list lists[t]), and
+    ``cred`` their 8-bit codes in the same order; the kernel works on rows t and names lists[t] at the end.
 
     The ``keep`` cheapest flips of the ``b`` least certain bits come from :func:`cheapest_flips`. With
     ``short`` > 0 and more proposed lists than that, the lists are first ranked by an estimate from
@@ -204,9 +204,8 @@ def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, cent_by_
         if g < 0:
             continue
         for t in range(offsets[g], offsets[g + 1]):  # cent is in the order of lists: one contiguous block
-            l = lists[t]
-            dist[cnt] = _l2_sq8(qr, cred[l], cres) if approx else _l2(q, cent[t])
-            lid[cnt] = l
+            dist[cnt] = _l2_sq8(qr, cred[t], cres) if approx else _l2(q, cent[t])
+            lid[cnt] = t
             cnt += 1
     if approx:  # the ``short`` best by the estimate, in proposal order, then their exact distance
         thr = _kth(dist[:cnt].copy(), short - 1)
@@ -225,7 +224,7 @@ def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, cent_by_
         cnt = w
         for t in range(cnt):
             lid[t] = sl[t]
-            dist[t] = _l2(q, cent_by_id[sl[t]])
+            dist[t] = _l2(q, cent[sl[t]])
     kk = min(nprobe, cnt, out_row.shape[0])
     if kk == 0:
         return 0
@@ -247,7 +246,7 @@ def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, cent_by_
         dist, lid = sd, sl
     o = _argsort(dist[:kk])
     for t in range(kk):
-        out_row[t] = lid[o[t]]
+        out_row[t] = lists[lid[o[t]]]
     return kk
 
 
@@ -286,14 +285,14 @@ def count_lists(Z, b, keep, dense, keys, offsets):
 
 
 @njit(cache=True, nogil=True)
-def plan_serial(Z, Q, b, keep, nprobe, dense, keys, offsets, lists, cent, cent_by_id, QR, cred, cres, short, out):
+def plan_serial(Z, Q, b, keep, nprobe, dense, keys, offsets, lists, cent, QR, cred, cres, short, out):
     """:func:`_plan_one` over the rows of Z (n, K) and Q (n, d); out (n, P) is -1 filled. Returns the
     lists kept per query (n,) int64. Releases the GIL (nogil): :mod:`.planner` runs row blocks of a
     batch on threads (no numba ``parallel=True``: it would compile a second kernel, ~15 s)."""
     n = Z.shape[0]
     got = np.zeros(n, np.int64)
     for i in range(n):
-        got[i] = _plan_one(Z[i], Q[i], b, keep, nprobe, dense, keys, offsets, lists, cent, cent_by_id, QR[i], cred, cres, short, out[i])
+        got[i] = _plan_one(Z[i], Q[i], b, keep, nprobe, dense, keys, offsets, lists, cent, QR[i], cred, cres, short, out[i])
     return got
 
 

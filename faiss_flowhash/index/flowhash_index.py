@@ -449,9 +449,8 @@ class FlowHashIndex:
     def memory_bytes(self) -> int:
         """Bytes held for vectors and ids in the lists (copies included), the per-list overhead, the
         insertion-order ids and codes, the bucket map (its dense code table included once built), and
-        the list centroids (float32 means + int64 counts), and the planner's copy of the means in
-        bucket-map order (4 d bytes per list, built on the first search) plus its 8-bit centroid codes
-        when a shortlist was used."""
+        the list centroids (one float32 copy of the means, kept in bucket-map order, + int64 counts and
+        the id <-> row maps) plus their 8-bit codes when a shortlist was used."""
         if self.d is None:
             return 0
         return (self._engine.nbytes() + self._ids.nbytes + self._codes.nbytes + self._map.nbytes
@@ -642,13 +641,13 @@ class FlowHashIndex:
             # matrix pads only to its own largest group (one 3,492-list bucket must not pad every row)
             multi = multi[np.argsort(lengths[multi], kind="stable")]
             size = lengths[multi]
-            cent = self._cent.centroids()
+            cent = self._cent
             i = 0
             while i < len(multi):
                 ks = np.arange(i + 1, min(len(multi), i + max(1, _GROUP_CELLS // int(size[i]))) + 1)
                 j = i + max(1, int(((ks - i) * size[ks - 1] <= _GROUP_CELLS).sum()))  # a prefix: sizes ascend
                 rows = multi[i:j]
-                lists[rows] = nearest_in_groups(x[rows], self._map.groups(codes[rows]), cent)
+                lists[rows] = cent.ids(nearest_in_groups(x[rows], cent.of(self._map.groups(codes[rows])), cent.rows))
                 i = j
         return lists
 
@@ -723,11 +722,12 @@ class FlowHashIndex:
             return A, len(qidx)
         kw = dict(probe_bits=p.max_probe_bits, keep=p.max_probes, nprobe=p.nprobe)
         if choose_planner(p.planner, n) == "reference":
-            return reference_plan(z, xs, bucket_map=self._map, centroids=self._cent.centroids(), **kw)
-        space = self._cent.sq8() if p.shortlist else None
+            return reference_plan(z, xs, bucket_map=self._map, centroids=self._cent.rows, rows=self._cent, **kw)
         tables = self._map.tables()
-        return fused_plan(z, xs, tables=tables, centroids=self._cent.centroids(), max_group=self._map.max_group,
-                          shortlist=p.shortlist, space=space, grouped=self._cent.grouped(tables[3]), **kw)
+        grouped = self._cent.layout(tables[3])  # the one copy of the centroids, in the map's list order
+        space = self._cent.sq8() if p.shortlist else None  # its rows in the same order
+        return fused_plan(z, xs, tables=tables, centroids=grouped, max_group=self._map.max_group,
+                          shortlist=p.shortlist, space=space, grouped=grouped, **kw)
 
     def _flip_prefix(self, z: np.ndarray, p: SearchParams):
         """Flip probing under a budget: (assign (n, P), probe codes looked up).

@@ -19,42 +19,57 @@ __all__ = ["ListCentroids", "median_split", "nearest_in_groups"]
 
 
 class ListCentroids:
-    """Mean of the vectors in each list: means (L, d) float32 and counts (L,) int64.
+    """Mean of the vectors in each list, kept once: rows (L, d) float32 in a *layout* order, and counts
+    (L,) int64 by list id.
+
+    The planner reads the centroids of a probed code's lists as one contiguous block, so the rows are
+    kept in the order of the bucket map's ``lists`` array (CSR order: each code's lists together) once
+    :meth:`layout` has been given it; ``row_of`` maps a list id to its row, ``id_of`` a row to its list
+    id (identity until the first layout; new lists get rows at the end). One copy: an earlier version
+    kept the means by id *and* a copy in map order, 4 d bytes per list each (84 B per vector at 8
+    vectors per list, d = 128).
 
     Updates are exact running means: a batch's per-list sums are taken in float64 and merged with
     ``mean * count`` in float64 before the result is stored as float32 (4 d bytes per list, the
-    figure :meth:`FlowHashIndex.memory_bytes` counts, plus 8 for the count). The planner's copy in
-    bucket-map order (:meth:`grouped`, 4 d bytes per list) and 8-bit codes (:meth:`sq8`, d bytes per
-    list) are derived from the means, cached until they change, and counted once built.
+    figure :meth:`FlowHashIndex.memory_bytes` counts, plus 8 for the count and 16 for the two maps).
+    8-bit codes of the rows (:meth:`sq8`, d bytes per list) are derived, cached until they change, and
+    counted once built.
     """
 
     def __init__(self, d: int):
         self.d = int(d)
-        self.means = np.zeros((0, self.d), np.float32)
+        self.rows = np.zeros((0, self.d), np.float32)
         self.counts = np.zeros(0, np.int64)
+        self.row_of = np.zeros(0, np.int64)  # list id -> row
+        self.id_of = np.zeros(0, np.int64)  # row -> list id
         self._space = None
-        self._grouped = None  # (lists array it was built for, means in that order)
-        self._means_buf = self._counts_buf = None  # room behind means / counts (growth.append_rows)
+        self._layout = None  # the lists array the rows are laid out for
+        self._rows_buf = self._counts_buf = self._row_of_buf = self._id_of_buf = None  # room (append_rows)
 
     def __getstate__(self):  # the views pickle as arrays of their own; the room behind them does not
         state = self.__dict__.copy()
-        state["_means_buf"] = state["_counts_buf"] = None
+        state["_rows_buf"] = state["_counts_buf"] = state["_row_of_buf"] = state["_id_of_buf"] = None
         return state
 
     def __len__(self) -> int:
         return len(self.counts)
 
     def reserve(self, n_lists: int) -> None:
-        """Make lists 0 .. n_lists - 1 valid (new ones empty). ``means`` / ``counts`` are prefix views of
-        buffers with room (x1.5), so adding a few lists at a time copies each row O(1) times."""
-        grow = int(n_lists) - len(self.counts)
+        """Make lists 0 .. n_lists - 1 valid (new ones empty, in new rows at the end). The arrays are
+        prefix views of buffers with room (x1.5), so adding a few lists at a time copies each row O(1)
+        times."""
+        old = len(self.counts)
+        grow = int(n_lists) - old
         if grow <= 0:
             return
-        self._means_buf, self.means = append_rows(self._means_buf, self.means, np.zeros((grow, self.d), np.float32),
-                                                  min_rows=64)
+        new = np.arange(old, old + grow, dtype=np.int64)
+        self._rows_buf, self.rows = append_rows(self._rows_buf, self.rows, np.zeros((grow, self.d), np.float32),
+                                                min_rows=64)
         self._counts_buf, self.counts = append_rows(self._counts_buf, self.counts, np.zeros(grow, np.int64),
                                                     min_rows=64)
-        self._space = self._grouped = None
+        self._row_of_buf, self.row_of = append_rows(self._row_of_buf, self.row_of, new, min_rows=64)
+        self._id_of_buf, self.id_of = append_rows(self._id_of_buf, self.id_of, new, min_rows=64)
+        self._space = self._layout = None
 
     def update(self, list_ids: np.ndarray, x: np.ndarray, sign: int = 1) -> None:
         """Add (sign=1) or take away (sign=-1) vectors x (n, d) of lists list_ids (n,)."""
@@ -68,36 +83,63 @@ class ListCentroids:
         sums = np.add.reduceat(x[order].astype(np.float64), np.r_[0, np.cumsum(n_new)[:-1]], axis=0)
         old = self.counts[uniq]
         count = old + sign * n_new
-        total = self.means[uniq].astype(np.float64) * old[:, None] + sign * sums
-        self.means[uniq] = np.where(count[:, None] > 0, total / np.maximum(count, 1)[:, None], 0.0).astype(np.float32)
+        r = self.row_of[uniq]
+        total = self.rows[r].astype(np.float64) * old[:, None] + sign * sums
+        self.rows[r] = np.where(count[:, None] > 0, total / np.maximum(count, 1)[:, None], 0.0).astype(np.float32)
         self.counts[uniq] = count
-        self._space = self._grouped = None
+        self._space = None
 
     def clear(self, list_ids: np.ndarray) -> None:
-        self.means[list_ids] = 0.0
+        self.rows[self.row_of[list_ids]] = 0.0
         self.counts[list_ids] = 0
-        self._space = self._grouped = None
+        self._space = None
+
+    @property
+    def means(self) -> np.ndarray:
+        """(L, d) float32 means by list id (0 for empty lists): the rows themselves while the layout
+        is the identity, else a gathered copy."""
+        return self.rows if self._identity() else self.rows[self.row_of]
 
     def centroids(self) -> np.ndarray:
-        """(L, d) float32 means (0 for empty lists); the stored array itself (do not modify)."""
+        """Same as :attr:`means` (do not modify)."""
         return self.means
 
-    def grouped(self, lists: np.ndarray) -> np.ndarray:
-        """The means in the order of a bucket map's ``lists`` array (CSR order: each code's lists
-        contiguous), cached until the means or ``lists`` change. The planner reads a probed code's
-        centroids as one contiguous block instead of one random row per list: the centroid gather is
-        latency-bound (a cache miss per row), so this is what makes ranking cheap."""
-        g = self._grouped
-        if g is None or g[0] is not lists:
-            g = (lists, np.ascontiguousarray(self.means[lists]))
-            self._grouped = g
-        return g[1]
+    def of(self, list_ids: np.ndarray) -> np.ndarray:
+        """Rows of ``list_ids`` (any shape, -1 kept as -1)."""
+        list_ids = np.asarray(list_ids, np.int64)
+        return np.where(list_ids >= 0, self.row_of[np.maximum(list_ids, 0)], -1)
+
+    def ids(self, rows: np.ndarray) -> np.ndarray:
+        """List ids of ``rows`` (any shape, -1 kept as -1): the inverse of :meth:`of`."""
+        rows = np.asarray(rows, np.int64)
+        return np.where(rows >= 0, self.id_of[np.maximum(rows, 0)], -1)
+
+    def layout(self, lists: np.ndarray) -> np.ndarray:
+        """The rows in the order of a bucket map's ``lists`` array (row t = centroid of list lists[t]):
+        the rows are permuted into that order (once per change of ``lists``) and returned, no copy
+        kept. ``lists`` must name every list once (the bucket map's do); otherwise a gathered copy."""
+        if self._layout is lists:
+            return self.rows
+        lists = np.asarray(lists, np.int64)
+        L = len(self.counts)
+        if len(lists) != L or (L and (lists.min() < 0 or lists.max() >= L
+                                      or np.bincount(lists, minlength=L).max() != 1)):
+            return np.ascontiguousarray(self.rows[self.of(lists)])
+        self.rows[:] = self.rows[self.row_of[lists]]  # fancy indexing gathers a copy first
+        self.id_of[:] = lists
+        self.row_of[lists] = np.arange(L, dtype=np.int64)
+        self._layout = lists
+        self._space = None
+        return self.rows
+
+    def _identity(self) -> bool:
+        return bool(np.array_equal(self.id_of, np.arange(len(self.id_of))))
 
     def sq8(self):
-        """8-bit codes of the centroids for the planner's first-stage ranking (cached until the means
-        change): (vmin (d,), scale (d,), codes (L, d) uint8), c ~ vmin + scale * code per dimension."""
+        """8-bit codes of the rows (in row order) for the planner's first-stage ranking, cached until
+        the rows change: (vmin (d,), scale (d,), codes (L, d) uint8), c ~ vmin + scale * code per dimension."""
         if self._space is None:
-            C = self.means
+            C = self.rows
             lo = C.min(0) if len(C) else np.zeros(self.d, np.float32)
             hi = C.max(0) if len(C) else np.ones(self.d, np.float32)
             scale = np.maximum((hi - lo) / 255.0, 1e-30).astype(np.float32)
@@ -107,10 +149,9 @@ class ListCentroids:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the means and counts, plus the planner's grouped copy and 8-bit codes when built."""
+        """Bytes of the rows, counts and the two maps, plus the 8-bit codes when built."""
         extra = 0 if self._space is None else sum(a.nbytes for a in self._space)
-        extra += 0 if self._grouped is None else self._grouped[1].nbytes
-        return self.means.nbytes + self.counts.nbytes + extra
+        return self.rows.nbytes + self.counts.nbytes + self.row_of.nbytes + self.id_of.nbytes + extra
 
     def state(self) -> dict:
         return {"means": self.means, "counts": self.counts}
@@ -129,7 +170,9 @@ class ListCentroids:
         if means.ndim != 2 or len(means) != len(counts):
             raise ValueError(f"list centroids: expected means (L, d) and counts (L,), got {means.shape}, {counts.shape}")
         c = cls(means.shape[1])
-        c.means, c.counts = np.ascontiguousarray(means), counts
+        c.rows, c.counts = np.array(means, np.float32, order="C"), counts.copy()
+        c.row_of = np.arange(len(counts), dtype=np.int64)
+        c.id_of = c.row_of.copy()
         return c
 
 

@@ -95,13 +95,14 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
         keep: propose only the ``keep`` cheapest flips (None: all 2^probe_bits).
         nprobe: keep this many lists, nearest centroid first (None: every proposed list).
         tables: the bucket map's ``(dense, keys, offsets, lists)`` (:meth:`.BucketMap.tables`).
-        centroids: (L, d) float32 list centroids.
+        centroids: (L, d) float32 list centroids by list id (read only when ``grouped`` is None).
         max_group: the most lists one code maps to.
         shortlist: rank the proposed lists by an estimate from 8-bit centroid codes first and compute
             the exact distance for this many only (None: exact for every proposed list).
-        space: ``(vmin, scale, codes)`` (:meth:`.ListCentroids.sq8`), needed with ``shortlist``.
-        grouped: the centroids in the order of ``tables``' lists (:meth:`.ListCentroids.grouped`,
-            cached by the index); None: gathered here.
+        space: ``(vmin, scale, codes)`` (:meth:`.ListCentroids.sq8`), needed with ``shortlist``; the
+            codes' rows in the order of ``grouped`` (by list id when ``grouped`` is None).
+        grouped: the centroids in the order of ``tables``' lists (:meth:`.ListCentroids.layout`, the
+            index's one copy); None: gathered here from ``centroids``.
 
     Returns:
         (assign (n, P) int64 list ids nearest first, -1 padded, P >= 1; codes looked up).
@@ -120,16 +121,18 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
     q = np.ascontiguousarray(q, np.float32)
     if shortlist:
         vmin, scale, cred = space
+        if grouped is None:
+            cred = np.ascontiguousarray(cred[lists])
         qr = np.ascontiguousarray((q - vmin) / scale, np.float32)
         cres = np.ascontiguousarray(scale * scale, np.float32)
         short = int(max(shortlist, P))
     else:
         qr, (cred, cres), short = np.zeros((n, 1), np.float32), _NO_SPACE, 0
     z = np.ascontiguousarray(z, np.float32)
-    cent = np.ascontiguousarray(centroids, np.float32)
-    grouped = cent[lists] if grouped is None else grouped
+    if grouped is None:
+        grouped = np.ascontiguousarray(np.asarray(centroids, np.float32)[lists])
     b = int(min(probe_bits, K))
-    run = lambda s: fn(z[s], q[s], b, m, P, dense, keys, offsets, lists, grouped, cent, qr[s], cred, cres, short, out[s])
+    run = lambda s: fn(z[s], q[s], b, m, P, dense, keys, offsets, lists, grouped, qr[s], cred, cres, short, out[s])
     if n * P > _MAX_OUT:  # nprobe=None: every proposed list; count them first (lookups only)
         P = max(int(min(kern.count_lists(z, b, m, dense, keys, offsets).max(), P)), 1)
     out = np.full((n, P), -1, np.int64)
@@ -144,10 +147,15 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
 
 
 def reference_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | None, nprobe: int | None,
-                   bucket_map, centroids: np.ndarray) -> tuple[np.ndarray, int]:
+                   bucket_map, centroids: np.ndarray, rows=None) -> tuple[np.ndarray, int]:
     """The same plan in numpy + faiss kernels (:func:`.probing.flip_candidates`,
-    :meth:`.BucketMap.probe_matrix`, :func:`.probing.rank_lists`): the oracle of :func:`fused_plan`."""
+    :meth:`.BucketMap.probe_matrix`, :func:`.probing.rank_lists`): the oracle of :func:`fused_plan`.
+
+    ``centroids`` are by list id, or with ``rows`` (a :class:`.ListCentroids`) that object's rows in
+    its own layout, read through its id <-> row maps (no by-id copy is made)."""
     n = len(z)
     codes, _ = flip_candidates(z, probe_bits, keep, ordered=False)
     A = bucket_map.probe_matrix(np.repeat(np.arange(n), codes.shape[1]), codes.reshape(-1), n)
-    return rank_lists(q, centroids, A, nprobe or A.shape[1]), codes.size
+    if rows is None:
+        return rank_lists(q, centroids, A, nprobe or A.shape[1]), codes.size
+    return rows.ids(rank_lists(q, centroids, rows.of(A), nprobe or A.shape[1])), codes.size
