@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 import faiss_flowhash as ffh
 from faiss_flowhash.index import planner as planner_mod
+from faiss_flowhash.index.bfloat16 import round_bf16
 from faiss_flowhash.index.bucket_map import BucketMap
 from faiss_flowhash.index.probing import flip_candidates
 from faiss_flowhash.index.quantizer import _flow_numpy
@@ -52,7 +53,7 @@ def test_fused_plan_names_the_reference_lists(seed, K, bits, keep, nprobe, n, de
     m = _random_map(rng, K, int(rng.integers(1, (1 << K) + 1)), 3)
     if not dense:
         m._dense_bits = None  # the sorted-keys binary search, as above K = 20
-    cent = rng.standard_normal((m.n_lists, D)).astype(np.float32)
+    cent = round_bf16(rng.standard_normal((m.n_lists, D)).astype(np.float32))  # what the fused planner stores
     z = rng.standard_normal((n, K)).astype(np.float32)
     q = rng.standard_normal((n, D)).astype(np.float32)
     kw = dict(probe_bits=bits, keep=keep, nprobe=nprobe)
@@ -161,8 +162,8 @@ def test_candidates_match_the_list_sizes(built):
 def test_memory_bytes_counts_the_centroids(built):
     index = built[0]
     cent = index._cent
-    assert cent.means.dtype == np.float32
-    assert index.memory_bytes() >= (index._engine.nbytes() + index._map.nbytes + cent.means.nbytes
+    assert cent.rows.dtype == np.uint16  # bfloat16 bits: 2 d bytes per list
+    assert index.memory_bytes() >= (index._engine.nbytes() + index._map.nbytes + cent.rows.nbytes
                                     + cent.counts.nbytes)
 
 

@@ -8,9 +8,22 @@ Every kernel is pure: arrays in, arrays out, no state.
 """
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
-__all__ = ["cheapest_flips", "plan_serial", "count_lists", "flow_forward"]
+__all__ = ["cheapest_flips", "plan_serial", "count_lists", "flow_forward", "bf16_l2"]
+
+
+@intrinsic
+def _bits_to_f32(typingctx, v):
+    """Reinterpret a uint32's bits as a float32 (an LLVM bitcast: free, and it vectorizes)."""
+    sig = types.float32(types.uint32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
 
 
 @njit(cache=True, nogil=True)
@@ -135,11 +148,13 @@ def _kth(x, k):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _l2(q, c):
-    """Squared L2 distance of two float32 vectors (fastmath: the sum is reassociated into SIMD lanes)."""
+def bf16_l2(q, h):
+    """Squared L2 distance of a float32 vector q to a centroid stored as bfloat16 bits h (uint16,
+    :mod:`.bfloat16`): each coordinate is decoded by a shift and a bitcast in the loop, so half the
+    bytes of a float32 row are read and the sum still runs in SIMD lanes (fastmath)."""
     s = np.float32(0.0)
     for u in range(q.shape[0]):
-        df = q[u] - c[u]
+        df = q[u] - _bits_to_f32(np.uint32(h[u]) << np.uint32(16))
         s += df * df
     return s
 
@@ -159,8 +174,8 @@ def _l2_sq8(qn, code, s2):
 def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, qr, cred, cres, short, out_row):
     """Plan one query: write its kept lists (nearest centroid first) into out_row; return how many.
 
-    ``cent`` holds the centroids in the order of ``lists`` (row t = centroid of list lists[t]), and
-    ``cred`` their 8-bit codes in the same order; the kernel works on rows t and names lists[t] at the end.
+    ``cent`` (L, d) uint16 holds the centroids as bfloat16 bits in the order of ``lists`` (row t =
+    centroid of list lists[t]), and ``cred`` their 8-bit codes in the same order; the kernel works on rows t and names lists[t] at the end.
 
     The ``keep`` cheapest flips of the ``b`` least certain bits come from :func:`cheapest_flips`. With
     ``short`` > 0 and more proposed lists than that, the lists are first ranked by an estimate from
@@ -204,7 +219,7 @@ def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, qr, cred
         if g < 0:
             continue
         for t in range(offsets[g], offsets[g + 1]):  # cent is in the order of lists: one contiguous block
-            dist[cnt] = _l2_sq8(qr, cred[t], cres) if approx else _l2(q, cent[t])
+            dist[cnt] = _l2_sq8(qr, cred[t], cres) if approx else bf16_l2(q, cent[t])
             lid[cnt] = t
             cnt += 1
     if approx:  # the ``short`` best by the estimate, in proposal order, then their exact distance
@@ -224,7 +239,7 @@ def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, qr, cred
         cnt = w
         for t in range(cnt):
             lid[t] = sl[t]
-            dist[t] = _l2(q, cent[sl[t]])
+            dist[t] = bf16_l2(q, cent[sl[t]])
     kk = min(nprobe, cnt, out_row.shape[0])
     if kk == 0:
         return 0

@@ -449,7 +449,7 @@ class FlowHashIndex:
     def memory_bytes(self) -> int:
         """Bytes held for vectors and ids in the lists (copies included), the per-list overhead, the
         insertion-order ids and codes, the bucket map (its dense code table included once built), and
-        the list centroids (one float32 copy of the means, kept in bucket-map order, + int64 counts and
+        the list centroids (one bfloat16 copy of the means, kept in bucket-map order, + int64 counts and
         the id <-> row maps) plus their 8-bit codes when a shortlist was used."""
         if self.d is None:
             return 0
@@ -647,7 +647,8 @@ class FlowHashIndex:
                 ks = np.arange(i + 1, min(len(multi), i + max(1, _GROUP_CELLS // int(size[i]))) + 1)
                 j = i + max(1, int(((ks - i) * size[ks - 1] <= _GROUP_CELLS).sum()))  # a prefix: sizes ascend
                 rows = multi[i:j]
-                lists[rows] = cent.ids(nearest_in_groups(x[rows], cent.of(self._map.groups(codes[rows])), cent.rows))
+                uniq, base, local = cent.gather(self._map.groups(codes[rows]))  # decodes these groups only
+                lists[rows] = uniq[nearest_in_groups(x[rows], local, base)]
                 i = j
         return lists
 
@@ -722,7 +723,7 @@ class FlowHashIndex:
             return A, len(qidx)
         kw = dict(probe_bits=p.max_probe_bits, keep=p.max_probes, nprobe=p.nprobe)
         if choose_planner(p.planner, n) == "reference":
-            return reference_plan(z, xs, bucket_map=self._map, centroids=self._cent.rows, rows=self._cent, **kw)
+            return reference_plan(z, xs, bucket_map=self._map, centroids=None, rows=self._cent, **kw)
         tables = self._map.tables()
         grouped = self._cent.layout(tables[3])  # the one copy of the centroids, in the map's list order
         space = self._cent.sq8() if p.shortlist else None  # its rows in the same order

@@ -13,32 +13,36 @@ Pure functions plus :class:`ListCentroids`, a running mean per list.
 import faiss
 import numpy as np
 
+from .bfloat16 import from_bf16, to_bf16
 from .growth import append_rows
 
 __all__ = ["ListCentroids", "median_split", "nearest_in_groups"]
 
 
 class ListCentroids:
-    """Mean of the vectors in each list, kept once: rows (L, d) float32 in a *layout* order, and counts
-    (L,) int64 by list id.
+    """Mean of the vectors in each list, kept once: rows (L, d) of bfloat16 bit patterns (uint16,
+    :mod:`.bfloat16`) in a *layout* order, and counts (L,) int64 by list id.
 
     The planner reads the centroids of a probed code's lists as one contiguous block, so the rows are
     kept in the order of the bucket map's ``lists`` array (CSR order: each code's lists together) once
     :meth:`layout` has been given it; ``row_of`` maps a list id to its row, ``id_of`` a row to its list
     id (identity until the first layout; new lists get rows at the end). One copy: an earlier version
     kept the means by id *and* a copy in map order, 4 d bytes per list each (84 B per vector at 8
-    vectors per list, d = 128).
+    vectors per list, d = 128); the rows are bfloat16 since, 2 d bytes per list (43 B per vector there).
 
-    Updates are exact running means: a batch's per-list sums are taken in float64 and merged with
-    ``mean * count`` in float64 before the result is stored as float32 (4 d bytes per list, the
-    figure :meth:`FlowHashIndex.memory_bytes` counts, plus 8 for the count and 16 for the two maps).
+    The centroids only rank lists, and bfloat16 ranks as float32 does (same R@1 on real fingerprints;
+    bench/results/fingerprints.md). Updates are running means: a batch's per-list sums are taken in
+    float64 and merged with ``mean * count`` before the mean is rounded to bfloat16 (relative error
+    <= 2^-8 per coordinate; a list updated by u separate batches drifts by about sqrt(u / 3) times that,
+    and a split or a removal recomputes its lists' means from their vectors). Bytes: 2 d per list (the
+    figure :meth:`FlowHashIndex.memory_bytes` counts), plus 8 for the count and 16 for the two maps.
     8-bit codes of the rows (:meth:`sq8`, d bytes per list) are derived, cached until they change, and
     counted once built.
     """
 
     def __init__(self, d: int):
         self.d = int(d)
-        self.rows = np.zeros((0, self.d), np.float32)
+        self.rows = np.zeros((0, self.d), np.uint16)  # bfloat16 bits
         self.counts = np.zeros(0, np.int64)
         self.row_of = np.zeros(0, np.int64)  # list id -> row
         self.id_of = np.zeros(0, np.int64)  # row -> list id
@@ -63,7 +67,7 @@ class ListCentroids:
         if grow <= 0:
             return
         new = np.arange(old, old + grow, dtype=np.int64)
-        self._rows_buf, self.rows = append_rows(self._rows_buf, self.rows, np.zeros((grow, self.d), np.float32),
+        self._rows_buf, self.rows = append_rows(self._rows_buf, self.rows, np.zeros((grow, self.d), np.uint16),
                                                 min_rows=64)
         self._counts_buf, self.counts = append_rows(self._counts_buf, self.counts, np.zeros(grow, np.int64),
                                                     min_rows=64)
@@ -72,7 +76,9 @@ class ListCentroids:
         self._space = self._layout = None
 
     def update(self, list_ids: np.ndarray, x: np.ndarray, sign: int = 1) -> None:
-        """Add (sign=1) or take away (sign=-1) vectors x (n, d) of lists list_ids (n,)."""
+        """Add (sign=1) or take away (sign=-1) vectors x (n, d) of lists list_ids (n,). Taking away scales
+        the stored mean's rounding error by count before / count after; the index recomputes a changed
+        list's mean from its vectors instead (:meth:`FlowHashIndex._rebuild_centroids`)."""
         if len(list_ids) == 0:
             return
         self.reserve(int(list_ids.max()) + 1)
@@ -84,25 +90,35 @@ class ListCentroids:
         old = self.counts[uniq]
         count = old + sign * n_new
         r = self.row_of[uniq]
-        total = self.rows[r].astype(np.float64) * old[:, None] + sign * sums
-        self.rows[r] = np.where(count[:, None] > 0, total / np.maximum(count, 1)[:, None], 0.0).astype(np.float32)
+        total = from_bf16(self.rows[r]).astype(np.float64) * old[:, None] + sign * sums
+        self.rows[r] = to_bf16(np.where(count[:, None] > 0, total / np.maximum(count, 1)[:, None], 0.0))
         self.counts[uniq] = count
         self._space = None
 
     def clear(self, list_ids: np.ndarray) -> None:
-        self.rows[self.row_of[list_ids]] = 0.0
+        self.rows[self.row_of[list_ids]] = 0
         self.counts[list_ids] = 0
         self._space = None
 
     @property
     def means(self) -> np.ndarray:
-        """(L, d) float32 means by list id (0 for empty lists): the rows themselves while the layout
-        is the identity, else a gathered copy."""
-        return self.rows if self._identity() else self.rows[self.row_of]
+        """(L, d) float32 means by list id (0 for empty lists), decoded from the bfloat16 rows (a copy)."""
+        return from_bf16(self.rows if self._identity() else self.rows[self.row_of])
 
     def centroids(self) -> np.ndarray:
-        """Same as :attr:`means` (do not modify)."""
+        """Same as :attr:`means`."""
         return self.means
+
+    def gather(self, list_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The centroids of the lists named in ``list_ids`` (any shape, -1 padded), decoded once each:
+        (uniq (u,) list ids, base (u, d) float32 centroids, local: ``list_ids``' shape, the row of base of
+        each entry, -1 kept). So a ranking over a few lists never decodes the whole table."""
+        list_ids = np.asarray(list_ids, np.int64)
+        valid = list_ids >= 0
+        uniq, inv = np.unique(list_ids[valid], return_inverse=True)
+        local = np.full(list_ids.shape, -1, np.int64)
+        local[valid] = inv.reshape(-1)
+        return uniq, from_bf16(self.rows[self.row_of[uniq]]), local
 
     def of(self, list_ids: np.ndarray) -> np.ndarray:
         """Rows of ``list_ids`` (any shape, -1 kept as -1)."""
@@ -115,9 +131,9 @@ class ListCentroids:
         return np.where(rows >= 0, self.id_of[np.maximum(rows, 0)], -1)
 
     def layout(self, lists: np.ndarray) -> np.ndarray:
-        """The rows in the order of a bucket map's ``lists`` array (row t = centroid of list lists[t]):
-        the rows are permuted into that order (once per change of ``lists``) and returned, no copy
-        kept. ``lists`` must name every list once (the bucket map's do); otherwise a gathered copy."""
+        """The rows (bfloat16 bits) in the order of a bucket map's ``lists`` array (row t = centroid of
+        list lists[t]): the rows are permuted into that order (once per change of ``lists``) and returned,
+        no copy kept. ``lists`` must name every list once (the bucket map's do); otherwise a gathered copy."""
         if self._layout is lists:
             return self.rows
         lists = np.asarray(lists, np.int64)
@@ -139,7 +155,7 @@ class ListCentroids:
         """8-bit codes of the rows (in row order) for the planner's first-stage ranking, cached until
         the rows change: (vmin (d,), scale (d,), codes (L, d) uint8), c ~ vmin + scale * code per dimension."""
         if self._space is None:
-            C = self.rows
+            C = from_bf16(self.rows)
             lo = C.min(0) if len(C) else np.zeros(self.d, np.float32)
             hi = C.max(0) if len(C) else np.ones(self.d, np.float32)
             scale = np.maximum((hi - lo) / 255.0, 1e-30).astype(np.float32)
@@ -154,13 +170,21 @@ class ListCentroids:
         return self.rows.nbytes + self.counts.nbytes + self.row_of.nbytes + self.id_of.nbytes + extra
 
     def state(self) -> dict:
-        return {"means": self.means, "counts": self.counts}
+        """The means by list id as stored (bfloat16 bits, ``means_bf16``) and the counts: a round trip
+        gives back the same bits, so the same plans."""
+        return {"means_bf16": self.rows if self._identity() else self.rows[self.row_of], "counts": self.counts}
 
     @classmethod
     def from_state(cls, state: dict) -> "ListCentroids":
-        """Inverse of :meth:`state`; also reads the float64 ``sums`` of earlier files."""
+        """Inverse of :meth:`state`; also reads the float32 ``means`` and float64 ``sums`` of earlier files."""
         counts = np.asarray(state["counts"], np.int64)
-        if "means" in state:
+        if "means_bf16" in state:
+            bits = np.asarray(state["means_bf16"])
+            if bits.dtype != np.uint16 or bits.ndim != 2 or len(bits) != len(counts):
+                raise ValueError(f"list centroids: expected means_bf16 (L, d) uint16 and counts (L,), got "
+                                 f"{bits.shape} {bits.dtype}, {counts.shape}")
+            means = from_bf16(bits)
+        elif "means" in state:
             means = np.asarray(state["means"], np.float32)
         else:
             sums = np.asarray(state["sums"], np.float64)
@@ -170,7 +194,7 @@ class ListCentroids:
         if means.ndim != 2 or len(means) != len(counts):
             raise ValueError(f"list centroids: expected means (L, d) and counts (L,), got {means.shape}, {counts.shape}")
         c = cls(means.shape[1])
-        c.rows, c.counts = np.array(means, np.float32, order="C"), counts.copy()
+        c.rows, c.counts = to_bf16(means), counts.copy()
         c.row_of = np.arange(len(counts), dtype=np.int64)
         c.id_of = c.row_of.copy()
         return c
@@ -224,8 +248,9 @@ def median_split(y: np.ndarray, cells: np.ndarray, cap: int) -> np.ndarray:
 
 
 def nearest_in_groups(x: np.ndarray, groups: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """For each row of x (n, d), the list of its group (n, G) int64 (-1 padded at the end) whose centroid
-    is nearest (squared L2). Rows whose group has one list get it without a distance. Returns (n,) int64."""
+    """For each row of x (n, d), the entry of its group (n, G) int64 (-1 padded at the end; rows of
+    ``centroids`` (L, d) float32) whose centroid is nearest (squared L2). Rows whose group has one entry
+    get it without a distance. Returns (n,) int64."""
     out = groups[:, 0].copy()
     multi = np.flatnonzero(groups[:, 1] >= 0) if groups.shape[1] > 1 else np.zeros(0, np.int64)
     if len(multi):

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import faiss
 import numpy as np
 
+from .bfloat16 import to_bf16
 from .params import PLANNERS
 from .probing import flip_candidates, rank_lists
 
@@ -95,14 +96,15 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
         keep: propose only the ``keep`` cheapest flips (None: all 2^probe_bits).
         nprobe: keep this many lists, nearest centroid first (None: every proposed list).
         tables: the bucket map's ``(dense, keys, offsets, lists)`` (:meth:`.BucketMap.tables`).
-        centroids: (L, d) float32 list centroids by list id (read only when ``grouped`` is None).
+        centroids: (L, d) list centroids by list id, float32 (rounded to bfloat16 here) or bfloat16
+            bits (uint16); read only when ``grouped`` is None.
         max_group: the most lists one code maps to.
         shortlist: rank the proposed lists by an estimate from 8-bit centroid codes first and compute
             the exact distance for this many only (None: exact for every proposed list).
         space: ``(vmin, scale, codes)`` (:meth:`.ListCentroids.sq8`), needed with ``shortlist``; the
             codes' rows in the order of ``grouped`` (by list id when ``grouped`` is None).
-        grouped: the centroids in the order of ``tables``' lists (:meth:`.ListCentroids.layout`, the
-            index's one copy); None: gathered here from ``centroids``.
+        grouped: (L, d) uint16 bfloat16 bits of the centroids in the order of ``tables``' lists
+            (:meth:`.ListCentroids.layout`, the index's one copy); None: gathered here from ``centroids``.
 
     Returns:
         (assign (n, P) int64 list ids nearest first, -1 padded, P >= 1; codes looked up).
@@ -130,7 +132,10 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
         qr, (cred, cres), short = np.zeros((n, 1), np.float32), _NO_SPACE, 0
     z = np.ascontiguousarray(z, np.float32)
     if grouped is None:
-        grouped = np.ascontiguousarray(np.asarray(centroids, np.float32)[lists])
+        c = np.asarray(centroids)
+        grouped = np.ascontiguousarray(c[lists] if c.dtype == np.uint16 else to_bf16(np.asarray(c, np.float32)[lists]))
+    elif grouped.dtype != np.uint16:
+        raise TypeError(f"grouped: expected bfloat16 bits (uint16), got {grouped.dtype}")
     b = int(min(probe_bits, K))
     run = lambda s: fn(z[s], q[s], b, m, P, dense, keys, offsets, lists, grouped, qr[s], cred, cres, short, out[s])
     if n * P > _MAX_OUT:  # nprobe=None: every proposed list; count them first (lookups only)
@@ -151,11 +156,15 @@ def reference_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int |
     """The same plan in numpy + faiss kernels (:func:`.probing.flip_candidates`,
     :meth:`.BucketMap.probe_matrix`, :func:`.probing.rank_lists`): the oracle of :func:`fused_plan`.
 
-    ``centroids`` are by list id, or with ``rows`` (a :class:`.ListCentroids`) that object's rows in
-    its own layout, read through its id <-> row maps (no by-id copy is made)."""
+    ``centroids`` (L, d) float32 are by list id; or pass ``rows`` (a :class:`.ListCentroids`) and
+    ``centroids=None``: only the proposed lists' centroids are decoded (:meth:`.ListCentroids.gather`)."""
     n = len(z)
     codes, _ = flip_candidates(z, probe_bits, keep, ordered=False)
     A = bucket_map.probe_matrix(np.repeat(np.arange(n), codes.shape[1]), codes.reshape(-1), n)
     if rows is None:
         return rank_lists(q, centroids, A, nprobe or A.shape[1]), codes.size
-    return rows.ids(rank_lists(q, centroids, rows.of(A), nprobe or A.shape[1])), codes.size
+    uniq, base, local = rows.gather(A)
+    if len(uniq) == 0:  # nothing proposed: every entry is -1 and never read, but the kernel needs a row
+        base = np.zeros((1, q.shape[1]), np.float32)
+    ranked = rank_lists(q, base, local, nprobe or A.shape[1])
+    return np.where(ranked >= 0, uniq[np.maximum(ranked, 0)], -1), codes.size
