@@ -74,9 +74,12 @@ def method_specs(args, d, n):
         cfg.update(json.loads(args.fh_config))
     for K in Ks:
         planners = tuple(v for v in args.fh_planners.split(",") if v)
-        proposals = tuple(None if v == "default" else tuple(int(t) for t in v.split(":"))
+        # "all" probes every code of the bits (max_probes=None) / keeps every proposed list (nprobe=None):
+        # "16:all" with nprobe "all" is exact search by construction
+        proposals = tuple(None if v == "default" else tuple(t if t == "all" else int(t) for t in v.split(":"))
                           for v in args.fh_proposals.split(",") if v)
-        nprobes = {} if not args.fh_nprobes else dict(nprobes=tuple(int(v) for v in args.fh_nprobes.split(",")))
+        nprobes = {} if not args.fh_nprobes else dict(nprobes=tuple(None if v == "all" else int(v)
+                                                                    for v in args.fh_nprobes.split(",")))
         specs.append(("FlowHash", lambda K=K: B.FlowHash(d, K, config_kw=cfg, seed=args.seed, planners=planners,
                                                          proposals=proposals, **nprobes)))
         if not args.no_paper and (K is not None or len(Ks) == 1):
@@ -506,9 +509,9 @@ def parse_args(argv=None):
                    help="FlowHash planners swept on the same build: fused (default), reference (the "
                         "numpy planner, same lists: before/after in one process)")
     p.add_argument("--fh-proposals", default="default",
-                   help="FlowHash proposal sets bits:probes (e.g. default,14:4096,16:4096)")
+                   help="FlowHash proposal sets bits:probes (e.g. default,14:4096,16:4096; 16:all = every code)")
     p.add_argument("--fh-nprobes", default=None,
-                   help="FlowHash nprobe sweep, comma list (default: 1, 2, 4, ..., 1024)")
+                   help="FlowHash nprobe sweep, comma list (default: 1, 2, 4, ..., 1024; all = every proposed list)")
     p.add_argument("--fh-budget", default="0.002,0.01",
                    help="candidate budgets as fractions of N (plus no budget)")
     p.add_argument("--fh-steps", type=int, default=None, help="QuantizerConfig.steps")

@@ -536,7 +536,7 @@ class FlowHash:
         if self.mode == "default":
             p = ffh.SearchParams(nprobe=nprobe, planner=planner or DEFAULT,
                                  max_probe_bits=DEFAULT if max_probe_bits is None else max_probe_bits,
-                                 max_probes=DEFAULT if max_probes is None else max_probes)
+                                 max_probes=DEFAULT if max_probes is None else (None if max_probes == "all" else max_probes))
         else:
             p = ffh.SearchParams(r_query=r_query, budget=budget)
         D, I = self.index.search(_f32(q), k, params=p)

@@ -1,5 +1,5 @@
-"""Bytes per vector of FlowHash on real fingerprints after the first search (the planner's grouped copy of
-the centroids is built then), by part, against IndexIVFFlat (issue 10: <= ~1.2x IVFFlat's bytes/vector).
+"""Bytes per vector of FlowHash on real fingerprints after a first search, by part (what memory_bytes
+counts: buffers' room included), against IndexIVFFlat (issue 10: <= ~1.2x IVFFlat's bytes/vector).
 
     OMP_WAIT_POLICY=PASSIVE python -m bench.scratch.memory_fp --data bench/data/fingerprint_ann
 """
@@ -12,13 +12,12 @@ import numpy as np
 
 import faiss_flowhash as ffh
 from bench import datasets
+from faiss_flowhash.index.growth import held_bytes
 
 
 def parts(idx, n):
-    c = idx._cent
-    grouped = 0 if c._grouped is None else c._grouped[1].nbytes
-    out = dict(engine=idx._engine.nbytes(), ids_codes=idx._ids.nbytes + idx._codes.nbytes, map=idx._map.nbytes,
-               centroid_means=c.means.nbytes + c.counts.nbytes, centroid_grouped_copy=grouped)
+    out = dict(engine=idx._engine.nbytes(), ids=held_bytes(idx._ids_buf, idx._ids),
+               codes=held_bytes(idx._codes_buf, idx._codes), map=idx._map.nbytes, centroids=idx._cent.nbytes)
     out = {k: v / n for k, v in out.items()}
     out["total"] = idx.memory_bytes() / n
     out["lists"] = int(idx._map.n_lists)

@@ -11,9 +11,18 @@ import functools
 
 import numpy as np
 
-__all__ = ["pack_codes", "subset_masks", "expand_codes", "probe_codes"]
+__all__ = ["pack_codes", "code_dtype", "subset_masks", "expand_codes", "probe_codes"]
 
 MAX_K = 62
+
+
+def code_dtype(K: int | None) -> np.dtype:
+    """The narrowest unsigned integer dtype that holds a K-bit code: uint16 up to K = 16, uint32 up to
+    32, else uint64 (also for K=None, not chosen yet). The index stores one code per vector in it (2 B a
+    vector at K <= 16 instead of 8); every function here computes in uint64."""
+    if K is None or K > 32:
+        return np.dtype(np.uint64)
+    return np.dtype(np.uint16 if K <= 16 else np.uint32)
 
 
 def pack_codes(z: np.ndarray) -> np.ndarray:

@@ -24,12 +24,12 @@ import numpy as np
 
 from .balance import code_balance
 from .checks import as_ids, as_matrix, check_k, check_unique_ids
-from .codes import expand_codes, pack_codes, probe_codes
+from .codes import code_dtype, expand_codes, pack_codes, probe_codes
 from .engine import IVFEngine, worst_value
 from .bucket_map import BucketMap
 from .code_bits import auto_K
 from .errors import NotTrainedError
-from .growth import append_rows
+from .growth import append_rows, fit_rows, held_bytes
 from .params import DEFAULT, SearchParams
 from .partition import ListCentroids, median_split, nearest_in_groups
 from .planner import choose_planner, fused_plan, reference_plan
@@ -295,11 +295,11 @@ class FlowHashIndex:
         ids = as_ids(np.asarray(ids).reshape(-1), np.asarray(ids).size)
         m = len(ids)
         if 0 < m <= self._n and np.array_equal(self._ids[self._n - m:], ids):
-            return self._codes[self._n - m:].copy()
+            return self._codes[self._n - m:].astype(np.uint64)
         rows = self._rows_of(ids)
         if (rows < 0).any():
             raise KeyError(f"id {int(ids[np.argmax(rows < 0)])} is not in the index")
-        return self._codes[rows]
+        return self._codes[rows].astype(np.uint64)
 
     def search(self, x, k: int, *, params: SearchParams | None = None, r_query=DEFAULT, budget=DEFAULT,
                max_probes=DEFAULT):
@@ -374,6 +374,7 @@ class FlowHashIndex:
         keep = np.ones(self._n, bool)
         keep[rows] = False
         self._ids, self._codes = self._ids[keep], self._codes[keep]
+        self._ids_buf = self._codes_buf = None  # the old buffers would stay alive behind nothing
         self._n -= len(rows)
         self._id_order = None
         return int(len(rows))
@@ -386,7 +387,7 @@ class FlowHashIndex:
         self._map = BucketMap(self.K)
         self._cent = ListCentroids(self.d)
         self._ids = np.zeros(0, np.int64)
-        self._codes = np.zeros(0, np.uint64)
+        self._codes = np.zeros(0, code_dtype(self.K))  # K=None (not trained yet): uint64 until the first add
         self._ids_buf = self._codes_buf = None  # room behind _ids / _codes (see growth.append_rows)
         self._n = 0
         self._next_id = 0
@@ -448,13 +449,15 @@ class FlowHashIndex:
 
     def memory_bytes(self) -> int:
         """Bytes held for vectors and ids in the lists (copies included), the per-list overhead, the
-        insertion-order ids and codes, the bucket map (its dense code table included once built), and
+        insertion-order ids and codes (K-bit codes in 2, 4 or 8 bytes; the room of their growth buffers
+        included) and, once an id lookup built it, their sort order, the bucket map (its dense code table included once built), and
         the list centroids (one bfloat16 copy of the means, kept in bucket-map order, + int64 counts and
         the id <-> row maps) plus their 8-bit codes when a shortlist was used."""
         if self.d is None:
             return 0
-        return (self._engine.nbytes() + self._ids.nbytes + self._codes.nbytes + self._map.nbytes
-                + self._cent.nbytes)
+        order = 0 if getattr(self, "_id_order", None) is None else self._id_order.nbytes  # id lookups' sort
+        return (self._engine.nbytes() + held_bytes(self._ids_buf, self._ids) + held_bytes(self._codes_buf, self._codes)
+                + order + self._map.nbytes + self._cent.nbytes)
 
     @property
     def table_entries(self) -> int:
@@ -505,9 +508,12 @@ class FlowHashIndex:
         index.params = SearchParams(**{**index.params.as_dict(),
                                        **{f: v for f, v in p.items() if f in SearchParams.__dataclass_fields__}})
         n = int(header["ntotal"])
-        ids, codes = np.asarray(arrays["ids"], np.int64), np.asarray(arrays["codes"], np.uint64)
+        ids, codes = np.asarray(arrays["ids"], np.int64), np.asarray(arrays["codes"])
         if ids.shape != (n,) or codes.shape != (n,):
             raise ValueError(f"arrays do not match ntotal={n}: ids {ids.shape}, codes {codes.shape}")
+        if codes.dtype.kind != "u" or (n and int(codes.max()) >> index.K):
+            raise ValueError(f"codes: expected unsigned {index.K}-bit codes, got {codes.dtype} up to {codes.max() if n else 0}")
+        codes = codes.astype(code_dtype(index.K))  # files before the narrow codes hold uint64
         index._engine = IVFEngine.from_state({k[7:]: v for k, v in arrays.items() if k.startswith("engine/")},
                                              d=index.d, metric=index.metric_type, storage=index.storage,
                                              lists=lists)
@@ -623,11 +629,17 @@ class FlowHashIndex:
                 sel = col >= 0
                 self._cent.update(col[sel], x[sel])
         self._ids_buf, self._ids = append_rows(self._ids_buf, self._ids, ids)
-        self._codes_buf, self._codes = append_rows(self._codes_buf, self._codes, codes)
+        if self._n == 0 and self._codes.dtype != code_dtype(self.K):  # K was chosen by the first train
+            self._codes_buf, self._codes = None, np.zeros(0, code_dtype(self.K))
+        self._codes_buf, self._codes = append_rows(self._codes_buf, self._codes, codes.astype(self._codes.dtype))
         self._n += len(x)
         self._next_id = max(self._next_id, int(ids.max()) + 1)
         self._id_order = None
         self._split_oversized()
+        if 4 * len(x) >= self._n:  # a bulk add: give back the room it left (O(added rows) amortised)
+            self._ids_buf, self._ids = fit_rows(self._ids_buf, self._ids)
+            self._codes_buf, self._codes = fit_rows(self._codes_buf, self._codes)
+            self._cent.fit()
 
     def _lists_for(self, codes: np.ndarray, x: np.ndarray) -> np.ndarray:
         """List of each vector: its bucket's list, or in a split bucket the sub-list of nearest centroid.

@@ -14,7 +14,7 @@ import faiss
 import numpy as np
 
 from .bfloat16 import from_bf16, to_bf16
-from .growth import append_rows
+from .growth import append_rows, fit_rows, held_bytes
 
 __all__ = ["ListCentroids", "median_split", "nearest_in_groups"]
 
@@ -163,11 +163,20 @@ class ListCentroids:
             self._space = (lo.astype(np.float32), scale, np.ascontiguousarray(codes))
         return self._space
 
+    def fit(self) -> None:
+        """Give back the room behind the arrays when it is over a quarter of them (after a bulk add)."""
+        self._rows_buf, self.rows = fit_rows(self._rows_buf, self.rows)
+        self._counts_buf, self.counts = fit_rows(self._counts_buf, self.counts)
+        self._row_of_buf, self.row_of = fit_rows(self._row_of_buf, self.row_of)
+        self._id_of_buf, self.id_of = fit_rows(self._id_of_buf, self.id_of)  # same order: the layout holds
+
     @property
     def nbytes(self) -> int:
-        """Bytes of the rows, counts and the two maps, plus the 8-bit codes when built."""
+        """Bytes held for the rows, counts and the two maps (their room included), plus the 8-bit codes
+        when built."""
         extra = 0 if self._space is None else sum(a.nbytes for a in self._space)
-        return self.rows.nbytes + self.counts.nbytes + self.row_of.nbytes + self.id_of.nbytes + extra
+        return (held_bytes(self._rows_buf, self.rows) + held_bytes(self._counts_buf, self.counts)
+                + held_bytes(self._row_of_buf, self.row_of) + held_bytes(self._id_of_buf, self.id_of) + extra)
 
     def state(self) -> dict:
         """The means by list id as stored (bfloat16 bits, ``means_bf16``) and the counts: a round trip
