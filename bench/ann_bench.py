@@ -80,8 +80,9 @@ def method_specs(args, d, n):
                           for v in args.fh_proposals.split(",") if v)
         nprobes = {} if not args.fh_nprobes else dict(nprobes=tuple(None if v == "all" else int(v)
                                                                     for v in args.fh_nprobes.split(",")))
+        small = tuple(int(v) for v in args.fh_small_budgets.split(",") if v)
         specs.append(("FlowHash", lambda K=K: B.FlowHash(d, K, config_kw=cfg, seed=args.seed, planners=planners,
-                                                         proposals=proposals, **nprobes)))
+                                                         proposals=proposals, small_budgets=small, **nprobes)))
         if not args.no_paper and (K is not None or len(Ks) == 1):
             specs.append(("FlowHash-paper", lambda K=K: B.FlowHash(d, K, rs=rs, r_queries=rqs, budgets=budgets,
                                                                    config_kw=cfg, seed=args.seed, mode="paper")))
@@ -512,6 +513,9 @@ def parse_args(argv=None):
                    help="FlowHash proposal sets bits:probes (e.g. default,14:4096,16:4096; 16:all = every code)")
     p.add_argument("--fh-nprobes", default=None,
                    help="FlowHash nprobe sweep, comma list (default: 1, 2, 4, ..., 1024; all = every proposed list)")
+    p.add_argument("--fh-small-budgets", default="",
+                   help="default mode: extra cells that scan only this many vectors (budget=, nprobe 4), comma "
+                        "list, e.g. 1,2,3: fewer than one list holds, where finer hashes would otherwise win")
     p.add_argument("--fh-budget", default="0.002,0.01",
                    help="candidate budgets as fractions of N (plus no budget)")
     p.add_argument("--fh-steps", type=int, default=None, help="QuantizerConfig.steps")

@@ -433,7 +433,8 @@ class FlowHash:
 
     def __init__(self, d: int, K: int | None = 16, rs=(0.5, 1.0), r_queries=(0.5, 1.0, 1.25, 1.5, 2.0),
                  budgets=(None,), config_kw=None, seed: int = 0, mode: str = "default",
-                 nprobes=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), planners=("fused",), proposals=(None,)):
+                 nprobes=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), planners=("fused",), proposals=(None,),
+                 small_budgets=()):
         if mode not in ("default", "paper"):
             raise ValueError(f"mode: expected 'default' or 'paper', got {mode!r}")
         self.d, self.K, self.rs, self.mode, self.nprobes = d, K, rs, mode, nprobes
@@ -442,6 +443,7 @@ class FlowHash:
         # default mode: the planner ("fused" / "reference", same lists) and proposal sets
         # (max_probe_bits, max_probes) swept on the same build; None = the index's defaults
         self.planners, self.proposals = tuple(planners), tuple(proposals)
+        self.small_budgets = tuple(small_budgets)  # default mode: cells scanning only this many vectors
         self.config_kw = dict(config_kw or {})
         self.config_kw.setdefault("seed", seed)
         self.index = None
@@ -516,6 +518,7 @@ class FlowHash:
                     if pl != "fused":
                         extra["planner"] = pl
                     grid += [dict(nprobe=p, **extra) for p in self.nprobes]
+            grid += [dict(nprobe=4, budget=b) for b in self.small_budgets]  # the nearest list's first b vectors
             return grid
         return [dict(r_query=rq, budget=b) for rq in self.r_queries for b in self.budgets]
 
@@ -534,7 +537,7 @@ class FlowHash:
         from faiss_flowhash.index.params import DEFAULT
 
         if self.mode == "default":
-            p = ffh.SearchParams(nprobe=nprobe, planner=planner or DEFAULT,
+            p = ffh.SearchParams(nprobe=nprobe, planner=planner or DEFAULT, budget=DEFAULT if budget is None else budget,
                                  max_probe_bits=DEFAULT if max_probe_bits is None else max_probe_bits,
                                  max_probes=DEFAULT if max_probes is None else (None if max_probes == "all" else max_probes))
         else:

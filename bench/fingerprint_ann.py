@@ -196,6 +196,7 @@ def parse_args(argv=None):
                    "chosen from the training set)")
     p.add_argument("--fh-proposals", default="default", help="FlowHash proposal sets bits:probes (bench.ann_bench)")
     p.add_argument("--fh-nprobes", default=None, help="FlowHash nprobe sweep (bench.ann_bench)")
+    p.add_argument("--fh-small-budgets", default="", help="FlowHash cells scanning this many vectors (bench.ann_bench)")
     p.add_argument("--fh-rq", default="0.5,1.0,1.25,1.5,2.0", help="paper mode: query radii r~")
     p.add_argument("--methods", default=None, help="comma list of ann_bench families (exact always runs)")
     p.add_argument("--no-shipped", action="store_true", help="skip FlowHash with the shipped model's quantizer")
@@ -232,6 +233,7 @@ def main(argv=None):
     if args.methods:
         ann_argv += ["--methods", args.methods]
     ann_argv += ["--fh-proposals", args.fh_proposals] + (["--fh-nprobes", args.fh_nprobes] if args.fh_nprobes else [])
+    ann_argv += ["--fh-small-budgets", args.fh_small_budgets] if args.fh_small_budgets else []
     aargs = ann_bench.parse_args(ann_argv)
     extra = []
     if not args.no_shipped:
