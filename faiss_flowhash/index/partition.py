@@ -115,9 +115,19 @@ class ListCentroids:
         each entry, -1 kept). So a ranking over a few lists never decodes the whole table."""
         list_ids = np.asarray(list_ids, np.int64)
         valid = list_ids >= 0
-        uniq, inv = np.unique(list_ids[valid], return_inverse=True)
+        named = list_ids[valid]
+        L = len(self.counts)
         local = np.full(list_ids.shape, -1, np.int64)
-        local[valid] = inv.reshape(-1)
+        if L <= 8 * len(named):  # many entries for the table's size: mark and count, O(entries + lists), no sort
+            seen = np.zeros(L, bool)
+            seen[named] = True
+            uniq = np.flatnonzero(seen)
+            pos = np.empty(L, np.int64)
+            pos[uniq] = np.arange(len(uniq))
+            local[valid] = pos[named]
+        else:
+            uniq, inv = np.unique(named, return_inverse=True)
+            local[valid] = inv.reshape(-1)
         return uniq, from_bf16(self.rows[self.row_of[uniq]]), local
 
     def of(self, list_ids: np.ndarray) -> np.ndarray:
