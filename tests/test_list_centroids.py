@@ -114,6 +114,13 @@ def test_gather_decodes_only_the_named_lists():
     np.testing.assert_array_equal(local == -1, A == -1)
     np.testing.assert_array_equal(np.where(local >= 0, uniq[np.maximum(local, 0)], -1), A)
     np.testing.assert_array_equal(base, c.means[uniq])
+    big = ListCentroids(D)  # few entries for a large table: the sorting branch, same answer
+    big.update(np.arange(200), rng.standard_normal((200, D)).astype(np.float32))
+    A = np.array([[150, -1], [3, 150]])
+    uniq, base, local = big.gather(A)
+    np.testing.assert_array_equal(uniq, [3, 150])
+    np.testing.assert_array_equal(local, [[1, -1], [0, 1]])
+    np.testing.assert_array_equal(base, big.means[uniq])
 
 
 def test_bfloat16_codec():
