@@ -122,6 +122,23 @@ def test_an_explicit_K_is_kept_whatever_the_training_size():
 
 # -- SearchParams ---------------------------------------------------------------------------------
 
+def test_merged_params_follow_a_change_of_the_index_settings(quantizer):
+    """The merge of params= and the aliases over the index's settings is remembered per call shape; a
+    change of index.params must still be seen by the next call with the same params."""
+    index = _index(quantizer, budget=50, r_query=float("inf"))
+    q = _data(20, seed=3)
+    p = ffh.SearchParams(r_query=float("inf"))
+    index.search(q, 1, params=p)
+    assert index.last_search_stats.candidates == 50
+    index.params = ffh.SearchParams(**{**index.params.as_dict(), "budget": 20})
+    index.search(q, 1, params=p)
+    assert index.last_search_stats.candidates == 20
+    index.search(q, 1, params=p, budget=7)
+    assert index.last_search_stats.candidates == 7
+    with pytest.raises(ValueError, match="r_query"):  # an unhashable alias is merged (and refused), not cached
+        index.search(q, 1, r_query=[1.0])
+
+
 def test_search_params_override_and_the_none_sentinel(quantizer):
     index = _index(quantizer, budget=50, r_query=float("inf"))
     q = _data(20, seed=3)
