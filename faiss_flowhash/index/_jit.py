@@ -175,7 +175,8 @@ def _plan_one(z, q, b, keep, nprobe, dense, keys, offsets, lists, cent, qr, cred
     """Plan one query: write its kept lists (nearest centroid first) into out_row; return how many.
 
     ``cent`` (L, d) uint16 holds the centroids as bfloat16 bits in the order of ``lists`` (row t =
-    centroid of list lists[t]), and ``cred`` their 8-bit codes in the same order; the kernel works on rows t and names lists[t] at the end.
+    centroid of list lists[t]), and ``cred`` their 8-bit codes in the same order; the kernel works on
+    rows t and names lists[t] at the end.
 
     The ``keep`` cheapest flips of the ``b`` least certain bits come from :func:`cheapest_flips`. With
     ``short`` > 0 and more proposed lists than that, the lists are first ranked by an estimate from
