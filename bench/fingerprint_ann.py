@@ -28,6 +28,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 import time
 from types import SimpleNamespace
@@ -207,11 +208,34 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None)
     p.add_argument("--md", default=None, help="write/replace the section '## ANN benchmark on real fingerprints'")
     p.add_argument("--plots", default=None, help="folder: recall_vs_qps_fingerprints.png, fingerprints_recall_vs_eval.png")
+    p.add_argument("--replot", default=None, metavar="JSON",
+                   help="draw the --plots from this saved run (its --json) and stop: no data, no search")
+    p.add_argument("--plot-only", default=None, metavar="REGEX",
+                   help="plot only the indexes whose label matches this regular expression (the JSON keeps all)")
     return p.parse_args(argv)
+
+
+def _draw(out, args, plots, log):
+    """The two figures of a run into args.plots, keeping the labels that match args.plot_only."""
+    if args.plot_only:
+        keep = re.compile(args.plot_only)
+        out = dict(out, rows=[r for r in out["rows"] if keep.search(r["label"])])
+    os.makedirs(args.plots, exist_ok=True)
+    for f, name in ((plots.pareto_qps, "recall_vs_qps_fingerprints.png"),
+                    (plots.pareto_eval, "fingerprints_recall_vs_eval.png")):
+        log(f"wrote {f(out, os.path.join(args.plots, name))}")
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.replot:
+        from bench import plots
+
+        if not args.plots:
+            raise SystemExit("--replot needs --plots FOLDER")
+        with open(args.replot) as f:
+            _draw(json.load(f), args, plots, log)
+        return 0
     import faiss
     import torch
 
@@ -256,10 +280,7 @@ def main(argv=None):
         ann_bench._dump(out, args.json)
         log(f"wrote {args.json}")
     if args.plots:
-        os.makedirs(args.plots, exist_ok=True)
-        for f, name in ((plots.pareto_qps, "recall_vs_qps_fingerprints.png"),
-                        (plots.pareto_eval, "fingerprints_recall_vs_eval.png")):
-            log(f"wrote {f(out, os.path.join(args.plots, name))}")
+        _draw(out, args, plots, log)
     if args.md:
         body = "\n".join(floor_lines(out["floor"]) + ["", ann_bench.markdown(out)])
         ann_bench.write_md_section(args.md, body, heading="## ANN benchmark on real fingerprints")

@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["plot_all", "pareto_eval", "pareto_qps", "density_hist", "poisson_reference"]
 
-FAMILY_COLOR = {"FlowHash": "tab:red", "IVFFlat": "tab:blue", "HNSWFlat": "tab:green",
+FAMILY_COLOR = {"FlowHash": "tab:red", "FlowHash-paper": "tab:brown", "IVFFlat": "tab:blue", "HNSWFlat": "tab:green",
                 "MP-LSH": "tab:orange", "PCA-sign": "tab:purple", "IndexLSH": "tab:gray",
                 "Exact": "black"}
 STYLES = ["-", "--", ":", "-."]
