@@ -253,3 +253,25 @@ def test_query_batches_run_the_numpy_flow_in_blocks_with_the_same_latents(built)
     assert blocked.shape == whole.shape and blocked.dtype == np.float32
     big = np.zeros((quantizer_mod.FLOW_BLOCKED_MAX + 1, index.K), np.float32)
     np.testing.assert_array_equal(quantizer_mod._flow_numpy(w, big), quantizer_mod._flow_rows(w, big))
+
+
+def test_bfloat16_centroids_rank_as_float32_means_do(built):
+    """The fused plan over the stored (bfloat16) centroids names the lists that ranking by the exact
+    float32 means names, up to lists whose distances tie within bfloat16's rounding (2^-8 relative)."""
+    index, _, q = built
+    L = index._map.n_lists
+    exact = np.zeros((L, D), np.float32)
+    for l in range(L):
+        _, v = index._engine.list_entries(l)
+        if len(v):
+            exact[l] = v.mean(0)
+    xs = index._scaled(q)
+    z = index.quantizer.latent(index.quantizer.project(xs))
+    for nprobe in (8, 32):
+        sp = ffh.SearchParams(nprobe=nprobe, planner="fused").over(index.params)
+        A, _ = index._plan(q, sp)
+        A32, _ = planner_mod.reference_plan(z, xs, probe_bits=sp.max_probe_bits, keep=sp.max_probes, nprobe=nprobe,
+                                            bucket_map=index._map, centroids=exact)
+        A32 = A32[:, : A.shape[1]]
+        assert np.mean([set(a[a >= 0]) == set(b[b >= 0]) for a, b in zip(A, A32)]) >= 0.8
+        _rows_agree(A, A32, xs, exact, rtol=0.02)
