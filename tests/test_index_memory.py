@@ -85,3 +85,32 @@ def test_memory_bytes_counts_what_the_index_holds():
     assert index.memory_bytes() >= index._engine.nbytes() + held + index._cent.nbytes
     index.remove_ids(index.ids[:100])
     assert index._ids_buf is None  # no stale buffer left behind a removal
+
+
+def _single_adds(monkeypatch, refresh_min):
+    import faiss_flowhash.index.flowhash_index as fhi
+
+    monkeypatch.setattr(fhi, "_REFRESH_MIN", refresh_min)
+    rng = np.random.default_rng(5)
+    c = 2 * rng.standard_normal((2, 32))
+    data = lambda n: (c[rng.integers(0, 2, n)] + 0.3 * rng.standard_normal((n, 32))).astype(np.float32)
+    index = ffh.FlowHashIndex(32, K=2, bucket_cap=10**9, config=ffh.QuantizerConfig(steps=0, verbose=False))
+    index.verbose = False
+    index.train(data(1000))
+    x = data(1500)
+    for i in range(len(x)):  # one vector a call: the stream an ingest of short tracks makes
+        index.add(x[i: i + 1])
+    errs = []
+    for l in np.flatnonzero(index._engine.list_sizes()):
+        _, v = index._engine.list_entries(int(l))
+        exact = v.astype(np.float64).mean(0)
+        errs.append(np.linalg.norm(index._cent.means[l] - exact) / np.linalg.norm(exact))
+    return max(errs)
+
+
+def test_list_means_stay_exact_enough_under_a_stream_of_single_adds(monkeypatch):
+    """A bfloat16 running mean stops following a list fed one vector at a time (a vector's share of the
+    change falls below half an ulp); the index recomputes a list's mean each time its count doubles."""
+    refreshed = _single_adds(monkeypatch, 64)
+    assert refreshed < 0.01
+    assert _single_adds(monkeypatch, 10**12) > 2 * refreshed  # the refresh is what keeps it there

@@ -33,8 +33,9 @@ class ListCentroids:
     The centroids only rank lists, and bfloat16 ranks as float32 does (same R@1 on real fingerprints;
     bench/results/fingerprints.md). Updates are running means: a batch's per-list sums are taken in
     float64 and merged with ``mean * count`` before the mean is rounded to bfloat16 (relative error
-    <= 2^-8 per coordinate; a list updated by u separate batches drifts by about sqrt(u / 3) times that,
-    and a split or a removal recomputes its lists' means from their vectors). Bytes: 2 d per list (the
+    <= 2^-8 per coordinate). Fed one vector at a time, such a mean stops moving after ~150 updates, so
+    the index recomputes a list's mean from its vectors when its count doubles, and at a split or a
+    removal (:meth:`FlowHashIndex._refresh_centroids`). Bytes: 2 d per list (the
     figure :meth:`FlowHashIndex.memory_bytes` counts), plus 8 for the count and 16 for the two maps.
     8-bit codes of the rows (:meth:`sq8`, d bytes per list) are derived, cached until they change, and
     counted once built.
