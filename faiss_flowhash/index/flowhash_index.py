@@ -469,8 +469,8 @@ class FlowHashIndex:
     def memory_bytes(self) -> int:
         """Bytes held for vectors and ids in the lists (copies included), the per-list overhead, the
         insertion-order ids and codes (K-bit codes in 2, 4 or 8 bytes; the room of their growth buffers
-        included) and, once an id lookup built it, their sort order, the bucket map (its dense code table included once built), and
-        the list centroids (one bfloat16 copy of the means, kept in bucket-map order, + int64 counts and
+        included) and, once an id lookup built it, their sort order, the bucket map (its dense code
+        table included once built), and the list centroids (one bfloat16 copy of the means, kept in bucket-map order, + int64 counts and
         the id <-> row maps) plus their 8-bit codes when a shortlist was used."""
         if self.d is None:
             return 0
@@ -649,7 +649,6 @@ class FlowHashIndex:
             for col in spill.T:
                 sel = col >= 0
                 self._cent.update(col[sel], x[sel])
-        self._refresh_centroids(touched, before)
         self._ids_buf, self._ids = append_rows(self._ids_buf, self._ids, ids)
         if self._n == 0 and self._codes.dtype != code_dtype(self.K):  # K was chosen by the first train
             self._codes_buf, self._codes = None, np.zeros(0, code_dtype(self.K))
@@ -657,7 +656,8 @@ class FlowHashIndex:
         self._n += len(x)
         self._next_id = max(self._next_id, int(ids.max()) + 1)
         self._id_order = None
-        self._split_oversized()
+        self._split_oversized()  # a split recomputes its lists' means, so the refresh comes after it
+        self._refresh_centroids(touched, before)
         if 4 * len(x) >= self._n:  # a bulk add: give back the room it left (O(added rows) amortised)
             self._ids_buf, self._ids = fit_rows(self._ids_buf, self._ids)
             self._codes_buf, self._codes = fit_rows(self._codes_buf, self._codes)
@@ -736,8 +736,9 @@ class FlowHashIndex:
 
     def _refresh_centroids(self, lists: np.ndarray, before: np.ndarray) -> None:
         """Recompute from their vectors the means of ``lists`` whose count crossed a power of two >= 64 in
-        this add (a list that got all its vectors in this add has an exact mean already). A bfloat16 running mean stops moving once a vector's share (1 / count) of the change
-        is below half a unit of its last place, which happens after ~150 small adds to one list: a list fed
+        this add (a list that got all its vectors in this add has an exact mean already). A bfloat16
+        running mean stops moving once a vector's share (1 / count) of the change is below half a unit
+        of its last place, which happens after ~150 small adds to one list: a list fed
         one vector at a time ended 1.5 % off its exact mean after ~500 adds, 0.7 % with this refresh
         (`python -m bench.scratch.centroid_drift`; test in tests/test_index_memory.py). So a list's mean
         is exact again each time its count doubles: every vector is read O(1) times more."""

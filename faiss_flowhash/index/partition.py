@@ -104,7 +104,11 @@ class ListCentroids:
     @property
     def means(self) -> np.ndarray:
         """(L, d) float32 means by list id (0 for empty lists), decoded from the bfloat16 rows (a copy)."""
-        return from_bf16(self.rows if self._identity() else self.rows[self.row_of])
+        return from_bf16(self._bits_by_id())
+
+    def _bits_by_id(self) -> np.ndarray:
+        """The rows by list id: the rows themselves while the layout is the identity, else a gathered copy."""
+        return self.rows if self._identity() else self.rows[self.row_of]
 
     def centroids(self) -> np.ndarray:
         """Same as :attr:`means`."""
@@ -135,11 +139,6 @@ class ListCentroids:
         """Rows of ``list_ids`` (any shape, -1 kept as -1)."""
         list_ids = np.asarray(list_ids, np.int64)
         return np.where(list_ids >= 0, self.row_of[np.maximum(list_ids, 0)], -1)
-
-    def ids(self, rows: np.ndarray) -> np.ndarray:
-        """List ids of ``rows`` (any shape, -1 kept as -1): the inverse of :meth:`of`."""
-        rows = np.asarray(rows, np.int64)
-        return np.where(rows >= 0, self.id_of[np.maximum(rows, 0)], -1)
 
     def layout(self, lists: np.ndarray) -> np.ndarray:
         """The rows (bfloat16 bits) in the order of a bucket map's ``lists`` array (row t = centroid of
@@ -192,7 +191,7 @@ class ListCentroids:
     def state(self) -> dict:
         """The means by list id as stored (bfloat16 bits, ``means_bf16``) and the counts: a round trip
         gives back the same bits, so the same plans."""
-        return {"means_bf16": self.rows if self._identity() else self.rows[self.row_of], "counts": self.counts}
+        return {"means_bf16": self._bits_by_id(), "counts": self.counts}
 
     @classmethod
     def from_state(cls, state: dict) -> "ListCentroids":
@@ -203,8 +202,8 @@ class ListCentroids:
             if bits.dtype != np.uint16 or bits.ndim != 2 or len(bits) != len(counts):
                 raise ValueError(f"list centroids: expected means_bf16 (L, d) uint16 and counts (L,), got "
                                  f"{bits.shape} {bits.dtype}, {counts.shape}")
-            means = from_bf16(bits)
-        elif "means" in state:
+            return cls._of_rows(np.array(bits, np.uint16, order="C"), counts)
+        if "means" in state:
             means = np.asarray(state["means"], np.float32)
         else:
             sums = np.asarray(state["sums"], np.float64)
@@ -213,8 +212,13 @@ class ListCentroids:
             means = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
         if means.ndim != 2 or len(means) != len(counts):
             raise ValueError(f"list centroids: expected means (L, d) and counts (L,), got {means.shape}, {counts.shape}")
-        c = cls(means.shape[1])
-        c.rows, c.counts = to_bf16(means), counts.copy()
+        return cls._of_rows(to_bf16(means), counts)
+
+    @classmethod
+    def _of_rows(cls, rows: np.ndarray, counts: np.ndarray) -> "ListCentroids":
+        """Centroids with these bfloat16 rows by list id (the identity layout) and counts."""
+        c = cls(rows.shape[1])
+        c.rows, c.counts = rows, counts.copy()
         c.row_of = np.arange(len(counts), dtype=np.int64)
         c.id_of = c.row_of.copy()
         return c
