@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import faiss_flowhash as ffh
+from faiss_flowhash.index import engine as engine_module
 from faiss_flowhash.index.engine import IVFEngine, dedupe_topk
 from faiss_flowhash.index.scoring import topk_candidates
 
@@ -31,10 +32,11 @@ def _reference(xb, lists, q, assign, k, max_codes, metric):
     return topk_candidates(q, xb, np.array(qidx, np.int64), np.array(rows, np.int64), k, metric=metric, norms=norms)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.integers(1, 300), st.integers(1, 12), st.integers(1, 9), st.integers(0, 60), st.sampled_from(METRICS),
-       st.booleans(), st.integers(0, 2**31 - 1))
-def test_engine_equals_the_reference_scorer_on_the_same_lists(n, n_lists, k, max_codes, metric, spill, seed):
+       st.booleans(), st.integers(0, 2**31 - 1), st.booleans(), st.sampled_from([7, 40]))
+def test_engine_equals_the_reference_scorer_on_the_same_lists(n, n_lists, k, max_codes, metric, spill, seed, jit, nq):
+    """faiss's scan and the numba scan (row by row below GROUP_MIN_ROWS queries, grouped by list above)."""
     rng = np.random.default_rng(seed)
     d = 8
     x = rng.standard_normal((n, d)).astype(np.float32)
@@ -55,14 +57,13 @@ def test_engine_equals_the_reference_scorer_on_the_same_lists(n, n_lists, k, max
             for r in range(sl.start, sl.stop):
                 if extra[r, 0] >= 0:
                     lists[extra[r, 0]].append(r)
-    nq = 7
     q = rng.standard_normal((nq, d)).astype(np.float32)
     P = rng.integers(1, n_lists + 1)
     assign = np.stack([rng.permutation(n_lists)[:P] for _ in range(nq)]).astype(np.int64)
     assign[rng.random(assign.shape) < 0.2] = -1
     assign = np.sort(np.where(assign < 0, n_lists, assign), axis=1)  # any order works; keep -1 last
     assign = np.where(assign == n_lists, -1, assign)
-    D, I, scanned = eng.search(q, assign, k, max_codes)
+    D, I, scanned = eng.search(q, assign, k, max_codes, jit=jit)
     Dr, Rr = _reference(x, lists, q, assign, k, max_codes, metric)
     np.testing.assert_array_equal(I, np.where(Rr >= 0, ids[np.maximum(Rr, 0)], -1))
     np.testing.assert_allclose(D, Dr, rtol=1e-4, atol=1e-4)
@@ -184,10 +185,86 @@ def test_budgeted_search_builds_only_a_probe_prefix_with_the_same_result(budget)
                               max_probe_bits=10, probe="flip", max_probes=None)
     index.add(x)
     q = rng.standard_normal((40, d)).astype(np.float32)
-    D, I = index.search(q, 5, params=ffh.SearchParams(budget=budget))
     qidx, codes, _ = probe_codes(index._encode_queries(q), radius=float("inf"), max_bits=10)
     A = index._map.probe_matrix(qidx, codes, len(q))
-    De, Ie, scanned = index._engine.search(q, A, 5, budget)
-    np.testing.assert_array_equal(I, Ie)
-    np.testing.assert_array_equal(D, De)
-    assert index.last_search_stats.candidates == scanned / len(q)
+    for planner, jit in (("reference", False), ("fused", True)):  # the scan follows the planner's numba rule
+        D, I = index.search(q, 5, params=ffh.SearchParams(budget=budget, planner=planner))
+        De, Ie, scanned = index._engine.search(q, A, 5, budget, jit=jit)
+        np.testing.assert_array_equal(I, Ie)
+        np.testing.assert_array_equal(D, De)
+        assert index.last_search_stats.candidates == scanned / len(q)
+
+
+def _same_scan(eng, q, assign, k, max_codes=0):
+    """The numba scan returns faiss's ids, scores (to float rounding) and scanned count."""
+    Df, If, sf = eng.search(q, assign, k, max_codes)
+    Dj, Ij, sj = eng.search(q, assign, k, max_codes, jit=True)
+    np.testing.assert_array_equal(Ij, If)
+    np.testing.assert_allclose(Dj, Df, rtol=1e-5, atol=1e-5)
+    assert sj == sf
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_the_numba_scan_follows_every_change_of_the_lists(metric, monkeypatch):
+    """Adds (lists reallocate), splits, removals and list growth move or resize lists: the numba scan
+    reads them through a table of addresses that must follow each change (a stale address reads freed
+    memory: wrong answers or a crash). Grouped blocks are cut small here, so a batch spans several."""
+    monkeypatch.setattr(engine_module, "GROUP_ENTRIES", 500)
+    rng = np.random.default_rng(3)
+    d, n_lists = 12, 60
+    eng = IVFEngine(d, metric)
+    x = rng.standard_normal((4000, d)).astype(np.float32)
+    q = rng.standard_normal((50, d)).astype(np.float32)
+    nxt = 0
+
+    def assign(L, n=len(q)):
+        return np.stack([rng.permutation(L)[:20] for _ in range(n)]).astype(np.int64)
+
+    for step in range(8):
+        m = int(rng.integers(1, 400))
+        eng.add(x[nxt: nxt + m], np.arange(nxt, nxt + m), rng.integers(0, n_lists + 10 * step, m))
+        nxt += m
+        _same_scan(eng, q, assign(eng.nlist), 5)
+        _same_scan(eng, q[:3], assign(eng.nlist, 3), 5, max_codes=40)
+        if step % 3 == 1:
+            lst = int(np.argmax(eng.list_sizes()))
+            dest = np.where(rng.random(eng.list_sizes()[lst]) < 0.5, lst, eng.nlist + 1)
+            eng.split_list(lst, dest)
+            _same_scan(eng, q, assign(eng.nlist), 5)
+        if step % 3 == 2:
+            eng.remove_ids(rng.choice(nxt, nxt // 5, replace=False))
+            _same_scan(eng, q, assign(eng.nlist), 64)
+
+
+def test_queries_and_assign_rows_must_agree():
+    eng = IVFEngine(4)
+    eng.add(np.ones((3, 4), np.float32), np.arange(3), np.zeros(3, np.int64))
+    for jit in (False, True):
+        with pytest.raises(ValueError, match="rows of assign"):
+            eng.search(np.ones((2, 4), np.float32), np.zeros((5, 1), np.int64), 1, jit=jit)
+
+
+def test_the_numba_scan_applies_where_it_can():
+    """k x copies above JIT_MAX_K, and float16 storage, scan in faiss: same answers either way."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((500, 8)).astype(np.float32)
+    for storage in ("float32", "float16"):
+        eng = IVFEngine(8, faiss.METRIC_L2, storage)
+        eng.add(x, np.arange(500), rng.integers(0, 9, 500))
+        A = np.tile(np.arange(9), (40, 1))
+        for k in (1, engine_module.JIT_MAX_K, engine_module.JIT_MAX_K + 1):
+            _same_scan(eng, x[:40], A, k)
+
+
+def test_equal_vectors_under_several_ids_come_back_in_id_order_from_either_scan():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((50, 6)).astype(np.float32)
+    xx = np.r_[x, x, x]  # every vector three times, under ids i, i + 50, i + 100
+    for metric in METRICS:
+        eng = IVFEngine(6, metric)
+        eng.add(xx[::-1].copy(), np.arange(150)[::-1].copy(), rng.integers(0, 5, 150))  # scanned in reverse id order
+        A = np.tile(np.arange(5), (40, 1))
+        for jit in (False, True):
+            _, I, _ = eng.search(x[:40], A, 4, jit=jit)
+            top = I[:, :3]  # the best vector's three copies, in id order
+            np.testing.assert_array_equal(top, (top[:, :1] % 50) + [0, 50, 100])

@@ -27,10 +27,30 @@ import numpy as np
 import faiss
 
 from .lists_file import Lists, lists_header, write_lists
+from .threads import blocks, n_threads, run
 
-__all__ = ["IVFEngine", "dedupe_topk", "worst_value", "LIST_OVERHEAD_BYTES"]
+__all__ = ["IVFEngine", "dedupe_topk", "order_ties", "worst_value", "scan_kernels", "LIST_OVERHEAD_BYTES", "JIT_MAX_K",
+           "GROUP_MIN_ROWS", "GROUP_ENTRIES"]
 
 LIST_OVERHEAD_BYTES = 160  # an empty ArrayInvertedLists list, measured (faiss 1.15: two MaybeOwnedVectors)
+JIT_MAX_K = 64  # the numba scan keeps k results in a sorted buffer (O(k) an insert): larger k go to faiss
+GROUP_MIN_ROWS = 32  # batches of at least this many rows are scanned grouped by list
+GROUP_ENTRIES = 1 << 22  # scored entries a grouped block holds (12 bytes each: 48 MiB)
+
+_KERNELS = None
+
+
+def scan_kernels():
+    """The numba scan kernels (:mod:`._scan_jit`), imported on first use; None when numba is missing."""
+    global _KERNELS
+    if _KERNELS is None:
+        try:
+            from . import _scan_jit
+        except ImportError:
+            _KERNELS = False
+        else:
+            _KERNELS = _scan_jit
+    return _KERNELS or None
 
 
 def worst_value(metric: int) -> float:
@@ -74,6 +94,22 @@ def dedupe_topk(D: np.ndarray, I: np.ndarray, k: int, metric: int):
     Dr[gone], Ir[gone] = worst_value(metric), -1
     D[r], I[r] = Dr, Ir
     return _pad(D, I, k, metric)
+
+
+def order_ties(D: np.ndarray, I: np.ndarray, metric: int):
+    """Hits of equal score in id order (rows sorted best first): which of two equal scores a scan ranks
+    first depends on the scan (faiss's heap, the numba buffer), so equal vectors stored under several
+    ids come back in one order whichever scan ran. Rows without a tie are left as they are."""
+    if D.shape[1] < 2:
+        return D, I
+    r = np.flatnonzero(((D[:, 1:] == D[:, :-1]) & (I[:, 1:] >= 0)).any(1))
+    if len(r) == 0:
+        return D, I
+    key = D[r] if metric != faiss.METRIC_INNER_PRODUCT else -D[r]
+    o = np.lexsort((np.where(I[r] >= 0, I[r], np.iinfo(np.int64).max), key), axis=-1)
+    D, I = D.copy(), I.copy()
+    D[r], I[r] = np.take_along_axis(D[r], o, 1), np.take_along_axis(I[r], o, 1)
+    return D, I
 
 
 class IVFEngine:
@@ -140,10 +176,16 @@ class IVFEngine:
             self._own = np.r_[self._own, np.ones(cap - start, bool)]
         self._scan = self._gpu = None
 
-    def _changed(self) -> None:
+    def _changed(self, lists: np.ndarray | None = None) -> None:
+        """After lists changed: the GPU copy and the scan's id map are stale, and so are the scan
+        table's addresses of ``lists`` (None: of every list)."""
         self._gpu = None
         if self._scan is not None:
             self._scan[0].set_direct_map_type(faiss.DirectMap.NoMap)
+        if lists is None:
+            self._addr = None
+        elif self._addr is not None:
+            self._dirty.append(np.asarray(lists, np.int64).reshape(-1))
 
     def _locate(self, lists: np.ndarray):
         """(part index, list id within that part) of each list id."""
@@ -213,7 +255,7 @@ class IVFEngine:
                     dst.add_entries(ll, n, il.get_ids(lst), il.get_codes(lst))
             self._parts[jj].ntotal = int(self._parts[jj].ntotal) + int(sizes[sel].sum())
         self._own[lists] = True
-        self._changed()
+        self._changed(lists)
 
     # -- data -------------------------------------------------------------------------------------
     def _add_rows(self, x: np.ndarray, ids: np.ndarray, lists: np.ndarray) -> None:
@@ -260,7 +302,7 @@ class IVFEngine:
                                    np.ascontiguousarray(col[sel]))
             copies = 1 + (spill_list_ids >= 0).sum(1).max()
             self.max_copies = max(self.max_copies, int(copies))
-        self._changed()
+        self._changed(list_ids if spill_list_ids is None else np.r_[list_ids, spill_list_ids[spill_list_ids >= 0]])
 
     def remove_ids(self, ids: np.ndarray) -> int:
         """Remove every entry (copies too) of these ids; returns the entries removed. A mapped base's
@@ -277,8 +319,9 @@ class IVFEngine:
                 p.set_direct_map_type(faiss.DirectMap.NoMap)  # the hashtable map removes by IDSelectorArray only
                 removed += int(p.remove_ids(sel))
         self._n -= removed
-        self._changed()
+        before = self._sizes.copy()
         self._recount()
+        self._changed(np.flatnonzero(self._sizes != before))  # faiss compacts a list in place, if at all
         return removed
 
     def _recount(self) -> None:
@@ -309,6 +352,8 @@ class IVFEngine:
         self._scan = None  # (IVF over a VStackInvertedLists, what it points at) when base / several parts
         self.max_copies = 1
         self._gpu = None
+        self._addr = None  # the jit scan's (codes, ids) address of each list, built on first use
+        self._dirty = []  # lists whose address may have changed since
 
     def list_sizes(self) -> np.ndarray:
         """Entries per list (nlist,) int64 (the engine's own array: do not modify)."""
@@ -352,7 +397,7 @@ class IVFEngine:
         self._copy_on_write(np.r_[list_no, dest])
         for p in self._parts:  # entries move: the id -> offset maps are stale
             p.set_direct_map_type(faiss.DirectMap.NoMap)
-        self._changed()
+        self._changed(np.r_[list_no, dest])
         cs = int(self._parts[0].code_size)
         (il, loc), = self._list_home([list_no])
         ids = faiss.rev_swig_ptr(il.get_ids(loc), m).copy()
@@ -368,7 +413,7 @@ class IVFEngine:
             self._sizes[lst] += int(sel.sum())
 
     # -- search -----------------------------------------------------------------------------------
-    def search(self, q: np.ndarray, assign: np.ndarray, k: int, max_codes: int = 0):
+    def search(self, q: np.ndarray, assign: np.ndarray, k: int, max_codes: int = 0, *, jit: bool = False):
         """Scan the assigned lists of each query.
 
         Args:
@@ -376,6 +421,10 @@ class IVFEngine:
             assign: (n, P) int64 list ids in probe order, -1 padded (each row's lists distinct).
             k: results per query (>= 1).
             max_codes: scan at most this many entries per query (0: all of the probed lists).
+            jit: scan with the numba kernels (:mod:`._scan_jit`: batches grouped by list, each probed
+                list read once per batch) where they apply: CPU, float32 storage, k x copies <=
+                :data:`JIT_MAX_K`, numba installed. Same results as faiss's scan up to float rounding
+                (ties at the k-th place). False: faiss's ``search_preassigned``.
 
         Returns:
             D (n, k) float32, I (n, k) int64 ids (duplicates removed; -1 padded), and the number of
@@ -384,12 +433,17 @@ class IVFEngine:
         q = np.ascontiguousarray(q, np.float32)
         assign = np.ascontiguousarray(assign, np.int64)
         n, P = assign.shape
+        if len(q) != n or q.ndim != 2 or q.shape[1] != self.d:
+            raise ValueError(f"q: expected ({n}, {self.d}) for {n} rows of assign, got {q.shape}")
         kk = max(1, min(k * self.max_copies, max(self.n_entries, 1)))
         if n == 0 or self.n_entries == 0:
             D = np.full((n, k), worst_value(self.metric), np.float32)
             return D, np.full((n, k), -1, np.int64), 0
+        kern = scan_kernels() if jit and self.device == "cpu" and self.storage == "float32" and kk <= JIT_MAX_K else None
         if self.device != "cpu":
             D, I, scanned = self._search_gpu(q, assign, kk, max_codes)
+        elif kern is not None:
+            D, I, scanned = self._search_jit(kern, q, assign, kk, max_codes)
         else:
             scan = self._scan_refs()
             ivf = scan[0]
@@ -407,7 +461,74 @@ class IVFEngine:
             D, I = dedupe_topk(D, I, k, self.metric)
         elif kk != k:
             D, I = _pad(D, I, k, self.metric)
-        return D, I, scanned
+        return (*order_ties(D, I, self.metric), scanned)
+
+    def _search_jit(self, kern, q, assign, k, max_codes):
+        """The numba scan: rows in blocks of at most :data:`GROUP_ENTRIES` scored entries, each block
+        grouped by list (:func:`._scan_jit.group_pairs`) when it has :data:`GROUP_MIN_ROWS` rows or
+        more, else scanned row by row; blocks on threads."""
+        caddr, iaddr = self._addresses()
+        sizes = self._sizes
+        n = len(q)
+        ip = self.metric == faiss.METRIC_INNER_PRODUCT
+        D = np.empty((n, k), np.float32)
+        I = np.empty((n, k), np.int64)
+        counts = kern.row_counts(assign, sizes, int(max_codes))
+        if n < GROUP_MIN_ROWS:
+            kern.scan_rows(q, assign, caddr, iaddr, sizes, int(max_codes), ip, D, I)
+        else:
+            ends = np.cumsum(counts)
+            cuts = [0]
+            while cuts[-1] < n:  # rows of at most GROUP_ENTRIES entries (a bigger row alone)
+                base = ends[cuts[-1] - 1] if cuts[-1] else 0
+                cuts.append(max(int(np.searchsorted(ends, base + GROUP_ENTRIES, side="right")), cuts[-1] + 1))
+            for r0, r1 in zip(cuts[:-1], cuts[1:]):
+                self._scan_block(kern, q[r0:r1], assign[r0:r1], max_codes, caddr, iaddr, ip, D[r0:r1], I[r0:r1])
+        bad = I < 0
+        D = -D if ip else D
+        D[bad] = worst_value(self.metric)
+        return D, I, int(counts.sum())
+
+    def _scan_block(self, kern, q, assign, max_codes, caddr, iaddr, ip, D, I):
+        sizes = self._sizes
+        n = len(q)
+        if n < GROUP_MIN_ROWS:
+            kern.scan_rows(q, assign, caddr, iaddr, sizes, int(max_codes), ip, D, I)
+            return
+        start, pq, pc, po, T = kern.group_pairs(assign, sizes, int(max_codes))
+        dist = np.empty(int(T[-1]), np.float32)
+        idout = np.empty(int(T[-1]), np.int64)
+        parts = n_threads(n)
+        L = len(sizes)
+        edges = np.searchsorted(start, np.linspace(0, start[-1], parts + 1)).clip(0, L)  # equal pair counts
+        edges[0], edges[-1] = 0, L
+        run(lambda t: kern.scan_grouped(q, int(edges[t]), int(edges[t + 1]), start, pq, pc, po, caddr, iaddr,
+                                        sizes, ip, dist, idout), list(range(parts)))
+        run(lambda s: kern.select_topk(s.start, s.stop, T, dist, idout, D, I), blocks(n, parts))
+
+    def _addresses(self):
+        """(codes, ids) address of every list (nlist,) int64 for the numba scan (0 for an empty list):
+        built once, then only the lists marked by :meth:`_changed` are looked up again (an add or a
+        split moves the lists it touches; a removal compacts in place)."""
+        L = self.nlist
+        tab = self._addr
+        if tab is None:
+            todo = np.flatnonzero(self._sizes)
+            tab = (np.zeros(L, np.int64), np.zeros(L, np.int64))
+        else:
+            if len(tab[0]) < L:
+                tab = tuple(np.r_[t, np.zeros(L - len(t), np.int64)] for t in tab)
+            todo = np.unique(np.concatenate(self._dirty)) if self._dirty else np.zeros(0, np.int64)
+        self._dirty = []
+        if len(todo):
+            caddr, iaddr = tab
+            for lst, (il, loc) in zip(todo.tolist(), self._list_home(todo)):
+                if self._sizes[lst]:
+                    caddr[lst], iaddr[lst] = int(il.get_codes(loc)), int(il.get_ids(loc))
+                else:
+                    caddr[lst] = iaddr[lst] = 0
+        self._addr = tab
+        return tab
 
     def scanned_per_query(self, assign: np.ndarray, max_codes: int = 0) -> np.ndarray:
         """Entries faiss scans for each row of assign (n,), from the list sizes (faiss's max_codes rule)."""

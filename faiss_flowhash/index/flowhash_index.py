@@ -337,9 +337,10 @@ class FlowHashIndex:
             self.last_search_stats = SearchStats(n_queries=n)
             return np.full((n, k), worst_value(self.metric_type), np.float32), np.full((n, k), -1, np.int64)
         D, I, scanned, probed, lists = [], [], 0, 0, 0
+        jit = choose_planner(p.planner, n) == "fused"  # numba plans, and numba scans (same import rule)
         for i in range(0, n, _QUERY_CHUNK):  # the proposal matrices grow with 2^max_probe_bits per query
             A, m = self._plan(x[i: i + _QUERY_CHUNK], p)
-            Di, Ii, si = self._engine.search(x[i: i + _QUERY_CHUNK], A, kk, max_codes=p.budget or 0)
+            Di, Ii, si = self._engine.search(x[i: i + _QUERY_CHUNK], A, kk, max_codes=p.budget or 0, jit=jit)
             D.append(Di), I.append(Ii)
             scanned, probed, lists = scanned + si, probed + m, lists + int((A >= 0).sum())
         D, I = (D[0], I[0]) if len(D) == 1 else (np.concatenate(D), np.concatenate(I))

@@ -18,32 +18,19 @@ on random data. numba is imported on the first fused plan (not at package import
 a fresh environment compiles (seconds, then cached on disk: bench/results/planner.md).
 """
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
-import faiss
 import numpy as np
 
 from .bfloat16 import to_bf16
 from .params import PLANNERS
 from .probing import flip_candidates, rank_lists
+from .threads import PARALLEL_MIN, blocks, n_threads, run as run_blocks
 
 __all__ = ["fused_plan", "reference_plan", "jit_kernels", "loaded_kernels", "choose_planner", "AUTO_FUSED_MIN_ROWS",
            "PARALLEL_MIN", "PLANNERS"]
 
-PARALLEL_MIN = 16  # queries per thread at least: smaller batches are planned on the calling thread
-
 _KERNELS = None
-_POOL = None
 _MAX_OUT = 1 << 20  # above this many output entries (nprobe=None) the lists are counted before planning
 _NO_SPACE = (np.zeros((1, 1), np.uint8), np.zeros(1, np.float32))  # placeholders without a shortlist
-
-
-def _pool():
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="flowhash-plan")
-    return _POOL
 
 
 def jit_kernels():
@@ -141,12 +128,8 @@ def fused_plan(z: np.ndarray, q: np.ndarray, *, probe_bits: int, keep: int | Non
     if n * P > _MAX_OUT:  # nprobe=None: every proposed list; count them first (lookups only)
         P = max(int(min(kern.count_lists(z, b, m, dense, keys, offsets).max(), P)), 1)
     out = np.full((n, P), -1, np.int64)
-    threads = int(min(faiss.omp_get_max_threads(), n // PARALLEL_MIN))
-    if threads > 1:  # the kernel releases the GIL: row blocks on threads, as many as faiss's scan uses
-        edges = np.linspace(0, n, threads + 1).astype(int)
-        got = np.concatenate(list(_pool().map(run, [slice(edges[i], edges[i + 1]) for i in range(threads)])))
-    else:
-        got = run(slice(0, n))
+    # the kernel releases the GIL: row blocks on threads, as many as faiss's scan uses
+    got = np.concatenate(run_blocks(run, blocks(n, n_threads(n))))
     width = max(int(got.max()), 1)
     return (out[:, :width] if width < out.shape[1] else out), n * m
 
