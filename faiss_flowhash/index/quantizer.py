@@ -23,6 +23,7 @@ from . import quantizer_numpy
 from .checks import as_matrix
 from .codes import pack_codes
 from .errors import NotTrainedError
+from .threads import blocks, n_threads, run as run_blocks
 from .train_report import TrainReport
 
 __all__ = ["QuantizerConfig", "TrainReport", "FlowQuantizer"]
@@ -79,7 +80,7 @@ def _pack_flow(weights):
             boff, lin_start)
 
 
-JIT_FLOW_MAX_ROWS = 16  # up to this many rows the flow runs in one numba kernel (numpy's per-op cost dominates)
+JIT_FLOW_MAX_ROWS = 16  # rows a thread gets at least when the numba flow runs on threads
 
 _PROJECTIONS = ("auto", "pca", "contrast", "triplet")
 
@@ -335,8 +336,13 @@ class FlowQuantizer:
             self.gauss.to(device)
 
     def project(self, x: np.ndarray) -> np.ndarray:
-        """y = (x - mean) @ W (n, K) float32, in numpy."""
+        """y = (x - mean) @ W (n, K) float32, in numpy; query-sized batches in blocks of FLOW_BLOCK_ROWS
+        rows, as the flow: one (2,000 x 128) @ (128 x 16) call wakes OpenBLAS's threads, which then spin
+        for a while and took a core from the numba planner that runs next (a search of 2,000 queries on
+        2 cores: 63 against 44 us a query planned; bench/results/fingerprints.md, session 5)."""
         mean, w, _ = self._linear()
+        if FLOW_BLOCK_ROWS < len(x) <= FLOW_BLOCKED_MAX:
+            return np.concatenate([(x[i: i + FLOW_BLOCK_ROWS] - mean) @ w for i in range(0, len(x), FLOW_BLOCK_ROWS)])
         return (x - mean) @ w
 
     def latent(self, y: np.ndarray, *, batch_size: int = 65536) -> np.ndarray:
@@ -346,19 +352,11 @@ class FlowQuantizer:
             loc, scale = self._linear()[2]
             return (y - loc) / scale
         if not self.config.precondition and str(self.config.device) == "cpu":
-            if len(y) <= JIT_FLOW_MAX_ROWS:
-                packed = self._packed_flow()
-                if packed is not None:
-                    return packed[0].flow_forward(np.ascontiguousarray(y, np.float32), *packed[1])
-            return _flow_numpy(self._flow_weights(), y)
+            return self._flow_cpu(y)
         if self._torch is None and str(self.config.device) == "cpu":  # a loaded quantizer: numpy, no torch
             u = quantizer_numpy.gauss_numpy(self._gauss_weights(), y)
-            if self.flow_active:
-                if len(u) <= JIT_FLOW_MAX_ROWS:  # the shipped model's chain: few rows in numba, as above
-                    packed = self._packed_flow()
-                    if packed is not None:
-                        return packed[0].flow_forward(np.ascontiguousarray(u, np.float32), *packed[1])
-                return _flow_numpy(self._flow_weights(), u)
+            if self.flow_active:  # the shipped model's chain: the flow as above, after the preconditioner
+                return self._flow_cpu(u)
             loc, scale = self._linear()[2]
             return ((u - loc) / scale).astype(np.float32)
         import torch
@@ -400,6 +398,26 @@ class FlowQuantizer:
                                  m.bias.detach().cpu().numpy().astype(np.float32)) for m in lin]))
             self._np = (mean, w, (loc, scale), layers)
         return self._np[2], self._np[3]
+
+    def _flow_cpu(self, y: np.ndarray) -> np.ndarray:
+        """The flow on the CPU: in numba once numba is loaded, for up to FLOW_BLOCKED_MAX rows (blocks of
+        at least JIT_FLOW_MAX_ROWS rows on threads: the kernel releases the GIL, numpy's small matmuls do
+        not); else, and for the millions of rows of an add, numpy."""
+        packed = self._packed_flow() if len(y) <= FLOW_BLOCKED_MAX else None
+        if packed is None:
+            return _flow_numpy(self._flow_weights(), y)
+        kern, arrays = packed
+        y = np.ascontiguousarray(y, np.float32)
+        parts = n_threads(len(y), JIT_FLOW_MAX_ROWS)
+        if parts == 1:
+            return kern.flow_forward(y, *arrays)
+        out = np.empty(y.shape, np.float32)
+
+        def block(s):
+            out[s] = kern.flow_forward(y[s], *arrays)
+
+        run_blocks(block, blocks(len(y), parts))
+        return out
 
     def _packed_flow(self):
         """(kernels module, packed weights) for few-row flow inference in numba, cached while the numpy
