@@ -3,8 +3,9 @@
 Part "engine" (issue 10 part 2): same data, one process, an equal number of vectors scanned per
 query (FlowHash ``budget`` = IVF ``max_codes`` = B, both exact), batch and single-query QPS of
   * IVFFlat: coarse quantizer + list scans (nlist=1024, nprobe=128 capped by max_codes);
-  * FlowHash engine only: the probed lists' scan from a precomputed assign matrix;
-  * FlowHash end to end: encode (torch quantizer) + probe order + bucket map + scan, with the
+  * FlowHash engine only: the probed lists' scan from a precomputed assign matrix, by faiss
+    (``engine_*``) and by the numba scan (``jit_*``);
+  * FlowHash end to end (``fh_*``, the numba scan): encode + probe order + bucket map + scan, with the
     encode time reported apart;
   * FlowHash end to end with the default centroid probing (1,024 flips of 12 bits, every proposed
     list ranked, the budget stops the scan), planned by the fused numba planner and by the reference
@@ -17,7 +18,8 @@ fraction to the cheapest flip's bucket, and the paper's radius copies (r = 1.0).
     OMP_WAIT_POLICY=PASSIVE python -m bench.engine_bench --part assign --n 200000
     OMP_WAIT_POLICY=PASSIVE python -m bench.engine_bench --part lists --n 200000
 Part "lists": the engine on IVFFlat's own lists and probe order (equal results, pure engine cost) and
-on finer partitions (8192, 65536 lists): what a visited list costs.
+on finer partitions (8192, 65536 lists): what a visited list costs; faiss's scan (``engine_*``) and the
+numba scan (``jit_*``: batches grouped by list) on the same lists.
 """
 
 import argparse
@@ -31,6 +33,8 @@ import numpy as np
 
 import faiss_flowhash as ffh
 from bench.datasets import exact_top1, make_synthetic
+from faiss_flowhash.index.codes import probe_codes
+from faiss_flowhash.index.engine import IVFEngine
 
 
 def rss() -> int:
@@ -96,7 +100,7 @@ def engine_part(ds, q, budgets, nq_single: int) -> dict:
         row["ivf_qps_batch"] = len(xq) / best_time(lambda: ivf.search(xq, 1, params=params))
         row["ivf_qps_single"] = len(single) / best_time(lambda: [ivf.search(single[i:i + 1], 1, params=params)
                                                                  for i in range(len(single))], reps=2)
-        sp = ffh.SearchParams(budget=B)
+        sp = ffh.SearchParams(budget=B, planner="fused")  # "fused": numba loaded, so the numba scan
         index.search(xq, 1, params=sp)
         row["fh_scanned"] = index.last_search_stats.candidates
         sizes = index._engine.list_sizes()
@@ -106,18 +110,21 @@ def engine_part(ds, q, budgets, nq_single: int) -> dict:
                                                                 for i in range(len(single))], reps=2)
         # pieces: encode, probe order + map, scan
         z = index._encode_queries(xq)
-        qi, codes, _ = ffh.index.codes.probe_codes(z, radius=float("inf"), max_bits=10)
+        qi, codes, _ = probe_codes(z, radius=float("inf"), max_bits=10)
         A = index._map.probe_matrix(qi, codes, len(xq))
         eng = index._engine
         row["engine_qps_batch"] = len(xq) / best_time(lambda: eng.search(xq, A, 1, B))
-        row["probe_ms_batch_per_q"] = 1e3 * best_time(lambda: index._map.probe_matrix(*ffh.index.codes.probe_codes(
+        row["jit_qps_batch"] = len(xq) / best_time(lambda: eng.search(xq, A, 1, B, jit=True))
+        row["jit_qps_single"] = len(single) / best_time(lambda: [eng.search(single[i:i + 1], A[i:i + 1], 1, B, jit=True)
+                                                                 for i in range(len(single))], reps=2)
+        row["probe_ms_batch_per_q"] = 1e3 * best_time(lambda: index._map.probe_matrix(*probe_codes(
             z, radius=float("inf"), max_bits=10)[:2], len(xq)), reps=2) / len(xq)
         row["engine_qps_single"] = len(single) / best_time(lambda: [eng.search(single[i:i + 1], A[i:i + 1], 1, B)
                                                                     for i in range(len(single))], reps=2)
         row["encode_ms_single"] = 1e3 * best_time(lambda: [index._encode_queries(single[i:i + 1])
                                                            for i in range(len(single))], reps=2) / len(single)
         row["encode_ms_batch_per_q"] = 1e3 * best_time(lambda: index._encode_queries(xq)) / len(xq)
-        row["probe_ms_single"] = 1e3 * best_time(lambda: [index._map.probe_matrix(*ffh.index.codes.probe_codes(
+        row["probe_ms_single"] = 1e3 * best_time(lambda: [index._map.probe_matrix(*probe_codes(
             z[i:i + 1], radius=float("inf"), max_bits=10)[:2], 1) for i in range(len(single))], reps=2) / len(single)
         # the default probing (hash proposes 1,024 flips of 12 bits, centroids rank) at the same budget,
         # planned by the fused (numba) planner and by the reference (numpy) planner: same lists
@@ -180,7 +187,7 @@ def lists_part(ds, budgets, nq_single: int) -> dict:
         rl = rng.integers(0, nl, n)
         setups.append((f"{nl} random lists", rl, np.stack([rng.permutation(nl)[:1024] for _ in range(len(xq))])))
     for name, lst, assign in setups:
-        eng = ffh.index.IVFEngine(d)
+        eng = IVFEngine(d)
         eng.reserve(int(assign.max()) + 1)
         eng.add(ds.x, np.arange(n, dtype=np.int64), lst)
         for B in budgets:
@@ -189,6 +196,11 @@ def lists_part(ds, budgets, nq_single: int) -> dict:
                    "engine_qps_batch": len(xq) / best_time(lambda: eng.search(xq, assign, 1, B)),
                    "engine_qps_single": len(single) / best_time(lambda: [eng.search(single[i:i + 1], assign[i:i + 1], 1, B)
                                                                          for i in range(len(single))], reps=2)}
+            eng.search(xq[:40], assign[:40], 1, B, jit=True)  # the numba scan (compiled / loaded once)
+            row["jit_qps_batch"] = len(xq) / best_time(lambda: eng.search(xq, assign, 1, B, jit=True))
+            row["jit_qps_single"] = len(single) / best_time(lambda: [eng.search(single[i:i + 1], assign[i:i + 1], 1, B, jit=True)
+                                                                      for i in range(len(single))], reps=2)
+            row["jit_same_results_as_engine"] = float((eng.search(xq, assign, 1, B, jit=True)[1] == eng.search(xq, assign, 1, B)[1]).mean())
             if name.startswith("IVF"):
                 Di, Ii = ivf.search(xq, 1, params=params)
                 De, Ie, _ = eng.search(xq, assign, 1, B)

@@ -361,9 +361,11 @@ class IVFEngine:
 
     def nbytes(self) -> int:
         """Bytes of list payload (codes + ids) plus the measured per-list overhead (capacity slack of the
-        std::vectors not included; bench/engine_bench.py reports resident memory). A mapped base's lists
+        std::vectors not included; bench/engine_bench.py reports resident memory), plus the numba scan's
+        address table (16 bytes a list) once a jit search built it. A mapped base's lists
         count although they stay on disk until read (:meth:`mapped_bytes`)."""
-        return self.n_entries * (int(self._parts[0].code_size) + 8) + self.nlist * LIST_OVERHEAD_BYTES
+        table = 0 if self._addr is None else sum(t.nbytes for t in self._addr)  # the numba scan's addresses
+        return self.n_entries * (int(self._parts[0].code_size) + 8) + self.nlist * LIST_OVERHEAD_BYTES + table
 
     def mapped_bytes(self) -> int:
         """Bytes of list payload still served from the mapped lists file (0 without one)."""

@@ -28,7 +28,9 @@ def n_threads(n: int, min_rows: int = PARALLEL_MIN) -> int:
 
 def blocks(n: int, parts: int) -> list:
     """``parts`` contiguous slices covering 0 .. n - 1, of near-equal length."""
-    edges = np.linspace(0, n, max(int(parts), 1) + 1).astype(int)
+    if parts <= 1:
+        return [slice(0, int(n))]
+    edges = np.linspace(0, n, int(parts) + 1).astype(int)
     return [slice(int(edges[i]), int(edges[i + 1])) for i in range(len(edges) - 1)]
 
 
