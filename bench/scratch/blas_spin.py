@@ -10,25 +10,16 @@ and in one call (the code before session 5); and the encode and the numba plan a
 """
 import argparse
 import os
-import time
 
 import faiss
 import numpy as np
 
 import faiss_flowhash as ffh
-from bench import datasets
+from bench.scratch.fp_setup import best, build, load
 from faiss_flowhash.index import quantizer as quantizer_mod
 from faiss_flowhash.index.params import DEFAULT
 from faiss_flowhash.index.planner import fused_plan
 
-
-def best(fn, reps):
-    t = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        t.append(time.perf_counter() - t0)
-    return min(t)
 
 
 def main():
@@ -37,12 +28,8 @@ def main():
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
-    d = lambda f: os.path.join(a.data, f)
-    ds = datasets.load_vectors(d("vectors.npy"), d("queries.npy"), d("truth.npy"), positives=d("positives.npy"))
-    idx = ffh.FlowHashIndex(ds.x.shape[1], K=16, config=ffh.QuantizerConfig(seed=0, verbose=False))
-    idx.verbose = False
-    idx.train(ds.x_train, x_pos=ds.x_pos)
-    idx.add(ds.x)
+    ds = load(a.data)
+    idx = build(ds, 16)
     faiss.omp_set_num_threads(a.threads)
     xq = np.ascontiguousarray(ds.q, np.float32)
     n = len(xq)

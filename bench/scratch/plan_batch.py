@@ -13,14 +13,13 @@ Every variant's lists are scanned by the same engine (numba scan); R@1 against e
 """
 import argparse
 import os
-import time
 
 import faiss
 import numpy as np
 from numba import njit
 
 import faiss_flowhash as ffh
-from bench import datasets
+from bench.scratch.fp_setup import best, build, load
 from faiss_flowhash.index import _jit, threads
 from faiss_flowhash.index.params import DEFAULT
 
@@ -36,7 +35,6 @@ def template_masks(mean_sorted, b, m):
 @njit(cache=True, nogil=True)
 def _query_flips(z, b, tmpl, lut):
     """The template mapped to this query's bits: rank r -> the bit of its r-th smallest |z|."""
-    K = z.shape[0]
     order = _jit._argsort_small(np.abs(z))
     nb = (b + 7) // 8
     for t in range(nb):  # lut[t, v] = bits of the ranks 8t .. 8t + 7 set in v
@@ -275,14 +273,6 @@ def grouped_plan(Z, Q, b, keep, nprobe, dense, offsets, lists, cent, tmpl, use_t
     return out
 
 
-def best(fn, reps):
-    t = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        t.append(time.perf_counter() - t0)
-    return min(t)
-
 
 def main():
     ap = argparse.ArgumentParser()
@@ -292,12 +282,8 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--grouped", action="store_true", help="also the grouped ranking (slower: measured)")
     a = ap.parse_args()
-    d = lambda f: os.path.join(a.data, f)
-    ds = datasets.load_vectors(d("vectors.npy"), d("queries.npy"), d("truth.npy"), positives=d("positives.npy"))
-    idx = ffh.FlowHashIndex(ds.x.shape[1], K=a.K, config=ffh.QuantizerConfig(seed=0, verbose=False))
-    idx.verbose = False
-    idx.train(ds.x_train, x_pos=ds.x_pos)
-    idx.add(ds.x)
+    ds = load(a.data)
+    idx = build(ds, a.K)
     xq = np.ascontiguousarray(ds.q, np.float32)
     n = len(xq)
     xs = np.ascontiguousarray(idx._scaled(xq), np.float32)

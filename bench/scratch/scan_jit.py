@@ -16,17 +16,9 @@ import faiss
 import numpy as np
 
 import faiss_flowhash as ffh
-from bench import datasets
+from bench.scratch.fp_setup import best, build, load
 from faiss_flowhash.index.params import DEFAULT
 
-
-def best(fn, reps):
-    t = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        t.append(time.perf_counter() - t0)
-    return min(t)
 
 
 def main():
@@ -38,13 +30,9 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--single", type=int, default=300, help="queries timed one at a time")
     a = ap.parse_args()
-    d = lambda f: os.path.join(a.data, f)
-    ds = datasets.load_vectors(d("vectors.npy"), d("queries.npy"), d("truth.npy"), positives=d("positives.npy"))
+    ds = load(a.data)
     K = None if a.K == "auto" else int(a.K)
-    idx = ffh.FlowHashIndex(ds.x.shape[1], K=K, config=ffh.QuantizerConfig(seed=0, verbose=False))
-    idx.verbose = False
-    idx.train(ds.x_train, x_pos=ds.x_pos)
-    idx.add(ds.x)
+    idx = build(ds, K)
     eng = idx._engine
     xq = np.ascontiguousarray(ds.q, np.float32)
     n = len(xq)
