@@ -66,21 +66,35 @@ def _score(q, x, ip):
 
 
 @njit(cache=True, nogil=True)
+def _walk(row, sizes, max_codes, ls, cs):
+    """faiss's budget rule for one query's lists ``row`` (P,) in probe order (-1 ends them): the lists
+    it scans into ls, how many entries of each into cs (the last one in part, empty lists skipped);
+    returns how many lists. max_codes 0: no budget."""
+    left = max_codes if max_codes > 0 else _NO_BUDGET
+    w = 0
+    for j in range(row.shape[0]):
+        l = row[j]
+        if l < 0 or left <= 0:
+            break
+        c = min(sizes[l], left)
+        if c > 0:
+            ls[w] = l
+            cs[w] = c
+            w += 1
+            left -= c
+    return w
+
+
+@njit(cache=True, nogil=True)
 def row_counts(A, sizes, max_codes):
     """Entries each query of A (n, P) scans (n,) int64, under faiss's budget rule (0: no budget)."""
     n, P = A.shape
     out = np.zeros(n, np.int64)
+    ls = np.empty(P, np.int64)
+    cs = np.empty(P, np.int64)
     for i in range(n):
-        left = max_codes if max_codes > 0 else _NO_BUDGET
-        t = 0
-        for j in range(P):
-            l = A[i, j]
-            if l < 0 or left <= 0:
-                break
-            c = min(sizes[l], left)
-            t += c
-            left -= c
-        out[i] = t
+        w = _walk(A[i], sizes, max_codes, ls, cs)
+        out[i] = cs[:w].sum()
     return out
 
 
@@ -94,18 +108,14 @@ def group_pairs(A, sizes, max_codes):
     L = sizes.shape[0]
     start = np.zeros(L + 1, np.int64)
     T = np.zeros(n + 1, np.int64)
+    ls = np.empty(P, np.int64)
+    cs = np.empty(P, np.int64)
     for i in range(n):
-        left = max_codes if max_codes > 0 else _NO_BUDGET
+        w = _walk(A[i], sizes, max_codes, ls, cs)
         t = 0
-        for j in range(P):
-            l = A[i, j]
-            if l < 0 or left <= 0:
-                break
-            c = min(sizes[l], left)
-            if c > 0:
-                start[l + 1] += 1
-                t += c
-                left -= c
+        for e in range(w):
+            start[ls[e] + 1] += 1
+            t += cs[e]
         T[i + 1] = T[i] + t
     for l in range(L):
         start[l + 1] += start[l]
@@ -114,20 +124,14 @@ def group_pairs(A, sizes, max_codes):
     pq = np.empty(npairs, np.int64)
     pc = np.empty(npairs, np.int64)
     po = np.empty(npairs, np.int64)
-    for i in range(n):
-        left = max_codes if max_codes > 0 else _NO_BUDGET
+    for i in range(n):  # the same walk again (cheap), rather than (n, P) buffers
+        w = _walk(A[i], sizes, max_codes, ls, cs)
         o = T[i]
-        for j in range(P):
-            l = A[i, j]
-            if l < 0 or left <= 0:
-                break
-            c = min(sizes[l], left)
-            if c > 0:
-                p = pos[l]
-                pos[l] += 1
-                pq[p], pc[p], po[p] = i, c, o
-                o += c
-                left -= c
+        for e in range(w):
+            p = pos[ls[e]]
+            pos[ls[e]] += 1
+            pq[p], pc[p], po[p] = i, cs[e], o
+            o += cs[e]
     return start, pq, pc, po, T
 
 
@@ -181,6 +185,8 @@ def scan_rows(Q, A, caddr, iaddr, sizes, max_codes, ip, D, I):
     d = Q.shape[1]
     k = D.shape[1]
     tot = 0
+    ls = np.empty(P, np.int64)
+    cs = np.empty(P, np.int64)
     for i in range(n):
         q = Q[i]
         bd = D[i]
@@ -188,26 +194,20 @@ def scan_rows(Q, A, caddr, iaddr, sizes, max_codes, ip, D, I):
         for j in range(k):
             bd[j] = np.inf
             bi[j] = -1
-        left = max_codes if max_codes > 0 else _NO_BUDGET
-        for j in range(P):
-            l = A[i, j]
-            if l < 0 or left <= 0:
-                break
-            c = min(sizes[l], left)
-            if c <= 0:
-                continue
+        w = _walk(A[i], sizes, max_codes, ls, cs)
+        for e in range(w):
+            l, c = ls[e], cs[e]
             X = carray(_f32_at(caddr[l]), (c, d))
             ids = carray(_i64_at(iaddr[l]), (c,))
             for v in range(c):
                 s = _score(q, X[v], ip)
                 if s < bd[k - 1]:  # as in select_topk
-                    w = k - 1
-                    while w > 0 and bd[w - 1] > s:
-                        bd[w] = bd[w - 1]
-                        bi[w] = bi[w - 1]
-                        w -= 1
-                    bd[w] = s
-                    bi[w] = ids[v]
+                    w2 = k - 1
+                    while w2 > 0 and bd[w2 - 1] > s:
+                        bd[w2] = bd[w2 - 1]
+                        bi[w2] = bi[w2 - 1]
+                        w2 -= 1
+                    bd[w2] = s
+                    bi[w2] = ids[v]
             tot += c
-            left -= c
     return tot
