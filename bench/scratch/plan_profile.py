@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import faiss
 import numpy as np
@@ -23,6 +22,7 @@ from numba import njit
 
 import faiss_flowhash as ffh
 from bench import datasets
+from bench.scratch.fp_setup import best
 from faiss_flowhash.index import _jit, planner
 
 
@@ -50,14 +50,6 @@ def flips_lookup(Z, b, m, dense, offsets):
                 tot += offsets[g + 1] - offsets[g]
     return tot
 
-
-def best(fn, reps):
-    t = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        t.append(time.perf_counter() - t0)
-    return min(t)
 
 
 def baseline_kernels(rev):

@@ -167,7 +167,10 @@ def select_topk(i0, i1, T, dist, idout, D, I):
             bi[j] = -1
         for e in range(T[i], T[i + 1]):
             s = dist[e]
-            if s < bd[k - 1]:  # into the sorted buffer; an equal score stays behind the ones before it
+            # into the sorted buffer; an equal score stays behind the ones before it. Written out here and
+            # in scan_rows: as a shared njit helper (even inline="always") the selection took 11.2 instead
+            # of 0.36 us a query (1,024 x 96 plans on fingerprints)
+            if s < bd[k - 1]:
                 j = k - 1
                 while j > 0 and bd[j - 1] > s:
                     bd[j] = bd[j - 1]
