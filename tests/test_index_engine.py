@@ -242,6 +242,8 @@ def test_queries_and_assign_rows_must_agree():
     for jit in (False, True):
         with pytest.raises(ValueError, match="rows of assign"):
             eng.search(np.ones((2, 4), np.float32), np.zeros((5, 1), np.int64), 1, jit=jit)
+    with pytest.raises(ValueError, match="list ids < nlist"):  # the numba scan reads without bounds checks
+        eng.search(np.ones((2, 4), np.float32), np.full((2, 1), eng.nlist, np.int64), 1, jit=True)
 
 
 def test_the_numba_scan_applies_where_it_can():

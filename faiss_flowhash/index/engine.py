@@ -472,6 +472,8 @@ class IVFEngine:
         caddr, iaddr = self._addresses()
         sizes = self._sizes
         n = len(q)
+        if assign.size and int(assign.max()) >= len(sizes):  # the kernels do not bounds-check: faiss would raise
+            raise ValueError(f"assign: expected list ids < nlist = {len(sizes)}, got {int(assign.max())}")
         ip = self.metric == faiss.METRIC_INNER_PRODUCT
         D = np.empty((n, k), np.float32)
         I = np.empty((n, k), np.int64)
