@@ -1,4 +1,4 @@
-"""The scan engine: buckets as faiss inverted lists, probed lists scanned in faiss's C++.
+"""The scan engine: buckets as faiss inverted lists, probed lists scanned in faiss's C++ or in numba.
 
 Vectors live in a ``faiss.IndexIVFFlat`` (``IndexIVFScalarQuantizer`` QT_fp16 for float16 storage)
 whose lists are buckets: each bucket's vectors are contiguous, and a query's probed lists are scanned
@@ -14,6 +14,12 @@ time an add, a removal or a split touches it (copy on write; its mapped pages ar
 change costs what it touches. Several parts, or a base, are scanned as one faiss
 ``VStackInvertedLists`` (base lists first, then the parts; the search maps each list id to where it
 lives), so the scan, its order and its budget are those of one ArrayInvertedLists.
+
+The numba scan (``search(..., jit=True)``, :mod:`._scan_jit`) reads the same lists in place through a
+table of their addresses: a batch's (query, list) pairs grouped by list, so each probed list is read
+once per batch (FlowHash's lists are many and small: bench/results/engine.md, section 6). Every change
+that can move a list (an add, a split, a copy on write, a removal) marks it in :meth:`_changed`, and
+the next jit search looks only those up again.
 
 Copies: a vector may be added to several lists (spill / radius copies); the engine then searches
 ``k x copies`` and removes duplicate ids. The faiss direct map (id -> list, offset) is built only when
@@ -113,7 +119,7 @@ def order_ties(D: np.ndarray, I: np.ndarray, metric: int):
 
 
 class IVFEngine:
-    """Inverted lists of vectors and ids, scanned by faiss.
+    """Inverted lists of vectors and ids, scanned by faiss or by the numba kernels.
 
     Args:
         d: vector dimension.
