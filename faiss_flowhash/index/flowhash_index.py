@@ -3,7 +3,8 @@
 The quantizer maps a vector to K latents z; the sign bits are its bucket code. Each non-empty bucket
 is one faiss inverted list (:mod:`.engine`), found through a compact code -> list map
 (:mod:`.bucket_map`). A query probes its own bucket and those reached by flipping its least certain
-bits (|z_k| < r~), cheapest first, until a candidate budget; faiss's C++ scans the probed lists.
+bits (|z_k| < r~), cheapest first, until a candidate budget; the engine scans the probed lists
+(numba, batches grouped by list, where numba plans; faiss's C++ otherwise).
 Multi-assignment (a vector also stored in another bucket): ``"none"`` (default) stores each vector
 once; ``"spill"`` copies the most uncertain fraction once, to the bucket of its cheapest bit flip;
 ``"radius"`` is the paper's r-ball copies. At equal % evaluated neither copy scheme bought recall
