@@ -484,22 +484,20 @@ class IVFEngine:
         D = np.empty((n, k), np.float32)
         I = np.empty((n, k), np.int64)
         counts = kern.row_counts(assign, sizes, int(max_codes))
-        if n < GROUP_MIN_ROWS:
-            kern.scan_rows(q, assign, caddr, iaddr, sizes, int(max_codes), ip, D, I)
-        else:
-            ends = np.cumsum(counts)
-            cuts = [0]
-            while cuts[-1] < n:  # rows of at most GROUP_ENTRIES entries (a bigger row alone)
-                base = ends[cuts[-1] - 1] if cuts[-1] else 0
-                cuts.append(max(int(np.searchsorted(ends, base + GROUP_ENTRIES, side="right")), cuts[-1] + 1))
-            for r0, r1 in zip(cuts[:-1], cuts[1:]):
-                self._scan_block(kern, q[r0:r1], assign[r0:r1], max_codes, caddr, iaddr, ip, D[r0:r1], I[r0:r1])
+        ends = np.cumsum(counts)
+        cuts = [0]
+        while cuts[-1] < n:  # rows of at most GROUP_ENTRIES entries (a bigger row alone)
+            base = ends[cuts[-1] - 1] if cuts[-1] else 0
+            cuts.append(max(int(np.searchsorted(ends, base + GROUP_ENTRIES, side="right")), cuts[-1] + 1))
+        for r0, r1 in zip(cuts[:-1], cuts[1:]):
+            self._scan_block(kern, q[r0:r1], assign[r0:r1], max_codes, caddr, iaddr, ip, D[r0:r1], I[r0:r1])
         bad = I < 0
         D = -D if ip else D
         D[bad] = worst_value(self.metric)
         return D, I, int(counts.sum())
 
     def _scan_block(self, kern, q, assign, max_codes, caddr, iaddr, ip, D, I):
+        """One block of rows: grouped by list with GROUP_MIN_ROWS rows or more, else row by row."""
         sizes = self._sizes
         n = len(q)
         if n < GROUP_MIN_ROWS:

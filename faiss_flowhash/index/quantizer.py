@@ -39,12 +39,17 @@ FLOW_BLOCK_ROWS = 64
 FLOW_BLOCKED_MAX = 8192
 
 
+def _in_row_blocks(fn, x: np.ndarray) -> np.ndarray:
+    """fn(x), for query-sized batches (FLOW_BLOCK_ROWS < n <= FLOW_BLOCKED_MAX) one block of
+    FLOW_BLOCK_ROWS rows at a time (see above); fn maps rows to rows."""
+    if FLOW_BLOCK_ROWS < len(x) <= FLOW_BLOCKED_MAX:
+        return np.concatenate([fn(x[i: i + FLOW_BLOCK_ROWS]) for i in range(0, len(x), FLOW_BLOCK_ROWS)])
+    return fn(x)
+
+
 def _flow_numpy(weights, y: np.ndarray) -> np.ndarray:
     """RealNVP forward (y -> z) in numpy, the same arithmetic as :class:`.flow.RealNVP`."""
-    if FLOW_BLOCK_ROWS < len(y) <= FLOW_BLOCKED_MAX:
-        return np.concatenate([_flow_rows(weights, y[i: i + FLOW_BLOCK_ROWS])
-                               for i in range(0, len(y), FLOW_BLOCK_ROWS)])
-    return _flow_rows(weights, y)
+    return _in_row_blocks(lambda rows: _flow_rows(weights, rows), y)
 
 
 def _flow_rows(weights, y: np.ndarray) -> np.ndarray:
@@ -341,9 +346,7 @@ class FlowQuantizer:
         for a while and took a core from the numba planner that runs next (a search of 2,000 queries on
         2 cores: 63 against 44 us a query planned; bench/results/fingerprints.md, session 5)."""
         mean, w, _ = self._linear()
-        if FLOW_BLOCK_ROWS < len(x) <= FLOW_BLOCKED_MAX:
-            return np.concatenate([(x[i: i + FLOW_BLOCK_ROWS] - mean) @ w for i in range(0, len(x), FLOW_BLOCK_ROWS)])
-        return (x - mean) @ w
+        return _in_row_blocks(lambda rows: (rows - mean) @ w, x)
 
     def latent(self, y: np.ndarray, *, batch_size: int = 65536) -> np.ndarray:
         """y (n, K) -> z (n, K) float32 through the preconditioner and the flow (identity start: y / scale).
