@@ -3,10 +3,12 @@ as `fingerprint_ann` builds "FlowHash K16" (seed 0, with positives), and a best-
 import os
 import time
 
+import numpy as np
+
 import faiss_flowhash as ffh
 from bench import datasets
 
-__all__ = ["load", "build", "best"]
+__all__ = ["load", "build", "plan_inputs", "best"]
 
 
 def load(data: str):
@@ -22,6 +24,17 @@ def build(ds, K=16):
     idx.train(ds.x_train, x_pos=ds.x_pos)
     idx.add(ds.x)
     return idx
+
+
+def plan_inputs(idx, ds):
+    """What the numba planner is fed for the queries of ds: (queries xs scaled as the index scales
+    them, latents z, the bucket map's tables (dense, keys, offsets, lists), the centroid rows in the
+    tables' list order), all C-contiguous."""
+    xq = np.ascontiguousarray(ds.q, np.float32)
+    xs = np.ascontiguousarray(idx._scaled(xq), np.float32)
+    z = np.ascontiguousarray(idx.quantizer.latent(idx.quantizer.project(xs)), np.float32)
+    tables = idx._map.tables()
+    return xs, z, tables, idx._cent.layout(tables[3])
 
 
 def best(fn, reps: int) -> float:

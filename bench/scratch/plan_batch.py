@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 import faiss_flowhash as ffh
-from bench.scratch.fp_setup import best, build, load
+from bench.scratch.fp_setup import best, build, load, plan_inputs
 from faiss_flowhash.index import _jit, threads
 from faiss_flowhash.index.params import DEFAULT
 
@@ -286,12 +286,9 @@ def main():
     idx = build(ds, a.K)
     xq = np.ascontiguousarray(ds.q, np.float32)
     n = len(xq)
-    xs = np.ascontiguousarray(idx._scaled(xq), np.float32)
-    z = np.ascontiguousarray(idx.quantizer.latent(idx.quantizer.project(xs)), np.float32)
+    xs, z, (dense, keys, offsets, lists), cent = plan_inputs(idx, ds)
     zt = idx.quantizer.latent(idx.quantizer.project(idx._scaled(ds.x_train[:20000])))
     mean_sorted = np.sort(np.abs(zt), axis=1).mean(0).astype(np.float32)
-    dense, keys, offsets, lists = idx._map.tables()
-    cent = idx._cent.layout(lists)
     flat = faiss.IndexFlatIP(ds.x.shape[1]) if idx._engine.metric == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(ds.x.shape[1])
     flat.add(ds.x)
     exact = flat.search(xq, 1)[1][:, 0]

@@ -10,20 +10,11 @@ import os
 
 import faiss
 import numpy as np
-from numba import njit
 
-from bench.scratch.fp_setup import best, build, load
+from bench.scratch.fp_setup import best, build, load, plan_inputs
+from bench.scratch.plan_profile import flips_only
 from faiss_flowhash.index import _jit
 from faiss_flowhash.index.planner import _NO_SPACE
-
-
-@njit(cache=True, nogil=True)
-def flips_only(Z, b, m):
-    t = 0
-    for i in range(Z.shape[0]):
-        f, _ = _jit.cheapest_flips(Z[i], b, m)
-        t += f.shape[0]
-    return t
 
 
 def main():
@@ -35,12 +26,8 @@ def main():
     faiss.omp_set_num_threads(1)
     ds = load(a.data)
     idx = build(ds, 16)
-    xq = np.ascontiguousarray(ds.q, np.float32)
-    n = len(xq)
-    xs = np.ascontiguousarray(idx._scaled(xq), np.float32)
-    z = np.ascontiguousarray(idx.quantizer.latent(idx.quantizer.project(xs)), np.float32)
-    dense, keys, offsets, lists = idx._map.tables()
-    cent = idx._cent.layout(lists)
+    xs, z, (dense, keys, offsets, lists), cent = plan_inputs(idx, ds)
+    n = len(xs)
     qz = np.zeros((n, 1), np.float32)
     cred, cres = _NO_SPACE
     hot_z, hot_x = np.ascontiguousarray(np.repeat(z[:1], n, 0)), np.ascontiguousarray(np.repeat(xs[:1], n, 0))

@@ -13,7 +13,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from bench.scratch.fp_setup import best, build, load
+from bench.scratch.fp_setup import best, build, load, plan_inputs
+from bench.scratch.plan_batch import _select
 from faiss_flowhash.index import _jit
 from faiss_flowhash.index.planner import _NO_SPACE
 
@@ -83,27 +84,8 @@ def plan_prefetch(Z, Q, b, keep, nprobe, dense, offsets, lists, cent, cent_addr,
                 dist[cnt] = _jit.bf16_l2(Q[i], cent[t])
                 lid[cnt] = t
                 cnt += 1
-        kk = min(nprobe, cnt, out.shape[1]) if select else 0
-        if kk > 0:
-            if cnt > kk:
-                thr = _jit._kth(dist[:cnt].copy(), kk - 1)
-                sd = np.empty(kk, np.float32)
-                sl = np.empty(kk, np.int64)
-                w = 0
-                for t in range(cnt):
-                    if dist[t] < thr:
-                        sd[w], sl[w] = dist[t], lid[t]
-                        w += 1
-                for t in range(cnt):
-                    if w == kk:
-                        break
-                    if dist[t] == thr:
-                        sd[w], sl[w] = dist[t], lid[t]
-                        w += 1
-                dist, lid = sd, sl
-            o = _jit._argsort(dist[:kk])
-            for t in range(kk):
-                out[i, t] = lists[lid[o[t]]]
+        if select:
+            _select(dist, lid, cnt, nprobe, lists, out[i])
         ga, gb = gb, ga
         ma, ta = (mb, tb) if i + 1 < n else (ma, ta)
 
@@ -117,12 +99,8 @@ def main():
     faiss.omp_set_num_threads(1)
     ds = load(a.data)
     idx = build(ds, 16)
-    xq = np.ascontiguousarray(ds.q, np.float32)
-    n = len(xq)
-    xs = np.ascontiguousarray(idx._scaled(xq), np.float32)
-    z = np.ascontiguousarray(idx.quantizer.latent(idx.quantizer.project(xs)), np.float32)
-    dense, keys, offsets, lists = idx._map.tables()
-    cent = idx._cent.layout(lists)
+    xs, z, (dense, keys, offsets, lists), cent = plan_inputs(idx, ds)
+    n = len(xs)
     qz = np.zeros((n, 1), np.float32)
     cred, cres = _NO_SPACE
     addr = cent.ctypes.data
